@@ -1,0 +1,28 @@
+# pwoa-lab: the two commands of a fresh machine are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install bench notebooks browser-test clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## the quick Figure 1 on the embedded digits data (no files needed)
+	$(VENV)/bin/pwoa-lab figure1 --dataset digits --preset quick --out results/figure1_digits
+
+test: $(STAMP)  ## the whole test suite (notebooks in smoke mode included)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)  ## benchmarks (not part of the tests)
+	$(PY) bench/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,108 @@
+"""Checkpoints: weights plus the metadata that says what they are.
+
+A checkpoint file is a `torch.save` of
+
+    {"format": "pwoa-lab-checkpoint", "version": 1, "state_dict": {...}, "meta": {...}}
+
+with `meta` holding at least `model` and `dataset` (to rebuild the architecture) and, as available, `eps`,
+`seed`, `metrics`, `command`, `versions`, `storage_dtype`. Loading is strict: a truncated file, a foreign
+file, or weights that do not fit the named architecture give a `CheckpointError` that says what to do.
+Files are written atomically and never overwrite an existing file unless asked to.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.torch_version import TorchVersion
+
+from .models import build_model
+from .utils import atomic_write, versions
+
+FORMAT = "pwoa-lab-checkpoint"
+TEACHER_DIR = Path(__file__).resolve().parent / "teachers"
+SHIPPED_TEACHERS = {"digits": TEACHER_DIR / "digits_small_cnn.pt", "mnist": TEACHER_DIR / "mnist_lenet3.pt"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used as asked."""
+
+
+def command_line() -> str:
+    """The command that is running now, for the record."""
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name] + sys.argv[1:])
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], storage_dtype: str = "float32",
+                    overwrite: bool = False) -> Path:
+    """Save `model`'s weights and `meta` to `path` atomically (float16 storage halves the file)."""
+    if "model" not in meta or "dataset" not in meta:
+        raise ValueError("checkpoint metadata needs 'model' and 'dataset' to rebuild the architecture")
+    dtype = {"float32": torch.float32, "float16": torch.float16}[storage_dtype]
+    from .pruning import dense_state_dict
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in dense_state_dict(model).items()}
+    meta = {"versions": versions(), **meta, "storage_dtype": storage_dtype}
+    blob = {"format": FORMAT, "version": 1, "state_dict": state, "meta": meta}
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        torch.save(blob, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, checked to be a pwoa-lab checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (train one with `pwoa-lab train-teacher`, "
+                              "or use a shipped teacher: " + ", ".join(str(p) for p in SHIPPED_TEACHERS.values())
+                              + ")")
+    try:
+        # TorchVersion (a str subclass) is allowed so that files saved before versions() stored plain strings load
+        with torch.serialization.safe_globals([TorchVersion]):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(err).__name__}: {err}); the file "
+                              "is truncated or corrupted: re-create it or copy it again") from err
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a pwoa-lab checkpoint (no '{FORMAT}' marker); save models with "
+                              "pwoa_lab.checkpoint.save_checkpoint or `pwoa-lab train-teacher`")
+    return blob
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    expect: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint names, load its weights strictly, return (model in eval mode, meta).
+
+    `expect` (e.g. {"dataset": "mnist", "model": "lenet3"}) must match the metadata, else CheckpointError.
+    """
+    blob = read_checkpoint(path)
+    meta = blob["meta"]
+    for key, value in (expect or {}).items():
+        if value is not None and meta.get(key) != value:
+            raise CheckpointError(f"{path} holds {key}={meta.get(key)!r}, but {key}={value!r} was asked for; "
+                                  f"use a checkpoint made for {value!r}")
+    try:
+        model = build_model(meta["model"], meta["dataset"])
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: its metadata names an unknown architecture ({err})") from err
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit {meta['model']} for {meta['dataset']} ({first}); "
+                              "the file was made for another architecture or is damaged") from err
+    model.kit_name, model.kit_dataset = meta["model"], meta["dataset"]
+    return model.to(device).eval(), meta
+
+
+def load_teacher(dataset: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The robust teacher that ships with the kit for `dataset` (digits, mnist)."""
+    if dataset not in SHIPPED_TEACHERS:
+        raise ValueError(f"no shipped teacher for {dataset!r}; shipped: {', '.join(SHIPPED_TEACHERS)}. Train one "
+                         f"with `pwoa-lab train-teacher --dataset {dataset}` and pass its checkpoint")
+    return load_checkpoint(SHIPPED_TEACHERS[dataset], device)

@@ -1,0 +1,267 @@
+"""The `pwoa-lab` command line: train teachers, evaluate checkpoints, prune, make the figures.
+
+    pwoa-lab train-teacher --dataset mnist --model lenet3 --epochs 6 --out teacher.pt
+    pwoa-lab evaluate --checkpoint teacher.pt --dataset mnist --attacks natural,fgsm,pgd,cw,aa --n 1000
+    pwoa-lab prune --checkpoint teacher.pt --method pwoa --rate 4 --preset quick --out pruned.pt
+    pwoa-lab figure1 --dataset digits --preset quick --out results/fig1
+    pwoa-lab figure3 --dataset digits --preset quick --out results/fig3
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=None, help="data root (default: $PWOA_DATA_ROOT, else ./data)")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _resolve_checkpoint(name: str) -> Path:
+    """A path, or the name of a shipped teacher (digits, mnist)."""
+    from .checkpoint import SHIPPED_TEACHERS
+    return SHIPPED_TEACHERS[name] if name in SHIPPED_TEACHERS and not Path(name).exists() else Path(name)
+
+
+def cmd_train_teacher(args: argparse.Namespace) -> int:
+    from .adversarial_training import TeacherConfig, config_dict, train_teacher
+    from .attacks import default_attack_options, evaluate
+    from .checkpoint import command_line, save_checkpoint
+    from .data import load_dataset
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite or choose another --out)")
+    config = TeacherConfig(dataset=args.dataset, model=args.model, method=args.method, eps=args.eps,
+                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+                           pgd_steps=args.pgd_steps, eps_ramp_epochs=args.eps_ramp, n_per_class=args.n_per_class,
+                           seed=args.seed, device=args.device, root=args.root)
+    model, history, metrics = train_teacher(config)
+    model_name = model.kit_name
+    meta = {"model": model_name, "dataset": args.dataset, "eps": metrics["eps"], "seed": args.seed,
+            "kind": "teacher", "config": config_dict(config), "metrics": metrics, "command": command_line(),
+            "history": history.to_dict("records")}
+    if args.test_n:
+        test = load_dataset(args.dataset, "test", args.root)
+        table = evaluate(model, test, ["natural", "pgd"], eps=metrics["eps"], n=args.test_n,
+                         attack_options=default_attack_options(args.dataset, metrics["eps"]))
+        meta["metrics"]["test"] = {r.attack: r.accuracy for r in table.itertuples()}
+        print(table.to_string(index=False))
+    save_checkpoint(out, model, meta, storage_dtype=args.storage_dtype, overwrite=args.overwrite)
+    print(f"saved {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .attacks import default_attack_options, evaluate
+    from .checkpoint import load_checkpoint
+    from .data import dataset_info, load_dataset
+    from .utils import get_device
+    device = get_device(args.device)
+    model, meta = load_checkpoint(_resolve_checkpoint(args.checkpoint), device,
+                                  expect={"dataset": args.dataset})
+    dataset = args.dataset or meta["dataset"]
+    eps = args.eps if args.eps is not None else meta.get("eps", dataset_info(dataset).eps)
+    options = default_attack_options(dataset, eps)
+    options["aa"] = {"version": args.aa_version}
+    test = load_dataset(dataset, args.split, args.root)
+    table = evaluate(model, test, args.attacks, eps=eps, n=args.n, attack_options=options, device=device)
+    table.insert(0, "checkpoint", str(args.checkpoint))
+    if args.format == "json":
+        print(json.dumps(table.to_dict("records"), indent=2))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def unique_path(path: Path) -> Path:
+    """`path`, or `stem-2.suffix`, `stem-3.suffix`, ... when it exists (results are never overwritten)."""
+    candidate, i = path, 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        i += 1
+    return candidate
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    if getattr(args, "scope", None):
+        out["scope"] = args.scope
+    return out
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .checkpoint import command_line, load_checkpoint, save_checkpoint
+    from .engine import preset_config, prune_and_finetune
+    from .experiments import EvalSettings, evaluate_row
+    from .pruning import save_sparse
+    from .utils import get_device
+    out = Path(args.out)
+    sparse_out = out.with_name(out.stem + ".sparse.pt")
+    for path in (out, sparse_out):
+        if path.exists() and not args.overwrite:
+            raise FileExistsError(f"{path} exists; refusing to overwrite it (pass --overwrite or another --out)")
+    device = get_device(args.device)
+    teacher, meta = load_checkpoint(_resolve_checkpoint(args.checkpoint), device)
+    config = preset_config(meta["dataset"], args.preset, method=args.method, rate=args.rate, seed=args.seed,
+                           device=str(device), **_overrides(args))
+    if args.mix_ratio is not None:
+        config = dataclasses.replace(config, mix_ratio=args.mix_ratio)
+    result = prune_and_finetune(teacher, config, root=args.root)
+    row = evaluate_row(result.model, meta["dataset"], result.config.eps, EvalSettings(n=args.n, aa_n=0), args.root)
+    report = result.sparsity()
+    print(report.to_string(index=False))
+    print({k: round(v, 2) for k, v in row.items()})
+    new_meta = {"model": meta["model"], "dataset": meta["dataset"], "eps": result.config.eps, "seed": args.seed,
+                "kind": "pruned", "method": args.method, "rate": result.config.rate, "teacher": str(args.checkpoint),
+                "config": result.config.to_dict(), "metrics": {"test": row, "train_seconds": result.train_seconds},
+                "command": command_line(), "history": result.history.to_dict("records")}
+    save_checkpoint(out, result.model, new_meta, overwrite=args.overwrite)
+    save_sparse(result.model, sparse_out, metadata={k: new_meta[k] for k in ("model", "dataset", "method", "rate",
+                                                                             "command")}, overwrite=args.overwrite)
+    print(f"saved {out} (dense with zeros, {out.stat().st_size / 1e6:.2f} MB) and {sparse_out} "
+          f"(compact, {sparse_out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def cmd_figure1(args: argparse.Namespace) -> int:
+    from .experiments import figure1, phenomenon
+    from .plots import plot_figure1
+    rates = [float(r) for r in args.rates.split(",")]
+    methods = [m.strip() for m in args.methods.split(",")]
+    teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+    df = figure1(args.dataset, rates=rates, methods=methods, preset=args.preset, seed=args.seed, teacher=teacher,
+                 root=args.root, device=args.device, use_cache=not args.no_cache, **_overrides(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv = unique_path(out / f"figure1_{args.dataset}_{args.preset}.csv")
+    png = unique_path(out / f"figure1_{args.dataset}_{args.preset}.png")
+    df.to_csv(csv, index=False)
+    fig = plot_figure1(df, title=f"Figure 1: {args.dataset}, preset {args.preset}")
+    fig.savefig(png, dpi=120)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    if {"naive", "pwoa"} <= set(methods):
+        check = phenomenon(df, "pgd", [r for r in rates if r in (4.0, 8.0)] or rates[:2])
+        print("\nPGD accuracy vs the teacher (paper: naive collapses, PwoA stays close):")
+        print(check.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"\nwrote {csv} and {png}")
+    return 0
+
+
+def cmd_figure3(args: argparse.Namespace) -> int:
+    from .experiments import figure3
+    from .plots import plot_figure3
+    ratios = [float(r) for r in args.mix_ratios.split(",")]
+    methods = [m.strip() for m in args.methods.split(",")]
+    teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+    curves, summary = figure3(args.dataset, rate=args.rate, mix_ratios=ratios, methods=methods, preset=args.preset,
+                              seed=args.seed, teacher=teacher, root=args.root, device=args.device,
+                              use_cache=not args.no_cache)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"figure3_{args.dataset}_{args.preset}"
+    paths = [unique_path(out / f"{stem}_curves.csv"), unique_path(out / f"{stem}_summary.csv"),
+             unique_path(out / f"{stem}.png")]
+    curves.to_csv(paths[0], index=False)
+    summary.to_csv(paths[1], index=False)
+    fig = plot_figure3(curves.dropna(subset=["val_pgd"]), target=float(summary.target_val_pgd.iloc[0]),
+                       title=f"Figure 3: {args.dataset} {args.rate:g}x, preset {args.preset}")
+    fig.savefig(paths[2], dpi=120)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print("\ntime_ratio: time to reach PwoA's (r=0) final validation PGD accuracy / PwoA's time (NaN: never)")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pwoa-lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train-teacher", help="adversarially train a robust teacher")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", default=None, help="small_cnn, lenet3, resnet18, wrn34_10 (default: per dataset)")
+    p.add_argument("--method", default="pgd", help="pgd (PGD-AT), fgsm_rs (fast AT) or none (plain CE)")
+    p.add_argument("--eps", type=float, default=None, help="default: the dataset's eps")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", default="constant", help="constant or cosine")
+    p.add_argument("--pgd-steps", type=int, default=10)
+    p.add_argument("--eps-ramp", type=float, default=2.0, help="epochs over which eps ramps up")
+    p.add_argument("--n-per-class", type=int, default=None, help="train on a class-balanced subset")
+    p.add_argument("--test-n", type=int, default=0, help="also evaluate on this many test images")
+    p.add_argument("--storage-dtype", default="float32", help="float32 or float16 (half the file size)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    _add_common(p)
+    p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("evaluate", help="natural and robust accuracy of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a .pt file, or 'digits'/'mnist' for a shipped teacher")
+    p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
+    p.add_argument("--attacks", default="natural,fgsm,pgd", help="comma list of natural,fgsm,pgd,cw,aa")
+    p.add_argument("--eps", type=float, default=None, help="default: the checkpoint's eps")
+    p.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
+    p.add_argument("--split", default="test", help="test or val")
+    p.add_argument("--aa-version", default="standard", help="standard or fast")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    _add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("prune", help="prune a checkpoint with naive, kd, pwoa or advprune")
+    p.add_argument("--checkpoint", required=True, help="a .pt file, or 'digits'/'mnist' for a shipped teacher")
+    p.add_argument("--method", default="pwoa", help="naive, kd, pwoa or advprune")
+    p.add_argument("--rate", type=float, required=True, help="pruning rate R > 1 (keep 1/R of the weights)")
+    p.add_argument("--preset", default="quick", help="smoke, quick or paper")
+    p.add_argument("--mix-ratio", type=float, default=None, help="probability of a PGD batch (default: method's)")
+    p.add_argument("--scope", default=None, help="all (default) or convs")
+    p.add_argument("--n", type=int, default=None, help="evaluate on the first N test images")
+    p.add_argument("--out", required=True, help="dense checkpoint path; a compact FILE.sparse.pt is written too")
+    p.add_argument("--overwrite", action="store_true")
+    _add_common(p)
+    p.set_defaults(func=cmd_prune, seed=1234)
+
+    p = sub.add_parser("figure1", help="robustness vs pruning rate, naive vs PwoA (CSV + PNG)")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--preset", default="quick", help="smoke, quick or paper")
+    p.add_argument("--rates", default="2,4,8,16")
+    p.add_argument("--methods", default="naive,pwoa", help="comma list of naive, kd, pwoa, advprune")
+    p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
+    p.add_argument("--scope", default=None, help="all (default) or convs")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
+    p.add_argument("--out", default="results")
+    _add_common(p)
+    p.set_defaults(func=cmd_figure1, seed=1234)
+
+    p = sub.add_parser("figure3", help="robustness vs training time: PwoA vs AdvPrune vs HYDRA over mix ratios")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--preset", default="quick", help="smoke, quick or paper")
+    p.add_argument("--rate", type=float, default=4.0)
+    p.add_argument("--mix-ratios", default="0,0.2,0.4,0.6,0.8,1")
+    p.add_argument("--methods", default="pwoa,advprune,hydra")
+    p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--out", default="results")
+    _add_common(p)
+    p.set_defaults(func=cmd_figure3, seed=1234)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as err:
+        print(f"pwoa-lab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Experiments behind the paper's figures, returning DataFrames and cached on disk.
+
+- `prune_row`: prune the teacher once (method, rate, preset) and evaluate it: one row of Figure 1. Cached by
+  the full configuration (teacher fingerprint, prune config, evaluation settings, kit version).
+- `figure1`: robustness vs pruning rate for several methods, plus the unpruned teacher as a row with rate 1.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .attacks import default_attack_options, evaluate
+from .cache import ResultCache, cache_error, entry_key
+from .checkpoint import load_checkpoint, load_teacher
+from .data import dataset_info, load_dataset
+from .engine import preset_config, prune_and_finetune
+from .pruning import load_sparse, save_sparse, sparsity_report
+from .utils import check_rate, get_device, versions
+
+FIG1_COLUMNS = ["dataset", "method", "rate", "natural", "fgsm", "pgd", "aa", "sparsity", "train_seconds",
+                "eval_seconds", "cached"]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How pruned models are evaluated on the test split."""
+    n: int | None = None          # first n test images for natural / FGSM / PGD (None: all)
+    aa_n: int = 100               # first n test images for AutoAttack (0: skip)
+    aa_version: str = "fast"      # fast (APGD-CE + APGD-T) | standard
+
+    def attacks(self) -> list[str]:
+        return ["natural", "fgsm", "pgd"]
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A hash of a model's weights (names, shapes and values): identifies a teacher in cache keys."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def resolve_teacher(dataset: str, teacher: nn.Module | str | Path | None, device) -> nn.Module:
+    """A teacher model from a model, a checkpoint path, or None (the shipped teacher of the dataset)."""
+    if teacher is None:
+        return load_teacher(dataset, device)[0]
+    if isinstance(teacher, (str, Path)):
+        return load_checkpoint(teacher, device, expect={"dataset": dataset})[0]
+    return teacher.to(device).eval()
+
+
+def evaluate_row(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None) -> dict[str, float]:
+    """natural / fgsm / pgd / aa accuracy (%) of a model on the test split, and the evaluation seconds."""
+    start = time.perf_counter()
+    test = load_dataset(dataset, "test", root)
+    options = default_attack_options(dataset, eps)
+    table = evaluate(model, test, settings.attacks(), eps=eps, n=settings.n, attack_options=options,
+                     progress=False)
+    row = {r.attack: r.accuracy for r in table.itertuples()}
+    if settings.aa_n:
+        options["aa"] = {"version": settings.aa_version}
+        aa = evaluate(model, test, ["aa"], eps=eps, n=settings.aa_n, attack_options=options, progress=False)
+        row["aa"] = float(aa.accuracy.iloc[0])
+    else:
+        row["aa"] = float("nan")
+    row["eval_seconds"] = time.perf_counter() - start
+    return row
+
+
+def prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSettings(),
+              cache_dir: str | Path | None = None, use_cache: bool = True, root=None,
+              progress: bool = True, keep_model: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Prune + evaluate once, or return the cached result: (row dict, per-epoch history DataFrame).
+
+    `config` is an engine.PruneConfig (naive / kd / pwoa / advprune) or a hydra.HydraConfig. With
+    `keep_model`, the pruned weights are cached too (sparse file); reload them with `load_cached_model`.
+    """
+    config = config.resolved()
+    method = getattr(config, "method", "hydra")
+    key = entry_key("prune_row", {"teacher": model_fingerprint(teacher), "method": method,
+                                  "config": config.to_dict(), "eval": settings.__dict__})
+    cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
+    hit = cache.get(key)
+    if hit is not None:
+        return {**hit["row"], "cached": True, "key": key}, pd.DataFrame(hit["history"])
+    device = get_device(config.device)
+    if method == "hydra":
+        from .hydra import hydra_prune
+        result = hydra_prune(teacher, config, root=root, progress=progress)
+    else:
+        result = prune_and_finetune(teacher, config, root=root, progress=progress)
+    row = {"dataset": config.dataset, "method": method, "rate": config.rate, "mix_ratio": config.mix_ratio,
+           **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
+           "sparsity": float(sparsity_report(result.model, config.scope).iloc[-1]["sparsity"]),
+           "train_seconds": result.train_seconds}
+    record = {"row": row, "history": result.history.to_dict("records"), "config": config.to_dict(),
+              "eval": settings.__dict__, "seed": config.seed, "versions": versions(), "device": str(device)}
+    if use_cache:
+        if keep_model:
+            try:
+                save_sparse(result.model.cpu(), cache.folder(key) / "model.pt",
+                            metadata={"dataset": config.dataset, "method": method, "rate": config.rate},
+                            overwrite=True)
+            except OSError as err:
+                raise cache_error(cache.root, err) from err
+        cache.put(key, record)
+    return {**row, "cached": False, "key": key}, result.history
+
+
+def load_cached_model(key: str, teacher: nn.Module, cache_dir: str | Path | None = None) -> nn.Module:
+    """The pruned model stored by `prune_row` under `key` (same architecture as `teacher`)."""
+    import copy
+    state, _, _ = load_sparse(ResultCache("prune_row", cache_dir).folder(key) / "model.pt")
+    model = copy.deepcopy(teacher).cpu()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSettings,
+                cache_dir: str | Path | None = None, use_cache: bool = True, root=None) -> dict[str, Any]:
+    """The unpruned teacher as a Figure-1 row (rate 1), cached like the others."""
+    key = entry_key("teacher_row", {"teacher": model_fingerprint(teacher), "dataset": dataset, "eps": eps,
+                                    "eval": settings.__dict__})
+    cache = ResultCache("teacher_row", cache_dir, enabled=use_cache)
+    hit = cache.get(key)
+    if hit is not None:
+        return {**hit["row"], "cached": True}
+    row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
+           **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
+    if use_cache:
+        cache.put(key, {"row": row, "versions": versions()})
+    return {**row, "cached": False}
+
+
+def figure1(dataset: str = "digits", rates: Sequence[float] = (2, 4, 8, 16), methods: Sequence[str] = ("naive", "pwoa"),
+            preset: str = "quick", seed: int = 1234, teacher: nn.Module | str | Path | None = None,
+            settings: EvalSettings | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
+            root=None, device=None, progress: bool = True, **overrides: Any) -> pd.DataFrame:
+    """Figure 1(b): natural / FGSM / PGD / AutoAttack accuracy (%) vs pruning rate, per method.
+
+    One row per (method, rate) plus the unpruned teacher (method "teacher", rate 1). `overrides` go into
+    every PruneConfig (e.g. scope="convs"). Each row is cached by its full configuration.
+    """
+    rates = [check_rate(r) for r in rates]
+    settings = settings or default_eval_settings(dataset, preset)
+    device = get_device(device)
+    teacher = resolve_teacher(dataset, teacher, device)
+    eps = preset_config(dataset, preset, **overrides).resolved().eps
+    rows = [teacher_row(teacher, dataset, eps, settings, cache_dir, use_cache, root)]
+    jobs = [(m, r) for m in methods for r in rates]
+    for method, rate in tqdm(jobs, desc=f"figure 1 ({dataset}, {preset})", disable=not progress):
+        config = preset_config(dataset, preset, method=method, rate=rate, seed=seed, device=str(device),
+                               **overrides)
+        row, _ = prune_row(teacher, config, settings, cache_dir, use_cache, root, progress=False)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    return df[[c for c in FIG1_COLUMNS if c in df.columns]]
+
+
+def default_eval_settings(dataset: str, preset: str) -> EvalSettings:
+    """Evaluation sizes per preset: small on CPU presets, full test set with standard AA for `paper`."""
+    if preset == "paper":
+        return EvalSettings(n=None, aa_n=1000, aa_version="standard")
+    if preset == "smoke":
+        return EvalSettings(n=100, aa_n=0)
+    return {"digits": EvalSettings(n=None, aa_n=100), "mnist": EvalSettings(n=1000, aa_n=500)}.get(
+        dataset, EvalSettings(n=1000, aa_n=200))
+
+
+def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] = (4, 8)) -> pd.DataFrame:
+    """The paper's claim checked on a Figure-1 table: per rate, naive vs PwoA relative to the teacher.
+
+    Columns: rate, teacher, naive, pwoa, naive_over_teacher, pwoa_gap (teacher - pwoa, points).
+    """
+    teacher = float(df.loc[df.method == "teacher", metric].iloc[0])
+    out = []
+    for rate in rates:
+        sel = df[df.rate == rate].set_index("method")[metric]
+        naive, pwoa = float(sel.get("naive", float("nan"))), float(sel.get("pwoa", float("nan")))
+        out.append({"rate": rate, "teacher": teacher, "naive": naive, "pwoa": pwoa,
+                    "naive_over_teacher": naive / teacher if teacher else float("nan"), "pwoa_gap": teacher - pwoa})
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------------------------- Figure 3
+
+PRUNED_PHASES = ("retrain", "score", "finetune")  # phases in which the student is already sparse
+
+
+def time_to_reach(history: pd.DataFrame, target: float, metric: str = "val_pgd") -> float:
+    """Training seconds at the first epoch of a sparse phase whose `metric` >= target (NaN if never)."""
+    sparse = history[history.phase.isin(PRUNED_PHASES)]
+    hit = sparse[sparse[metric] >= target]
+    return float(hit.train_seconds.iloc[0]) if len(hit) else float("nan")
+
+
+def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float] = (0, 0.2, 0.4, 0.6, 0.8, 1),
+            methods: Sequence[str] = ("pwoa", "advprune", "hydra"), preset: str = "quick", seed: int = 1234,
+            teacher: nn.Module | str | Path | None = None, settings: EvalSettings | None = None,
+            cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
+            progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Figure 3: robust accuracy vs training time for each method over its mix ratios.
+
+    Returns (curves, summary). `curves`: one row per run and epoch (method, mix_ratio, phase, epoch,
+    train_seconds, val_natural, val_pgd). `summary`: one row per run with the final test natural / PGD /
+    AutoAttack accuracy, seconds and `time_ratio` = (its time to first reach PwoA's r = 0 final validation
+    PGD accuracy with a sparse model) / (PwoA's r = 0 total time); NaN when never reached.
+    """
+    from .hydra import hydra_config
+    rate = check_rate(rate)
+    settings = settings or default_eval_settings(dataset, preset)
+    device = get_device(device)
+    teacher = resolve_teacher(dataset, teacher, device)
+    jobs = [(m, float(r)) for m in methods for r in mix_ratios]
+    if ("pwoa", 0.0) not in jobs:
+        jobs.insert(0, ("pwoa", 0.0))  # the reference run of the time ratio
+    rows, curves = [], []
+    for method, r in tqdm(jobs, desc=f"figure 3 ({dataset}, {preset})", disable=not progress):
+        if method == "hydra":
+            config = hydra_config(dataset, preset, rate=rate, mix_ratio=r, seed=seed, device=str(device))
+        else:
+            config = preset_config(dataset, preset, method=method, rate=rate, mix_ratio=r, seed=seed,
+                                   device=str(device))
+        row, history = prune_row(teacher, config, settings, cache_dir, use_cache, root, progress=False)
+        rows.append(row)
+        curves.append(history.assign(method=method, mix_ratio=r))
+    curves_df = pd.concat(curves, ignore_index=True)
+    summary = pd.DataFrame(rows)
+    ref = curves_df[(curves_df.method == "pwoa") & (curves_df.mix_ratio == 0)]
+    target, ref_time = float(ref.val_pgd.iloc[-1]), float(ref.train_seconds.iloc[-1])
+    ratios = []
+    for row in summary.itertuples():
+        hist = curves_df[(curves_df.method == row.method) & (curves_df.mix_ratio == row.mix_ratio)]
+        ratios.append(time_to_reach(hist, target) / ref_time)
+    summary["time_ratio"] = ratios
+    summary["target_val_pgd"] = target
+    keep = ["method", "mix_ratio", "phase", "epoch", "train_seconds", "val_natural", "val_pgd"]
+    cols = ["dataset", "method", "rate", "mix_ratio", "natural", "fgsm", "pgd", "aa", "sparsity", "train_seconds",
+            "time_ratio", "target_val_pgd", "cached"]
+    return curves_df[keep], summary[[c for c in cols if c in summary.columns]]

@@ -1,0 +1,451 @@
+"""Magnitude pruning, ADMM, masked training and sparse export.
+
+A pruning rate R keeps 1/R of each pruned weight tensor: k = max(1, round(numel / R)) entries survive,
+so each pruned layer ends at sparsity 1 - 1/R (exactly so when numel is divisible by R).
+
+Read top to bottom:
+
+1. Which weights are pruned: every ``nn.Conv2d`` / ``nn.Linear`` ``.weight`` (``scope="all"``, the
+   default) or conv weights only (``scope="convs"``, the reference code's choice; on LeNet-3 it leaves
+   the 3.2M-weight fc1 dense, so the network as a whole is barely pruned). Biases are never pruned.
+   Weights are named like parameters, e.g. ``"conv1.weight"`` or ``"module.features.0.weight"``.
+2. Masks: ``project_topk`` (projection onto the sparsity set) and ``magnitude_masks`` (per layer, as in
+   the paper, or with one global threshold).
+3. ``ADMM``: the auxiliary variables Z, U and penalty weights rho used while the network is pushed
+   towards the sparsity set; ``ADMM.masks()`` gives the masks for the hard prune that follows.
+4. Hard prune + masked fine-tuning with ``torch.nn.utils.prune``: ``apply_masks`` turns ``weight`` into
+   ``weight_orig * weight_mask`` so pruned weights stay exactly 0 whatever the optimizer (momentum,
+   weight decay, Adam) does to ``weight_orig``. ``remove_masks`` makes it permanent.
+5. ``sparsity_report``: a table of per-layer sparsity.
+6. Export: ``dense_state_dict`` (a plain state dict) and ``save_sparse`` / ``load_sparse`` (a compact
+   file: packed bitmask + surviving values for each pruned weight).
+
+Optimizer caveat: ``apply_masks`` re-registers the existing ``weight`` Parameter object as
+``weight_orig`` (and ``remove_masks`` puts the same object back as ``weight``), so an optimizer built
+before still updates the right tensors. Still, build the optimizer *after* ``apply_masks`` for the
+fine-tuning phase (fresh momentum / Adam moments); ``check_optimizer`` tells you if one misses a parameter.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from .utils import atomic_write, check_choice, check_rate
+
+__all__ = [
+    "SCOPES", "MODES", "keep_count", "prunable_modules", "effective_weight", "prunable_weights",
+    "project_topk", "topk_mask", "magnitude_masks", "ADMM",
+    "apply_masks", "prune_by_magnitude", "remove_masks", "is_masked", "current_masks", "check_optimizer",
+    "sparsity_report", "plain_state_dict", "dense_state_dict", "save_sparse", "load_sparse",
+]
+
+SCOPES = ("all", "convs")
+MODES = ("layer", "global")
+SPARSE_FORMAT = "pwoa-lab-sparse"
+SPARSE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------- which weights
+
+def keep_count(numel: int, rate: float) -> int:
+    """How many of `numel` weights survive pruning at rate R: max(1, round(numel / R))."""
+    return max(1, round(numel / check_rate(rate)))
+
+
+def _layer_types(scope: str) -> tuple[type[nn.Module], ...]:
+    check_choice(scope, SCOPES, "scope")
+    return (nn.Conv2d,) if scope == "convs" else (nn.Conv2d, nn.Linear)
+
+
+def prunable_modules(model: nn.Module, scope: str = "all") -> dict[str, nn.Module]:
+    """The layers whose ``.weight`` is pruned, keyed by weight name (``"conv1.weight"``), in model order."""
+    types = _layer_types(scope)
+    return {f"{name}.weight" if name else "weight": module
+            for name, module in model.named_modules() if isinstance(module, types)}
+
+
+def effective_weight(module: nn.Module, name: str = "weight") -> torch.Tensor:
+    """The weight the layer computes with, differentiable: ``orig * mask`` if masked, else the Parameter.
+
+    Unlike ``module.weight`` on a masked layer (refreshed only at the next forward), this is never stale.
+    """
+    mask = getattr(module, f"{name}_mask", None)
+    if mask is not None and f"{name}_orig" in module._parameters:
+        return module._parameters[f"{name}_orig"] * mask
+    return getattr(module, name)
+
+
+def prunable_weights(model: nn.Module, scope: str = "all") -> dict[str, torch.Tensor]:
+    """Detached effective weights of the prunable layers, keyed by weight name."""
+    return {key: effective_weight(module).detach() for key, module in prunable_modules(model, scope).items()}
+
+
+# ----------------------------------------------------------------------------------------------- masks
+
+def topk_mask(w: torch.Tensor, k: int) -> torch.Tensor:
+    """A bool mask of w's shape that is True at exactly k entries of largest |w| (ties broken by topk)."""
+    flat = torch.zeros(w.numel(), dtype=torch.bool, device=w.device)
+    flat[torch.topk(w.detach().abs().flatten(), k, sorted=False).indices] = True
+    return flat.view(w.shape)
+
+
+def project_topk(w: torch.Tensor, rate: float) -> torch.Tensor:
+    """Euclidean projection onto {at most k nonzeros}: keep the k largest |w|, zero the rest. Same shape."""
+    mask = topk_mask(w, keep_count(w.numel(), rate))
+    return torch.where(mask, w, torch.zeros_like(w))
+
+
+def magnitude_masks(model: nn.Module, rate: float, scope: str = "all",
+                    mode: str = "layer") -> dict[str, torch.Tensor]:
+    """Magnitude masks {weight name: BoolTensor}, True = kept.
+
+    mode="layer": each layer keeps max(1, round(numel / R)) of its weights (uniform, as in the paper).
+    mode="global": one |w| threshold over all pruned layers, keeping max(1, round(total / R)) overall;
+    some layers then end sparser than others.
+    """
+    check_rate(rate)
+    check_choice(mode, MODES, "mode")
+    weights = prunable_weights(model, scope)
+    if mode == "layer":
+        return {key: topk_mask(w, keep_count(w.numel(), rate)) for key, w in weights.items()}
+    flat = torch.cat([w.flatten() for w in weights.values()])
+    pieces = topk_mask(flat, keep_count(flat.numel(), rate)).split([w.numel() for w in weights.values()])
+    return {key: piece.view(w.shape) for (key, w), piece in zip(weights.items(), pieces)}
+
+
+# ----------------------------------------------------------------------------------------------- ADMM
+
+class ADMM:
+    """ADMM state for pruning: min loss(W) s.t. each W_l has at most k_l nonzeros (scaled form).
+
+    Per pruned layer l: Z_l (sparse copy, init = project_topk(W_l)), U_l (scaled dual, init 0) and
+    rho_l (init rho0). The training loss adds ``penalty()``; every ``admm_every`` epochs the engine
+    calls ``update()``. After ADMM, ``masks()`` gives the support to hard-prune with ``apply_masks``.
+    """
+
+    def __init__(self, model: nn.Module, rate: float, scope: str = "all", rho0: float = 0.01,
+                 rho_growth: float = 1.35, rho_max: float = 1.0) -> None:
+        self.rate = check_rate(rate)
+        if not (rho0 > 0 and rho_growth >= 1 and rho_max >= rho0):
+            raise ValueError(f"need rho0 > 0, rho_growth >= 1, rho_max >= rho0; got {rho0}, {rho_growth}, {rho_max}")
+        self.rho_growth, self.rho_max = float(rho_growth), float(rho_max)
+        self.modules = prunable_modules(model, scope)
+        if not self.modules:
+            raise ValueError(f"the model has no prunable layers for scope={scope!r}")
+        self.Z: dict[str, torch.Tensor] = {}
+        self.U: dict[str, torch.Tensor] = {}
+        self.rho: dict[str, float] = {}
+        self._support: dict[str, torch.Tensor] = {}
+        for key, module in self.modules.items():
+            w = effective_weight(module).detach()
+            self._set_z(key, w)
+            self.U[key] = torch.zeros_like(w)
+            self.rho[key] = float(rho0)
+
+    def _set_z(self, key: str, v: torch.Tensor) -> None:
+        """Z_key <- project_topk(v), remembering the kept support (exactly k entries)."""
+        self._support[key] = topk_mask(v, keep_count(v.numel(), self.rate))
+        self.Z[key] = torch.where(self._support[key], v, torch.zeros_like(v))
+
+    def _weight(self, key: str) -> torch.Tensor:
+        """W_key (with grad), moving Z, U, support along if the model changed device."""
+        w = effective_weight(self.modules[key])
+        if self.Z[key].device != w.device:
+            self.Z[key], self.U[key] = self.Z[key].to(w.device), self.U[key].to(w.device)
+            self._support[key] = self._support[key].to(w.device)
+        return w
+
+    def penalty(self) -> torch.Tensor:
+        """sum_l rho_l / 2 * ||W_l - Z_l + U_l||^2, a scalar differentiable in the weights."""
+        terms = [self.rho[k] / 2 * (self._weight(k) - self.Z[k] + self.U[k]).pow(2).sum() for k in self.modules]
+        return torch.stack(terms).sum()
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """One ADMM round, in this order (standard scaled form, then the rho schedule):
+
+        Z_l <- project_topk(W_l + U_l);  U_l <- U_l + W_l - Z_l;  rho_l <- min(rho_max, rho_growth * rho_l).
+        U is not rescaled when rho grows (as in the reference ADMM-pruning code).
+        """
+        for key in self.modules:
+            w = self._weight(key).detach()
+            self._set_z(key, w + self.U[key])
+            self.U[key] = self.U[key] + w - self.Z[key]
+            self.rho[key] = min(self.rho_max, self.rho_growth * self.rho[key])
+
+    @torch.no_grad()
+    def primal_residual(self) -> float:
+        """sum_l ||W_l - Z_l||^2 / sum_l ||W_l||^2: how far W is from its sparse copy (0 = on the set)."""
+        num = sum(float((self._weight(k).detach() - self.Z[k]).pow(2).sum()) for k in self.modules)
+        den = sum(float(self._weight(k).detach().pow(2).sum()) for k in self.modules)
+        return num / max(den, 1e-30)
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        """{weight name: BoolTensor}: the support of the current Z (exactly k_l entries per layer)."""
+        return {key: mask.clone() for key, mask in self._support.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Z, U, rho, the kept support and settings, for resuming (plain tensors / floats)."""
+        return {"rate": self.rate, "rho_growth": self.rho_growth, "rho_max": self.rho_max,
+                "Z": dict(self.Z), "U": dict(self.U), "rho": dict(self.rho), "support": dict(self._support)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (same model layout)."""
+        if set(state["Z"]) != set(self.modules):
+            raise ValueError(f"ADMM state is for layers {sorted(state['Z'])}, not {sorted(self.modules)}")
+        self.rate, self.rho_growth, self.rho_max = state["rate"], state["rho_growth"], state["rho_max"]
+        for key in self.modules:
+            self.Z[key], self.U[key] = state["Z"][key].clone(), state["U"][key].clone()
+            self._support[key] = state["support"][key].clone()
+            self.rho[key] = float(state["rho"][key])
+
+
+# ----------------------------------------------------------------------------------------------- hard prune
+
+class _DeepcopyMasked:
+    """Installed as ``module.__deepcopy__`` on layers masked by ``apply_masks``.
+
+    torch.nn.utils.prune keeps ``module.weight = weight_orig * weight_mask`` as a plain attribute; after a
+    forward with grad it is a non-leaf tensor, which ``copy.deepcopy`` refuses. This copies the layer
+    with that attribute detached, then recomputes it from the copied ``weight_orig`` and ``weight_mask``.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, memo: dict) -> nn.Module:
+        module = self.module
+        clone = module.__class__.__new__(module.__class__)
+        memo[id(module)] = clone
+        for key, value in module.__dict__.items():
+            if key == "__deepcopy__":
+                continue
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                value = value.detach()
+            clone.__dict__[key] = copy.deepcopy(value, memo)
+        clone.__dict__["__deepcopy__"] = _DeepcopyMasked(clone)
+        for hook in _pruning_hooks(clone):
+            setattr(clone, hook._tensor_name, hook.apply_mask(clone))
+        return clone
+
+
+def _pruning_hooks(module: nn.Module) -> list[prune.BasePruningMethod]:
+    return [h for h in module._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]
+
+
+def _split_key(model: nn.Module, key: str) -> tuple[nn.Module, str]:
+    """'features.0.weight' -> (model.features[0], 'weight')."""
+    module_name, _, tensor_name = key.rpartition(".")
+    return model.get_submodule(module_name), tensor_name
+
+
+def is_masked(model: nn.Module) -> bool:
+    """True if any layer carries a torch.nn.utils.prune reparametrization (``weight_orig`` + mask)."""
+    return prune.is_pruned(model)
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Hard-prune in place: ``weight`` becomes ``weight_orig * weight_mask`` (torch prune.custom_from_mask).
+
+    Pruned entries of the effective weight are exactly 0 from now on, whatever the optimizer does to
+    ``weight_orig``. A layer that is already masked gets its mask replaced. Parameters are then named
+    ``...weight_orig``: build the fine-tuning optimizer after this call. Returns `model`.
+    """
+    for key, mask in masks.items():
+        module, name = _split_key(model, key)
+        weight = effective_weight(module, name)
+        if tuple(mask.shape) != tuple(weight.shape):
+            raise ValueError(f"mask for {key} has shape {tuple(mask.shape)}, weight has {tuple(weight.shape)}")
+        if hasattr(module, f"{name}_mask"):
+            prune.remove(module, name)
+        prune.custom_from_mask(module, name, mask.to(device=weight.device, dtype=torch.bool))
+        module.__dict__["__deepcopy__"] = _DeepcopyMasked(module)
+    return model
+
+
+def prune_by_magnitude(model: nn.Module, rate: float, scope: str = "all",
+                       mode: str = "layer") -> dict[str, torch.Tensor]:
+    """``apply_masks(model, magnitude_masks(...))`` in one call; returns the masks."""
+    masks = magnitude_masks(model, rate, scope, mode)
+    apply_masks(model, masks)
+    return masks
+
+
+def current_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{weight name: BoolTensor} of every masked tensor (empty for an unmasked model)."""
+    masks = {}
+    for module_name, module in model.named_modules():
+        for hook in _pruning_hooks(module):
+            key = f"{module_name}.{hook._tensor_name}" if module_name else hook._tensor_name
+            masks[key] = getattr(module, f"{hook._tensor_name}_mask").detach().bool().clone()
+    return masks
+
+
+def remove_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Make pruning permanent in place: plain ``weight`` Parameters with exact zeros. Returns the masks.
+
+    The ``weight`` Parameter is the same object that was ``weight_orig``, so optimizers stay valid.
+    """
+    masks = current_masks(model)
+    for key, mask in masks.items():
+        module, name = _split_key(model, key)
+        prune.remove(module, name)
+        with torch.no_grad():  # orig * mask leaves -0.0 where orig < 0; store a clean +0.0
+            getattr(module, name).masked_fill_(~mask, 0.0)
+        if not _pruning_hooks(module):
+            module.__dict__.pop("__deepcopy__", None)
+    return masks
+
+
+def check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Raise ValueError if `optimizer` does not hold every trainable parameter of `model` (e.g. stale)."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and id(p) not in held]
+    if missing:
+        raise ValueError(f"optimizer does not hold parameters {missing}; build it after apply_masks")
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+def sparsity_report(model: nn.Module, scope: str = "all") -> pd.DataFrame:
+    """One row per prunable layer (layer = weight name) + a final "total" row.
+
+    Columns: layer, shape (e.g. "6x1x5x5"), params (weights only, no biases), nonzero, sparsity
+    (fraction of zeros in the effective weight). Works on masked and plain models.
+    """
+    rows = []
+    for key, w in prunable_weights(model, scope).items():
+        rows.append({"layer": key, "shape": "x".join(map(str, w.shape)), "params": w.numel(),
+                     "nonzero": int(torch.count_nonzero(w))})
+    params, nonzero = sum(r["params"] for r in rows), sum(r["nonzero"] for r in rows)
+    rows.append({"layer": "total", "shape": "", "params": params, "nonzero": nonzero})
+    table = pd.DataFrame(rows, columns=["layer", "shape", "params", "nonzero"])
+    table["sparsity"] = (1.0 - table["nonzero"] / table["params"]).where(table["params"] > 0, 0.0)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+def plain_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Turn a masked model's state dict (``x_orig`` + ``x_mask``) into a plain one (``x``, zeros applied).
+
+    Plain state dicts pass through unchanged. Tensors are detached copies.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        base = key[: -len("_orig")]
+        if key.endswith("_orig") and f"{base}_mask" in state_dict:
+            mask = state_dict[f"{base}_mask"].bool()
+            out[base] = torch.where(mask, value, torch.zeros_like(value)).detach().clone()
+        elif key.endswith("_mask") and f"{key[: -len('_mask')]}_orig" in state_dict:
+            continue
+        else:
+            out[key] = value.detach().clone()
+    return out
+
+
+def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A plain state dict (pruned weights with zeros) that loads strictly into an unpruned copy.
+
+    Works whether or not `model` is masked; `model` is not changed.
+    """
+    return plain_state_dict(model.state_dict())
+
+
+def _sparse_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Masks to store: the applied masks, else the nonzero support of each prunable weight."""
+    masks = {key: w != 0 for key, w in prunable_weights(model, "all").items()}
+    masks.update(current_masks(model))
+    return masks
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Metadata must be plain (None/bool/int/float/str, lists, str-keyed dicts) to load with weights_only."""
+    if value is None or type(value) in (bool, int, float, str):
+        return
+    if type(value) in (list, tuple):
+        for item in value:
+            _check_plain(item, where)
+    elif type(value) is dict and all(type(k) is str for k in value):
+        for k, item in value.items():
+            _check_plain(item, f"{where}[{k!r}]")
+    else:
+        raise TypeError(f"{where} holds {type(value).__name__}; use only None, bool, int, float, str, "
+                        "lists and dicts with str keys")
+
+
+def save_sparse(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None,
+                overwrite: bool = False) -> Path:
+    """Save `model` compactly; returns the path.
+
+    Each prunable weight is stored as shape + packed bitmask (numpy.packbits of the flattened mask,
+    uint8) + its kept values in mask order (the weight's own dtype, float32 for usual models); every
+    other tensor as is. Written atomically; an existing file is kept (FileExistsError) unless
+    ``overwrite=True``. Read it back with ``load_sparse``.
+    """
+    metadata = dict(metadata or {})
+    _check_plain(metadata, "metadata")
+    state = dense_state_dict(model)
+    masks = _sparse_masks(model)
+    dense, sparse = {}, {}
+    for key, value in state.items():
+        if key not in masks:
+            dense[key] = value.cpu()
+            continue
+        mask = masks[key].cpu()
+        bits = np.packbits(mask.flatten().numpy().astype(np.uint8))
+        sparse[key] = {"shape": list(value.shape), "bits": torch.from_numpy(bits),
+                       "values": value.cpu()[mask].clone()}
+    payload = {"format": SPARSE_FORMAT, "version": SPARSE_VERSION, "order": list(state),
+               "dense": dense, "sparse": sparse, "metadata": metadata}
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def _not_sparse(path: Any, why: str) -> ValueError:
+    return ValueError(f"{path} is not a pwoa-lab sparse checkpoint ({why})")
+
+
+def load_sparse(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """Read a ``save_sparse`` file: (plain state dict on CPU, {weight name: BoolTensor mask}, metadata).
+
+    The state dict equals ``dense_state_dict`` of the saved model bit for bit. A truncated or foreign
+    file raises ValueError naming the path.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, pickle errors, disallowed objects ...
+        raise _not_sparse(path, f"cannot read it: {type(err).__name__}: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != SPARSE_FORMAT:
+        raise _not_sparse(path, f"no format marker {SPARSE_FORMAT!r}")
+    if payload.get("version") != SPARSE_VERSION:
+        raise _not_sparse(path, f"version {payload.get('version')!r}, this code reads {SPARSE_VERSION}")
+    try:
+        state, masks = {}, {}
+        for key in payload["order"]:
+            if key in payload["dense"]:
+                state[key] = payload["dense"][key]
+                continue
+            entry = payload["sparse"][key]
+            numel = int(np.prod(entry["shape"]))
+            mask = torch.from_numpy(np.unpackbits(entry["bits"].numpy(), count=numel).astype(bool))
+            values = entry["values"]
+            if int(mask.sum()) != values.numel():
+                raise ValueError(f"{key}: mask keeps {int(mask.sum())} entries, {values.numel()} values stored")
+            weight = torch.zeros(numel, dtype=values.dtype)
+            weight[mask] = values
+            state[key], masks[key] = weight.view(entry["shape"]), mask.view(entry["shape"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise _not_sparse(path, f"malformed content: {type(err).__name__}: {err}") from err
+    return state, masks, dict(payload["metadata"])

@@ -1,0 +1,126 @@
+"""Small shared helpers: seeding, device choice, argument checks, atomic file writes.
+
+Everything that must behave the same across the kit lives here once: `set_seed` is the one place seeds
+are set, `get_device` picks cuda, then mps, then cpu, and the `check_*` functions give the error messages
+users see for bad input.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: the one asked for, else cuda, then mps, then cpu."""
+    if device is not None and str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+def _as_float(value: Any, name: str, hint: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number ({hint}); got {value!r}")
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number ({hint}); got {value!r}")
+    return value
+
+
+def check_eps(eps: Any) -> float:
+    """An L-inf radius on [0, 1] images: a finite number in [0, 1] (MNIST 0.3, CIFAR 8/255)."""
+    eps = _as_float(eps, "eps", "an L-inf radius in [0, 1] on [0, 1] images, e.g. 0.3 for MNIST, 8/255 for CIFAR")
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"eps must lie in [0, 1] (images are in [0, 1]; e.g. 0.3 for MNIST, 8/255 for CIFAR); got {eps}")
+    return eps
+
+
+def check_rate(rate: Any) -> float:
+    """A pruning rate R > 1 (keep 1/R of the weights): 2, 4, 8, 16, 32, ..."""
+    rate = _as_float(rate, "rate", "a pruning rate > 1, e.g. 2, 4, 8, 16")
+    if rate <= 1.0:
+        raise ValueError(f"rate must be a number > 1 (keep 1/rate of the weights), e.g. 2, 4, 8, 16; got {rate}")
+    return rate
+
+
+def check_mix_ratio(r: Any) -> float:
+    """A mix ratio in [0, 1]: the probability that a batch is replaced by PGD examples."""
+    r = _as_float(r, "mix_ratio", "a probability in [0, 1]; 0 = pure PwoA, 1 = every batch adversarial")
+    if not 0.0 <= r <= 1.0:
+        raise ValueError(f"mix_ratio must lie in [0, 1] (0 = pure PwoA, 1 = every batch adversarial); got {r}")
+    return r
+
+
+def check_choice(value: str, choices: Any, what: str) -> str:
+    """`value` if it is one of `choices`, else a ValueError that lists the valid ones."""
+    valid = sorted(choices)
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only when the block succeeds.
+
+    A crash or Ctrl-C inside the block leaves no half-written `path`. An existing `path` is kept
+    (FileExistsError) unless `overwrite=True`.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; refusing to overwrite it (pass overwrite=True / --overwrite, "
+                              "or choose another path)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-able configuration (used as a cache key)."""
+    blob = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    """Versions that a saved result records."""
+    from . import __version__
+    import torchvision
+    # plain str: torch.__version__ is a TorchVersion, which torch.load(weights_only=True) refuses to unpickle
+    return {"pwoa_lab": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "numpy": str(np.__version__)}

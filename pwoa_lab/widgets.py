@@ -1,0 +1,186 @@
+"""ipywidgets controls for the notebooks. Each widget wraps a plain `*_view` function that returns data and
+a Figure; notebooks call the view once in a plain cell (widget callbacks swallow exceptions).
+
+- `prune_rate_view` / `prune_rate_widget`: prune rate + method -> accuracies and kept-vs-pruned weights.
+- `eps_view` / `eps_widget`: eps -> adversarial images and accuracy of several models.
+- `lambda_view` / `lambda_widget`: HBaR weights lambda_x, lambda_y -> accuracies and the information plane.
+- `mix_ratio_view` / `mix_ratio_widget`: mix ratio + methods -> the Figure 3 curves up to that ratio.
+
+Settings computed before come from the on-disk cache at once; new ones compute (progress bar) and are cached.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .attacks import accuracy, fgsm, pgd_linf
+from .data import TensorData, dataset_info
+from .engine import preset_config
+from .experiments import EvalSettings, default_eval_settings, load_cached_model, prune_row, teacher_row
+from .plots import METHOD_STYLE, plot_adversarial_grid, plot_figure3, plot_information_plane
+
+
+def _largest_layer(model: nn.Module) -> str:
+    weights = {n: p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1}
+    return max(weights, key=lambda n: weights[n].numel())
+
+
+def prune_rate_view(teacher: nn.Module, dataset: str = "digits", rate: float = 4, method: str = "naive",
+                    preset: str = "quick", settings: EvalSettings | None = None, cache_dir=None, root=None,
+                    progress: bool = True) -> tuple[pd.DataFrame, plt.Figure]:
+    """Prune `teacher` at `rate` with `method` (cached) -> (table teacher vs pruned, figure).
+
+    The figure shows natural / FGSM / PGD accuracy of both, and the histogram of the teacher's largest
+    layer split into the weights the pruned model kept and those it removed.
+    """
+    settings = settings or default_eval_settings(dataset, preset)
+    config = preset_config(dataset, preset, method=method, rate=rate)
+    row, _ = prune_row(teacher, config, settings, cache_dir, root=root, progress=progress)
+    t_row = teacher_row(teacher, dataset, config.resolved().eps, settings, cache_dir, root=root)
+    table = pd.DataFrame([t_row, row])[["method", "rate", "natural", "fgsm", "pgd", "aa", "sparsity"]]
+    pruned = load_cached_model(row["key"], teacher.cpu(), cache_dir)
+    layer = _largest_layer(teacher)
+    w_teacher = dict(teacher.named_parameters())[layer].detach().cpu()
+    kept = dict(pruned.named_parameters())[layer].detach() != 0
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    metrics = ["natural", "fgsm", "pgd"]
+    xs = range(len(metrics))
+    ax1.bar([x - 0.2 for x in xs], table.iloc[0][metrics], width=0.4, color="black", label="dense teacher")
+    ax1.bar([x + 0.2 for x in xs], table.iloc[1][metrics], width=0.4,
+            color=METHOD_STYLE.get(method, {}).get("color", "gray"), label=f"{method} {rate:g}x")
+    ax1.set_xticks(list(xs), metrics)
+    ax1.set_ylim(0, 100)
+    ax1.set_ylabel("test accuracy (%)")
+    ax1.legend(fontsize=8)
+    w = w_teacher.flatten().numpy()
+    m = kept.flatten().numpy()
+    edges = torch.linspace(float(w.min()), float(w.max()), 61).numpy()
+    ax2.hist(w[~m], bins=edges, color="tab:red", alpha=0.6, label=f"pruned ({(~m).sum()})")
+    ax2.hist(w[m], bins=edges, color="tab:blue", alpha=0.6, label=f"kept ({m.sum()})")
+    ax2.set_yscale("log")
+    ax2.set_xlabel(f"teacher weight value ({layer})")
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"{dataset}: {method} at {rate:g}x")
+    fig.tight_layout()
+    return table, fig
+
+
+def eps_view(models: dict[str, nn.Module], data: TensorData, eps: float, n: int = 200, attack: str = "pgd",
+             show: int = 8) -> tuple[pd.DataFrame, plt.Figure]:
+    """Accuracy (%) of each model under FGSM or PGD at `eps` on the first `n` images, and the
+    natural / adversarial image grid of the first model."""
+    x, y = data.x[:n], data.y[:n]
+    info = dataset_info(data.name) if data.name else None
+    steps = info.pgd_steps if info else 20
+    rows, grid = [], None
+    for name, model in models.items():
+        x_adv = fgsm(model, x, y, eps) if attack == "fgsm" else \
+            pgd_linf(model, x, y, eps, alpha=2.5 * eps / steps if eps > 0 else 0.0, steps=steps)
+        rows.append({"model": name, "eps": eps, "natural": 100 * accuracy(model, x, y),
+                     attack: 100 * accuracy(model, x_adv, y)})
+        if grid is None:
+            with torch.no_grad():
+                model.eval()
+                grid = (x_adv, model(x).argmax(1), model(x_adv).argmax(1), name)
+    x_adv, pred, pred_adv, name = grid
+    fig = plot_adversarial_grid(x, x_adv, pred, pred_adv, y, n=show)
+    fig.suptitle(f"{name}: natural (top) vs {attack.upper()} eps={eps:.3f} (bottom); red = wrong", fontsize=9)
+    return pd.DataFrame(rows), fig
+
+
+def lambda_view(teacher: nn.Module, dataset: str = "digits", lambda_x: float = 2e-4, lambda_y: float = 5e-5,
+                rate: float = 8, preset: str = "quick", cache_dir=None, root=None,
+                settings: EvalSettings | None = None, progress: bool = True) -> tuple[pd.DataFrame, plt.Figure]:
+    """PwoA with the given HBaR weights (cached) vs KD alone (lambda = 0): accuracies and the
+    information plane (nHSIC(X, Z_j) vs nHSIC(Y, Z_j) over training)."""
+    settings = settings or default_eval_settings(dataset, preset)
+    rows, histories = [], {}
+    for name, method, lx, ly in [("L_D only", "kd", 0.0, 0.0), (f"PwoA lx={lambda_x:g} ly={lambda_y:g}", "pwoa",
+                                                                    lambda_x, lambda_y)]:
+        config = preset_config(dataset, preset, method=method, rate=rate, lambda_x=lx, lambda_y=ly)
+        row, hist = prune_row(teacher, config, settings, cache_dir, root=root, progress=progress)
+        rows.append({"run": name, **{k: row[k] for k in ("natural", "fgsm", "pgd", "aa")}})
+        histories[name] = hist.dropna(subset=["val_pgd"])
+    names = getattr(teacher, "hidden_names", None)
+    return pd.DataFrame(rows), plot_information_plane(histories, names)
+
+
+def mix_ratio_view(curves: pd.DataFrame, summary: pd.DataFrame, mix_ratio: float = 1.0,
+                   methods: Sequence[str] = ("pwoa", "advprune", "hydra")) -> tuple[pd.DataFrame, plt.Figure]:
+    """Figure 3 restricted to `methods` and mix ratios <= `mix_ratio` (PwoA at r = 0 always shown)."""
+    keep = curves.method.isin(methods) & (curves.mix_ratio <= mix_ratio + 1e-9)
+    keep |= (curves.method == "pwoa") & (curves.mix_ratio == 0)
+    sel = summary[summary.method.isin(methods) & (summary.mix_ratio <= mix_ratio + 1e-9)
+                  | ((summary.method == "pwoa") & (summary.mix_ratio == 0))]
+    target = float(summary.target_val_pgd.iloc[0]) if "target_val_pgd" in summary else None
+    fig = plot_figure3(curves[keep].dropna(subset=["val_pgd"]), target=target,
+                       title=f"robust accuracy vs training time (r <= {mix_ratio:g})")
+    return sel.reset_index(drop=True), fig
+
+
+# ----------------------------------------------------------------------------------------------- widgets
+
+def _interactive(view, **controls):
+    """ipywidgets.interactive around a view that returns (table, figure): shows both."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    def show(**kwargs):
+        table, fig = view(**kwargs)
+        display(table.round(2))
+        plt.show(fig) if plt.get_backend().lower().endswith("inline") else display(fig)
+        plt.close(fig)
+
+    return widgets.interactive(show, {"manual": False}, **controls)
+
+
+def prune_rate_widget(teacher: nn.Module, dataset: str = "digits", preset: str = "quick",
+                      rates: Sequence[float] = (2, 4, 8, 16), methods: Sequence[str] = ("naive", "kd", "pwoa"),
+                      cache_dir=None, root=None):
+    """A prune-rate slider and a method dropdown wired to `prune_rate_view`."""
+    import ipywidgets as widgets
+    return _interactive(lambda rate, method: prune_rate_view(teacher, dataset, rate, method, preset,
+                                                             cache_dir=cache_dir, root=root, progress=True),
+                        rate=widgets.SelectionSlider(options=list(rates), value=rates[1] if len(rates) > 1
+                                                     else rates[0], description="prune rate",
+                                                     continuous_update=False),
+                        method=widgets.Dropdown(options=list(methods), value=methods[0], description="method"))
+
+
+def eps_widget(models: dict[str, nn.Module], data: TensorData, eps_max: float = 0.3, n: int = 200):
+    """An eps slider wired to `eps_view`."""
+    import ipywidgets as widgets
+    return _interactive(lambda eps, attack: eps_view(models, data, eps, n=n, attack=attack),
+                        eps=widgets.FloatSlider(value=eps_max / 2, min=0.0, max=eps_max, step=eps_max / 20,
+                                                description="eps", continuous_update=False, readout_format=".3f"),
+                        attack=widgets.Dropdown(options=["pgd", "fgsm"], value="pgd", description="attack"))
+
+
+def lambda_widget(teacher: nn.Module, dataset: str = "digits", rate: float = 8, preset: str = "quick",
+                  cache_dir=None, root=None):
+    """lambda_x and lambda_y sliders (log scale) wired to `lambda_view`."""
+    import ipywidgets as widgets
+    return _interactive(lambda lambda_x, lambda_y: lambda_view(teacher, dataset, lambda_x, lambda_y, rate, preset,
+                                                               cache_dir, root),
+                        lambda_x=widgets.SelectionSlider(options=[0.0, 2e-5, 2e-4, 2e-3, 2e-2], value=2e-4,
+                                                         description="lambda_x", continuous_update=False),
+                        lambda_y=widgets.SelectionSlider(options=[0.0, 5e-6, 5e-5, 5e-4, 5e-3], value=5e-5,
+                                                         description="lambda_y", continuous_update=False))
+
+
+def mix_ratio_widget(curves: pd.DataFrame, summary: pd.DataFrame):
+    """A mix-ratio slider and method checkboxes wired to `mix_ratio_view`."""
+    import ipywidgets as widgets
+    ratios = sorted(float(r) for r in curves.mix_ratio.unique())
+    boxes = {m: widgets.Checkbox(value=True, description=m) for m in ("pwoa", "advprune", "hydra")}
+
+    def view(mix_ratio, **checked):
+        return mix_ratio_view(curves, summary, mix_ratio, [m for m, on in checked.items() if on])
+
+    return _interactive(view, mix_ratio=widgets.SelectionSlider(options=ratios, value=ratios[-1],
+                                                                description="mix ratio",
+                                                                continuous_update=False), **boxes)

@@ -1,0 +1,350 @@
+"""pwoa_lab.attacks on real models: bounds, argument checks, attack strength order, and `evaluate`.
+
+Models: a plain-CE SmallCNN trained here on digits (no files needed), the shipped robust digits teacher
+(skips while it is not trained yet) and a plain-CE LeNet-3 trained here on an MNIST subset (needs
+PWOA_DATA_ROOT).
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+
+from pwoa_lab.adversarial_training import TeacherConfig, train_teacher
+from pwoa_lab.attacks import (
+    ATTACK_NAMES,
+    ATTACKS,
+    accuracy,
+    autoattack,
+    cw_linf,
+    cw_margin_loss,
+    default_attack_options,
+    evaluate,
+    fgsm,
+    get_attack,
+    parse_attacks,
+    pgd_linf,
+)
+from pwoa_lab.data import load_dataset
+from pwoa_lab.models import HiddenModel
+
+EPS = 0.1  # the radius for the plain models (the digits teacher's own eps is read from its metadata)
+# the four attacks with small, explicit options (AutoAttack: the fast version)
+ATTACK_CALLS = {
+    "fgsm": lambda m, x, y, eps: fgsm(m, x, y, eps=eps),
+    "pgd": lambda m, x, y, eps: pgd_linf(m, x, y, eps=eps, steps=10),
+    "cw": lambda m, x, y, eps: cw_linf(m, x, y, eps=eps, steps=10),
+    "aa": lambda m, x, y, eps: autoattack(m, x, y, eps=eps, version="fast"),
+}
+
+
+def acc(model, x, y) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def plain_digits():
+    """An undefended SmallCNN: plain cross-entropy on natural digits (a few seconds of CPU)."""
+    config = TeacherConfig(dataset="digits", method="none", epochs=6, batch_size=64, lr=3e-3, val_n=100,
+                           val_pgd_steps=1, seed=0)
+    model, history, metrics = train_teacher(config, progress=False)
+    assert metrics["val_natural"] > 90, history
+    return model
+
+
+@pytest.fixture(scope="session")
+def test_images(digits_test):
+    return digits_test.x[:200], digits_test.y[:200]
+
+
+class DropoutNet(HiddenModel):
+    """A tiny net whose output depends on train/eval mode (dropout, batch norm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(8 * 14 * 14, 10)
+
+    def forward_features(self, x):
+        h = self.drop(torch.relu(self.bn(self.conv(x))))
+        return self.fc(h.flatten(1)), [h]
+
+
+@pytest.fixture
+def dropout_net():
+    torch.manual_seed(0)
+    net = DropoutNet()
+    with torch.no_grad():  # non-trivial running statistics
+        net.bn.running_mean.uniform_(-0.1, 0.1)
+        net.bn.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+# ----------------------------------------------------------------------------------------------- call shape & bounds
+
+def test_registry_and_names():
+    assert set(ATTACKS) == {"fgsm", "pgd", "cw", "aa"}
+    assert ATTACK_NAMES[0] == "natural" and set(ATTACK_NAMES) == {"natural", *ATTACKS}
+    assert get_attack("pgd") is pgd_linf and get_attack("cw") is cw_linf
+    assert parse_attacks(" natural, pgd ,aa") == ["natural", "pgd", "aa"]
+    with pytest.raises(ValueError) as info:
+        parse_attacks("natural,pgd40")
+    for name in ("aa", "cw", "fgsm", "natural", "pgd"):
+        assert name in str(info.value)
+    with pytest.raises(ValueError, match="'deepfool'"):
+        get_attack("deepfool")
+    # the paper's MNIST and CIFAR threat models: PGD-40 with step 0.01, PGD-10 with step 2/255
+    assert default_attack_options("mnist")["pgd"] == {"steps": 40, "alpha": 0.01}
+    assert default_attack_options("cifar10")["cw"] == {"steps": 10, "alpha": 2 / 255}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_one_call_shape_for_every_attack(name, plain_digits, test_images):
+    x, y = test_images[0][:16], test_images[1][:16]
+    x_copy = x.clone()
+    x_adv = ATTACKS[name](plain_digits, x, y, eps=EPS)  # the documented call, default options
+    assert isinstance(x_adv, torch.Tensor)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and not x_adv.requires_grad
+    assert torch.equal(x, x_copy), "the attack changed its input"
+
+
+@pytest.mark.parametrize("name", list(ATTACK_CALLS))
+def test_perturbation_stays_in_the_eps_ball_and_the_image_range(name, plain_digits, test_images):
+    x, y = test_images[0][:48], test_images[1][:48]
+    assert (x == 0).any() and (x == 1).any()  # the clipping at both ends is exercised
+    torch.manual_seed(0)
+    x_adv = ATTACK_CALLS[name](plain_digits, x, y, EPS)
+    assert (x_adv - x).abs().max() <= EPS + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    # and it is a real attack on this undefended model
+    assert (x_adv - x).abs().max() > EPS / 2
+    assert acc(plain_digits, x_adv, y) < acc(plain_digits, x, y) - 0.2
+
+
+def test_fgsm_moves_every_pixel_by_eps_unless_clipped(plain_digits, test_images):
+    x, y = test_images[0][:32], test_images[1][:32]
+    x_adv = fgsm(plain_digits, x, y, eps=EPS)
+    d = x_adv - x
+    exact = (d.abs() - EPS).abs() < 1e-6
+    clipped = (x_adv == 0) | (x_adv == 1)
+    assert (exact | clipped | (d == 0)).all()
+    assert exact.float().mean() > 0.5
+
+
+@pytest.mark.parametrize("name", list(ATTACK_CALLS))
+@pytest.mark.parametrize("bad", ["above_one", "below_zero", "normalized", "nan", "uint8"])
+def test_images_outside_unit_interval_are_rejected(name, bad, plain_digits, test_images):
+    x, y = test_images[0][:4], test_images[1][:4]
+    x_bad = {"above_one": x * 1.5, "below_zero": x - 0.2, "normalized": (x - 0.1307) / 0.3081,
+             "nan": x.clone().index_put_((torch.tensor([0]),), torch.tensor(float("nan"))),
+             "uint8": (x * 255).to(torch.uint8)}[bad]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ATTACK_CALLS[name](plain_digits, x_bad, y, EPS)
+
+
+@pytest.mark.parametrize("name", list(ATTACK_CALLS))
+@pytest.mark.parametrize("eps", [-0.1, float("nan"), 1.5, float("inf"), "0.1", True, torch.tensor(0.1)])
+def test_bad_eps_is_rejected(name, eps, plain_digits, test_images):
+    x, y = test_images[0][:4], test_images[1][:4]
+    with pytest.raises(ValueError, match="eps"):
+        ATTACK_CALLS[name](plain_digits, x, y, eps)
+
+
+def test_evaluate_rejects_bad_eps_images_and_attack_names(plain_digits, test_images):
+    x, y = test_images[0][:4], test_images[1][:4]
+    with pytest.raises(ValueError, match="eps must lie in"):
+        evaluate(plain_digits, (x, y), ["natural"], eps=-0.01, progress=False)
+    with pytest.raises(ValueError, match="eps must be a finite number"):
+        evaluate(plain_digits, (x, y), ["natural"], eps=math.nan, progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        evaluate(plain_digits, (x * 255, y), ["natural"], eps=EPS, progress=False)
+    with pytest.raises(ValueError, match="valid: aa, cw, fgsm, natural, pgd"):
+        evaluate(plain_digits, (x, y), "natural,apgd", eps=EPS, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------- modes
+
+@pytest.mark.parametrize("name", list(ATTACK_CALLS))
+def test_attacks_run_in_eval_mode_and_restore_the_callers_mode(name, dropout_net, test_images):
+    x, y = test_images[0][:8], test_images[1][:8]
+    stats = {k: v.clone() for k, v in dropout_net.bn.state_dict().items()}
+    dropout_net.eval()
+    torch.manual_seed(3)
+    ref = ATTACK_CALLS[name](dropout_net, x, y, EPS)
+    assert not dropout_net.training
+    dropout_net.train()
+    torch.manual_seed(3)
+    out = ATTACK_CALLS[name](dropout_net, x, y, EPS)
+    assert dropout_net.training and all(m.training for m in dropout_net.modules())
+    # in train mode dropout would make the gradients random: equal results mean the attack ran in eval mode
+    assert torch.equal(out, ref)
+    for k, v in dropout_net.bn.state_dict().items():  # batch-norm statistics untouched
+        assert torch.equal(v, stats[k]), k
+
+
+def test_mode_is_restored_when_an_attack_fails(dropout_net, test_images):
+    x = test_images[0][:4]
+    dropout_net.train()
+    with pytest.raises((IndexError, RuntimeError)):
+        pgd_linf(dropout_net, x, torch.tensor([0, 1, 2, 99]), eps=EPS)  # label 99 of 10 classes
+    assert dropout_net.training
+
+
+def test_cw_margin_loss_values():
+    logits = torch.tensor([[3.0, 1.0, 0.5], [0.0, 2.0, 5.0]])
+    y = torch.tensor([0, 1])
+    assert torch.equal(cw_margin_loss(logits, y), torch.tensor([1.0 - 3.0, 5.0 - 2.0]))
+
+
+# ----------------------------------------------------------------------------------------------- evaluate
+
+def test_evaluate_table_mode_and_rng(dropout_net, test_images):
+    x, y = test_images[0][:40], test_images[1][:40]
+    attacks = ["natural", "fgsm", "pgd", "aa"]
+    options = {"pgd": {"steps": 3}, "aa": {"version": "fast"}}
+
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    dropout_net.train()
+    torch.manual_seed(123)
+    table = evaluate(dropout_net, (x, y), attacks, eps=EPS, attack_options=options, progress=False)
+    after = torch.rand(5)
+
+    assert isinstance(table, pd.DataFrame)
+    assert list(table.columns) == ["attack", "eps", "n", "accuracy", "seconds"]
+    assert table["attack"].tolist() == attacks
+    assert (table["eps"] == EPS).all() and (table["n"] == 40).all()
+    assert table["accuracy"].between(0, 100).all() and (table["seconds"] >= 0).all()
+    assert dropout_net.training  # mode restored
+    assert torch.equal(after, expected), "evaluate changed torch's global RNG stream"
+
+    # the natural row is the accuracy in eval mode, in percent
+    dropout_net.eval()
+    assert table.set_index("attack").loc["natural", "accuracy"] == pytest.approx(100 * accuracy(dropout_net, x, y))
+    # FGSM is deterministic: the same number again, whatever the batch size
+    again = evaluate(dropout_net, (x, y), ["natural", "fgsm"], eps=EPS, batch_size=7, progress=False)
+    assert again["accuracy"].tolist() == table["accuracy"].tolist()[:2]
+
+
+def test_without_the_restore_the_rng_would_change(dropout_net, test_images):
+    """The check above can fail: the attacks do draw from (and AutoAttack reseeds) the global RNG."""
+    x, y = test_images[0][:8], test_images[1][:8]
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    torch.manual_seed(123)
+    pgd_linf(dropout_net, x, y, eps=EPS, steps=1)
+    assert not torch.equal(torch.rand(5), expected)
+    torch.manual_seed(123)
+    autoattack(dropout_net, x, y, eps=EPS, version="fast")
+    assert not torch.equal(torch.rand(5), expected)
+
+
+def test_evaluate_takes_the_first_n_of_a_dataset(plain_digits, digits_test):
+    table = evaluate(plain_digits, digits_test, ["natural"], eps=EPS, n=50, progress=False)
+    assert table.loc[0, "n"] == 50
+    assert table.loc[0, "accuracy"] == pytest.approx(100 * accuracy(plain_digits, digits_test.x[:50],
+                                                                     digits_test.y[:50]))
+
+
+# ----------------------------------------------------------------------------------------------- the teacher
+
+@pytest.fixture(scope="module")
+def teacher_strengths(digits_teacher, test_images):
+    """Accuracy (in images) of the digits teacher under attacks of growing strength, on the same 200 images."""
+    model, meta = digits_teacher
+    eps = meta["eps"]
+    x, y = test_images
+
+    def correct(x_adv):
+        with torch.no_grad():
+            return int((model(x_adv).argmax(1) == y).sum())
+
+    torch.manual_seed(0)
+    out = {"natural": correct(x), "fgsm": correct(fgsm(model, x, y, eps))}
+    for steps in (1, 5, 20, 50):
+        out[f"pgd{steps}"] = correct(pgd_linf(model, x, y, eps, steps=steps))
+    out["pgd20_eval"] = correct(pgd_linf(model, x, y, eps, **default_attack_options("digits", eps)["pgd"]))
+    return out
+
+
+def test_eps_zero_gives_natural_accuracy_for_every_attack(digits_teacher, test_images):
+    model, _ = digits_teacher
+    x, y = test_images[0][:100], test_images[1][:100]
+    for name, call in ATTACK_CALLS.items():
+        assert torch.equal(call(model, x[:16], y[:16], 0.0), x[:16]), name
+    table = evaluate(model, (x, y), list(ATTACK_NAMES), eps=0.0, attack_options={"aa": {"version": "fast"}},
+                     progress=False)
+    natural = table.set_index("attack").loc["natural", "accuracy"]
+    assert natural > 90
+    assert (table["accuracy"] == natural).all(), table
+
+
+def test_pgd_is_never_weaker_than_fgsm_and_more_steps_never_help(teacher_strengths):
+    s = teacher_strengths
+    assert s["natural"] > 0.9 * 200
+    assert s["fgsm"] < s["natural"]
+    # PGD (step 2.5 eps / steps, random start): at least as strong as FGSM once it has a few steps, and
+    # stronger with more steps (exact ties allowed; these are counts on the same 200 images)
+    assert s["pgd5"] <= s["fgsm"]
+    assert s["pgd20"] <= s["fgsm"] and s["pgd50"] <= s["fgsm"] and s["pgd20_eval"] <= s["fgsm"]
+    assert s["pgd50"] <= s["pgd20"] <= s["pgd5"] <= s["pgd1"]
+    assert s["pgd50"] < s["pgd1"]  # the ordering is not a flat line
+
+
+def test_autoattack_fast_is_never_weaker_than_pgd(digits_teacher, test_images):
+    model, meta = digits_teacher
+    eps = meta["eps"]
+    x, y = test_images[0][:100], test_images[1][:100]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        pgd_correct = int((model(pgd_linf(model, x, y, eps, **default_attack_options("digits", eps)["pgd"]))
+                           .argmax(1) == y).sum())
+    x_aa = autoattack(model, x, y, eps, version="fast")
+    assert (x_aa - x).abs().max() <= eps + 1e-6 and x_aa.min() >= 0 and x_aa.max() <= 1
+    with torch.no_grad():
+        aa_correct = int((model(x_aa).argmax(1) == y).sum())
+        natural = int((model(x).argmax(1) == y).sum())
+    assert aa_correct <= pgd_correct < natural
+    assert aa_correct > 0  # a robust model keeps some accuracy (AA is not an arbitrary image replacement)
+
+
+def test_undefended_smallcnn_is_far_less_robust_than_the_teacher(digits_teacher, plain_digits, test_images,
+                                                                 teacher_strengths):
+    eps = digits_teacher[1]["eps"]
+    x, y = test_images
+    assert acc(plain_digits, x, y) > 0.9  # a good classifier on natural digits ...
+    torch.manual_seed(0)
+    plain_pgd = acc(plain_digits, pgd_linf(plain_digits, x, y, eps, **default_attack_options("digits", eps)["pgd"]),
+                    y)
+    teacher_pgd = teacher_strengths["pgd20_eval"] / 200
+    assert plain_pgd < teacher_pgd - 0.3, (plain_pgd, teacher_pgd)  # ... but not a robust one
+
+
+# ----------------------------------------------------------------------------------------------- MNIST
+
+@pytest.fixture(scope="session")
+def plain_lenet3(mnist_root):
+    """LeNet-3 trained for one epoch with plain cross-entropy on 3,000 MNIST images (undefended)."""
+    config = TeacherConfig(dataset="mnist", method="none", epochs=1, n_per_class=300, batch_size=64, val_n=200,
+                           val_pgd_steps=1, root=str(mnist_root), seed=0)
+    model, _, _ = train_teacher(config, progress=False)
+    return model
+
+
+def test_undefended_lenet3_collapses_under_pgd40(plain_lenet3, mnist_root):
+    test = load_dataset("mnist", "test", mnist_root).head(200)
+    natural = acc(plain_lenet3, test.x, test.y)
+    torch.manual_seed(0)
+    x_adv = pgd_linf(plain_lenet3, test.x, test.y, eps=0.3, alpha=0.01, steps=40, random_start=True)
+    assert (x_adv - test.x).abs().max() <= 0.3 + 1e-6
+    robust = acc(plain_lenet3, x_adv, test.y)
+    assert natural > 0.9, natural
+    assert robust < 0.05, robust

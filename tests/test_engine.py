@@ -1,0 +1,197 @@
+"""The prune-and-finetune engine and the distillation loss, on real (tiny) digits runs."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from pwoa_lab.cache import entry_key
+from pwoa_lab.checkpoint import load_teacher
+from pwoa_lab.data import load_dataset
+from pwoa_lab.distillation import frozen_teacher, kd_loss, soft_labels
+from pwoa_lab.engine import NonFiniteLoss, PruneConfig, preset_config, prune_and_finetune
+from pwoa_lab.pruning import prunable_modules
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_teacher("digits")[0]
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    train = load_dataset("digits", "train", n_per_class=12, seed=0)
+    val = load_dataset("digits", "val").head(40)
+    return train, val
+
+
+def tiny(method: str, rate: float = 4, **kw) -> PruneConfig:
+    return preset_config("digits", "smoke", method=method, rate=rate, batch_size=40, val_n=40, **kw)
+
+
+# ----------------------------------------------------------------------------------------------- KD loss
+
+def test_kd_loss_is_zero_when_student_equals_teacher():
+    logits = torch.randn(16, 10)
+    assert kd_loss(logits, logits.clone(), 30.0).abs().item() < 1e-6
+
+
+def test_kd_loss_positive_and_matches_definition():
+    s, t = torch.randn(8, 10), torch.randn(8, 10)
+    T = 4.0
+    p_t = torch.softmax(t / T, 1)
+    manual = T ** 2 * (p_t * (torch.log(p_t) - torch.log_softmax(s / T, 1))).sum(1).mean()
+    assert kd_loss(s, t, T).item() > 0
+    assert torch.allclose(kd_loss(s, t, T), manual, atol=1e-5)
+
+
+def test_kd_loss_gradient_does_not_reach_teacher():
+    s = torch.randn(4, 10, requires_grad=True)
+    t = torch.randn(4, 10, requires_grad=True)
+    kd_loss(s, t).backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None
+
+
+def test_soft_labels_flatten_with_temperature():
+    logits = torch.tensor([[4.0, 1.0, 0.0]])
+    assert soft_labels(logits, 30).max() < soft_labels(logits, 1).max()
+    assert torch.allclose(soft_labels(logits, 4).sum(1), torch.ones(1))
+
+
+def test_kd_rejects_bad_temperature():
+    with pytest.raises(ValueError, match="temperature"):
+        kd_loss(torch.zeros(2, 3), torch.zeros(2, 3), 0.0)
+
+
+def test_frozen_teacher_is_a_copy_in_eval_mode(teacher):
+    t = frozen_teacher(teacher)
+    assert not t.training and all(not p.requires_grad for p in t.parameters())
+    assert t is not teacher
+
+
+# ----------------------------------------------------------------------------------------------- engine
+
+@pytest.mark.parametrize("method", ["naive", "kd", "pwoa", "advprune"])
+def test_every_method_prunes_to_the_rate(teacher, small_data, method):
+    train, val = small_data
+    rate = 4
+    result = prune_and_finetune(teacher, tiny(method, rate), train=train, val=val, progress=False)
+    for name, module in prunable_modules(result.model).items():
+        w = module.weight
+        kept = int((w != 0).sum())
+        assert kept == max(1, round(w.numel() / rate)), name
+        assert torch.equal(result.masks[name], w != 0)
+    h = result.history
+    assert list(h.phase.unique()) == ["admm", "retrain"]
+    assert h.train_seconds.is_monotonic_increasing
+    assert h.val_natural.notna().iloc[-1] and h.val_pgd.notna().iloc[-1]
+    report = result.sparsity()
+    assert abs(report.iloc[-1]["sparsity"] - (1 - 1 / rate)) < 0.01
+    # the teacher is untouched
+    assert all(int((p != 0).sum()) == p.numel() for n, p in teacher.named_parameters() if n.endswith("weight"))
+
+
+def test_pwoa_history_has_hsic_terms_and_loss_terms(teacher, small_data):
+    train, val = small_data
+    h = prune_and_finetune(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
+    assert {"loss_kd", "loss_admm", "hsic_xz_1", "hsic_yz_3"} <= set(h.columns)
+    retrain = h[h.phase == "retrain"]
+    assert retrain.loss_hsic.notna().all()                      # HSIC in the retraining phase (default)
+    assert h[h.phase == "admm"].loss_hsic.isna().all()               # ... and not during ADMM
+    assert (h.hsic_xz_1 > 0).all()
+
+
+def test_hsic_in_both_phases_option(teacher, small_data):
+    train, val = small_data
+    h = prune_and_finetune(teacher, tiny("pwoa", hsic_phase="both"), train=train, val=val, progress=False).history
+    assert h[h.phase == "admm"].loss_hsic.notna().all()
+
+
+def test_methods_differ_only_in_loss(teacher, small_data):
+    """Same seed, same schedule: naive and kd give different students; the same method twice is identical."""
+    train, val = small_data
+    a = prune_and_finetune(teacher, tiny("naive"), train=train, val=val, progress=False).model
+    b = prune_and_finetune(teacher, tiny("kd"), train=train, val=val, progress=False).model
+    c = prune_and_finetune(teacher, tiny("naive"), train=train, val=val, progress=False).model
+    assert any(not torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_same_config_and_seed_give_identical_history(teacher, small_data):
+    train, val = small_data
+    h1 = prune_and_finetune(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
+    h2 = prune_and_finetune(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
+    cols = [c for c in h1.columns if c != "train_seconds"]
+    assert h1[cols].equals(h2[cols])
+
+
+def test_global_mode_and_convs_scope(teacher, small_data):
+    train, val = small_data
+    res = prune_and_finetune(teacher, tiny("naive", 8, mode="global"), train=train, val=val, progress=False)
+    total = sum(m.weight.numel() for m in prunable_modules(res.model).values())
+    kept = sum(int((m.weight != 0).sum()) for m in prunable_modules(res.model).values())
+    assert kept == round(total / 8)
+    res = prune_and_finetune(teacher, tiny("naive", 8, scope="convs"), train=train, val=val, progress=False)
+    assert int((res.model.fc1.weight == 0).sum()) == 0
+    assert int((res.model.conv2.weight != 0).sum()) == round(res.model.conv2.weight.numel() / 8)
+
+
+def test_nan_loss_stops_with_a_message_naming_epoch_and_term(teacher, small_data):
+    train, val = small_data
+    config = tiny("pwoa", lambda_x=float("nan"))
+    with pytest.raises(NonFiniteLoss, match=r"'hsic'.*retrain phase, epoch"):
+        prune_and_finetune(teacher, config, train=train, val=val, progress=False)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("rate", 1.0, "rate"), ("rate", float("nan"), "rate"), ("rate", "4", "rate"),
+    ("mix_ratio", 1.5, "mix_ratio"), ("mix_ratio", -0.1, "mix_ratio"),
+    ("method", "magic", "method"), ("eps", 2.0, "eps"), ("optimizer", "lbfgs", "optimizer"),
+    ("mode", "random", "mode"),
+])
+def test_bad_config_is_rejected_with_a_clear_error(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(PruneConfig(), **{field: value}).resolved()
+
+
+def test_unknown_preset_and_fields_are_rejected():
+    with pytest.raises(ValueError, match="preset"):
+        preset_config("digits", "huge")
+    with pytest.raises(ValueError, match="unknown PruneConfig fields"):
+        preset_config("digits", "quick", learning_rate=1.0)
+    with pytest.raises(ValueError, match="no schedule"):
+        preset_config("cifar100", "quick")
+
+
+def test_cache_key_changes_with_every_parameter():
+    base = PruneConfig().resolved()
+    key = entry_key("prune_row", base.to_dict())
+    for f in dataclasses.fields(PruneConfig):
+        if f.name in ("device",):
+            continue
+        value = getattr(base, f.name)
+        if isinstance(value, bool):
+            new = not value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            new = value + 1 if f.name != "mix_ratio" else 0.5
+        elif isinstance(value, str):
+            new = value + "x"
+        elif isinstance(value, dict):
+            new = {"changed": 1}
+        else:
+            new = 1
+        changed = dataclasses.replace(base, **{f.name: new})
+        assert entry_key("prune_row", changed.to_dict()) != key, f.name
+    assert entry_key("prune_row", base.to_dict()) == key
+
+
+def test_model_without_forward_features_gets_a_clear_error(small_data):
+    train, val = small_data
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 10))
+    with pytest.raises(TypeError, match="forward_features"):
+        prune_and_finetune(plain, tiny("pwoa"), train=train, val=val, progress=False)
+    assert math.isfinite(prune_and_finetune(plain, tiny("naive"), train=train, val=val,
+                                            progress=False).history.val_natural.iloc[-1])
