@@ -51,7 +51,7 @@ class ResultCache:
         try:
             with open(path) as f:
                 return json.load(f)
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):  # missing, unreadable or half-written
             return None
 
     def put(self, key: str, result: dict[str, Any]) -> Path:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
@@ -37,8 +39,9 @@ from .data import TensorData, augment_batch, dataset_info, load_dataset
 from .distillation import frozen_teacher, kd_loss
 from .hsic import hbar_loss, hsic_xz_yz
 from .models import logits_and_hiddens
-from .pruning import ADMM, apply_masks, magnitude_masks, remove_masks, sparsity_report
-from .utils import check_choice, check_eps, check_mix_ratio, check_rate, get_device, set_seed
+from .pruning import ADMM, apply_masks, current_masks, is_masked, magnitude_masks, remove_masks, sparsity_report
+from .utils import (atomic_write, check_choice, check_eps, check_mix_ratio, check_rate, config_key, get_device,
+                    model_fingerprint, set_seed)
 
 METHODS = ("naive", "kd", "pwoa", "advprune")
 PRESET_NAMES = ("smoke", "quick", "paper")
@@ -233,15 +236,42 @@ def validation_metrics(model: nn.Module, val: TensorData, eps: float, steps: int
     return row
 
 
+# ----------------------------------------------------------------------------------------------- resume
+
+def _state_key(config: PruneConfig, teacher: nn.Module) -> str:
+    return config_key({"config": config.to_dict(), "teacher": model_fingerprint(teacher)})
+
+
+def _save_state(path: str | Path, key: str, state: dict) -> None:
+    with atomic_write(path, overwrite=True) as tmp:
+        torch.save({"format": "pwoa-lab-train-state", "key": key, **state}, tmp)
+
+
+def _load_state(path: str | Path, key: str) -> dict | None:
+    """The saved training state for this config, or None (missing, damaged or another config's)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return None
+    if not isinstance(state, dict) or state.get("format") != "pwoa-lab-train-state" or \
+            state.get("key") != key:
+        return None
+    return state
+
+
 # ----------------------------------------------------------------------------------------------- engine
 
 
 def prune_and_finetune(teacher: nn.Module, config: PruneConfig, train: TensorData | None = None,
                        val: TensorData | None = None, root: str | None = None, progress: bool = True,
-                       on_epoch: Callable[[dict], None] | None = None) -> PruneResult:
+                       on_epoch: Callable[[dict], None] | None = None,
+                       state_path: str | Path | None = None) -> PruneResult:
     """Prune a copy of `teacher` with `config` (see the module docstring); returns a PruneResult.
 
     `train`/`val` default to the dataset's train (subset per `n_per_class`) and validation splits.
+    `state_path`: after every completed epoch the full training state is written there (atomically); a
+    run started again with the same config and teacher resumes after the last completed epoch, and a run
+    stopped by a non-finite loss leaves the last good epoch there.
     """
     config = config.resolved()
     info = dataset_info(config.dataset)
@@ -323,28 +353,56 @@ def prune_and_finetune(teacher: nn.Module, config: PruneConfig, train: TensorDat
             on_epoch(row)
         return row
 
-    # phase 1: ADMM
+    # the schedule: ADMM epochs (layer mode only), then masked retraining
+    schedule = [("admm", e) for e in range(1, config.admm_epochs + 1) if config.mode == "layer"]
+    schedule += [("retrain", e) for e in range(1, config.retrain_epochs + 1)]
     admm = ADMM(student, config.rate, config.scope, config.rho0, config.rho_growth)
     opt = make_optimizer(student.parameters(), config, config.lr_admm)
-    if config.mode == "layer":
-        for epoch in range(1, config.admm_epochs + 1):
+    sched = None
+    done = 0
+    state_key = _state_key(config, teacher) if state_path is not None else ""
+    saved = _load_state(state_path, state_key) if state_path is not None else None
+    if saved is not None:  # resume after the last completed epoch
+        done, history[:], train_seconds = saved["done"], saved["history"], saved["train_seconds"]
+        if saved["masks"] is not None:
+            apply_masks(student, saved["masks"])
+            opt = make_optimizer(student.parameters(), config, config.lr_retrain)
+            sched = make_scheduler(opt, config, config.retrain_epochs)
+        student.load_state_dict(saved["student"])
+        opt.load_state_dict(saved["optimizer"])
+        if sched is not None and saved["scheduler"] is not None:
+            sched.load_state_dict(saved["scheduler"])
+        admm.load_state_dict(saved["admm"])
+        gen.set_state(saved["gen"])
+        mix_gen.set_state(saved["mix_gen"])
+        torch.random.set_rng_state(saved["rng"])
+
+    for step, (phase, epoch) in enumerate(schedule):
+        if step < done:
+            continue
+        if phase == "retrain" and epoch == 1:  # hard prune to the ADMM support (or global magnitude)
+            masks = admm.masks() if config.mode == "layer" else \
+                magnitude_masks(student, config.rate, config.scope, "global")
+            apply_masks(student, masks)
+            opt = make_optimizer(student.parameters(), config, config.lr_retrain)
+            sched = make_scheduler(opt, config, config.retrain_epochs)
+        if phase == "admm":
             run_epoch("admm", epoch, opt, admm, use_hsic=config.hsic_phase == "both",
                       last=epoch == config.admm_epochs)
             if epoch % config.admm_every == 0:
                 admm.update()
-        masks = admm.masks()
-    else:  # global magnitude pruning: one threshold over all layers, no per-layer ADMM targets
-        masks = magnitude_masks(student, config.rate, config.scope, "global")
-
-    # hard prune, then masked retraining
-    apply_masks(student, masks)
-    opt = make_optimizer(student.parameters(), config, config.lr_retrain)
-    sched = make_scheduler(opt, config, config.retrain_epochs)
-    for epoch in range(1, config.retrain_epochs + 1):
-        run_epoch("retrain", config.admm_epochs + epoch, opt, None, use_hsic=True,
-                  last=epoch == config.retrain_epochs)
-        if sched is not None:
-            sched.step()
+        else:
+            run_epoch("retrain", config.admm_epochs + epoch, opt, None, use_hsic=True,
+                      last=epoch == config.retrain_epochs)
+            if sched is not None:
+                sched.step()
+        if state_path is not None:
+            _save_state(state_path, state_key, {
+                "done": step + 1, "history": history, "train_seconds": train_seconds,
+                "masks": current_masks(student) if is_masked(student) else None,
+                "student": student.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None, "admm": admm.state_dict(),
+                "gen": gen.get_state(), "mix_gen": mix_gen.get_state(), "rng": torch.random.get_rng_state()})
     masks = remove_masks(student)
     student.eval()
     return PruneResult(student, masks, pd.DataFrame(history), config, train_seconds)

@@ -6,8 +6,8 @@
 """
 from __future__ import annotations
 
-import hashlib
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +23,7 @@ from .checkpoint import load_checkpoint, load_teacher
 from .data import dataset_info, load_dataset
 from .engine import preset_config, prune_and_finetune
 from .pruning import load_sparse, save_sparse, sparsity_report
-from .utils import check_rate, get_device, versions
+from .utils import check_rate, get_device, model_fingerprint, versions
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "natural", "fgsm", "pgd", "aa", "sparsity", "train_seconds",
                 "eval_seconds", "cached"]
@@ -38,16 +38,6 @@ class EvalSettings:
 
     def attacks(self) -> list[str]:
         return ["natural", "fgsm", "pgd"]
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """A hash of a model's weights (names, shapes and values): identifies a teacher in cache keys."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(tensor.shape)).encode())
-        h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def resolve_teacher(dataset: str, teacher: nn.Module | str | Path | None, device) -> nn.Module:
@@ -97,8 +87,9 @@ def prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSettings(
     if method == "hydra":
         from .hydra import hydra_prune
         result = hydra_prune(teacher, config, root=root, progress=progress)
-    else:
-        result = prune_and_finetune(teacher, config, root=root, progress=progress)
+    else:  # resumable: an interrupted run continues after its last completed epoch
+        state_path = cache.folder(key) / "state.pt" if use_cache else None
+        result = prune_and_finetune(teacher, config, root=root, progress=progress, state_path=state_path)
     row = {"dataset": config.dataset, "method": method, "rate": config.rate, "mix_ratio": config.mix_ratio,
            **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
            "sparsity": float(sparsity_report(result.model, config.scope).iloc[-1]["sparsity"]),
@@ -106,14 +97,15 @@ def prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSettings(
     record = {"row": row, "history": result.history.to_dict("records"), "config": config.to_dict(),
               "eval": settings.__dict__, "seed": config.seed, "versions": versions(), "device": str(device)}
     if use_cache:
-        if keep_model:
-            try:
+        try:
+            if keep_model:
                 save_sparse(result.model.cpu(), cache.folder(key) / "model.pt",
                             metadata={"dataset": config.dataset, "method": method, "rate": config.rate},
                             overwrite=True)
-            except OSError as err:
-                raise cache_error(cache.root, err) from err
-        cache.put(key, record)
+            cache.put(key, record)
+            (cache.folder(key) / "state.pt").unlink(missing_ok=True)  # the finished result replaces it
+        except OSError as err:  # a read-only or full cache must not throw the computed result away
+            warnings.warn(str(cache_error(cache.root, err)), stacklevel=2)
     return {**row, "cached": False, "key": key}, result.history
 
 
@@ -138,7 +130,10 @@ def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSett
     row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
            **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
     if use_cache:
-        cache.put(key, {"row": row, "versions": versions()})
+        try:
+            cache.put(key, {"row": row, "versions": versions()})
+        except OSError as err:
+            warnings.warn(str(err), stacklevel=2)
     return {**row, "cached": False}
 
 

@@ -124,3 +124,13 @@ def versions() -> dict[str, str]:
     # plain str: torch.__version__ is a TorchVersion, which torch.load(weights_only=True) refuses to unpickle
     return {"pwoa_lab": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "numpy": str(np.__version__)}
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of a model's weights (names, shapes and values): identifies a teacher in cache keys."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -195,3 +195,47 @@ def test_model_without_forward_features_gets_a_clear_error(small_data):
         prune_and_finetune(plain, tiny("pwoa"), train=train, val=val, progress=False)
     assert math.isfinite(prune_and_finetune(plain, tiny("naive"), train=train, val=val,
                                             progress=False).history.val_natural.iloc[-1])
+
+
+def test_interrupted_run_resumes_after_its_last_completed_epoch(teacher, small_data, tmp_path):
+    train, val = small_data
+    config = tiny("pwoa")
+    full = prune_and_finetune(teacher, config, train=train, val=val, progress=False)
+    state = tmp_path / "state.pt"
+
+    def stop_in_retraining(row):
+        if row["phase"] == "retrain":
+            raise KeyboardInterrupt  # Ctrl-C in the first retraining epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        prune_and_finetune(teacher, config, train=train, val=val, progress=False, state_path=state,
+                           on_epoch=stop_in_retraining)
+    assert state.exists() and not list(tmp_path.glob(".*.tmp"))   # no half-written file left behind
+    seen = []
+    resumed = prune_and_finetune(teacher, config, train=train, val=val, progress=False, state_path=state,
+                                 on_epoch=seen.append)
+    assert [r["phase"] for r in seen] == ["retrain"] * config.retrain_epochs   # the ADMM epochs were not redone
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    cols = [c for c in full.history.columns if c != "train_seconds"]
+    assert full.history[cols].equals(resumed.history[cols])
+
+
+def test_state_of_another_config_is_not_resumed(teacher, small_data, tmp_path):
+    train, val = small_data
+    state = tmp_path / "state.pt"
+    prune_and_finetune(teacher, tiny("kd"), train=train, val=val, progress=False, state_path=state)
+    seen = []
+    prune_and_finetune(teacher, tiny("naive"), train=train, val=val, progress=False, state_path=state,
+                       on_epoch=seen.append)
+    assert seen[0]["phase"] == "admm" and len(seen) == 4
+
+
+def test_nan_loss_keeps_the_last_good_epoch(teacher, small_data, tmp_path):
+    train, val = small_data
+    state = tmp_path / "state.pt"
+    with pytest.raises(NonFiniteLoss):
+        prune_and_finetune(teacher, tiny("pwoa", lambda_x=float("nan")), train=train, val=val, progress=False,
+                           state_path=state)
+    saved = torch.load(state, weights_only=False)
+    assert saved["done"] == 2 and [r["phase"] for r in saved["history"]] == ["admm", "admm"]

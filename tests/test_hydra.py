@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pwoa_lab import hydra as H
-from pwoa_lab.data import load_dataset
+from pwoa_lab.data import dataset_info, load_dataset
 from pwoa_lab.models import build_model
 from pwoa_lab.pruning import keep_count, load_sparse, prunable_modules, save_sparse, dense_state_dict, topk_mask
 
@@ -205,7 +205,8 @@ def test_hydra_config_defaults_and_presets():
     cfg = H.HydraConfig().resolved()
     assert (cfg.score_epochs, cfg.finetune_epochs, cfg.lr_score, cfg.lr_finetune) == (20, 100, 0.1, 0.01)
     assert (cfg.momentum, cfg.weight_decay, cfg.beta, cfg.mix_ratio) == (0.9, 1e-4, 6.0, 1.0)
-    assert cfg.eps == 0.1 and cfg.pgd_steps == 10 and cfg.pgd_alpha == pytest.approx(0.025)
+    eps = dataset_info("digits").eps
+    assert cfg.eps == eps and cfg.pgd_steps == 10 and cfg.pgd_alpha == pytest.approx(2.5 * eps / 10)
     assert H.HydraConfig(dataset="mnist").resolved().pgd_steps == 10
     quick = H.hydra_config("mnist", "quick")
     assert (quick.n_per_class, quick.score_epochs, quick.finetune_epochs) == (600, 2, 3)

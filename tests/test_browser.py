@@ -1,0 +1,163 @@
+"""Real-browser end-to-end test: the Figure 1 notebook's prune-rate widget in JupyterLab + headless Chromium.
+
+JupyterLab serves a temporary copy of notebooks/02_naive_pruning_breaks_robustness.ipynb (smoke mode, fresh
+result cache, isolated Jupyter config); Playwright drives Debian's /usr/bin/chromium: Run -> Run All Cells,
+wait for the prune-rate widget and its plot, step the slider with the keyboard, and check that the plot and
+the readout change. Screenshots of the widget (before / after) go to test-artifacts/browser/.
+
+Needs /usr/bin/chromium and the python package playwright (.ci/run installs both); skips with the reason
+otherwise. Set PWOA_BROWSER_NOTEBOOK=path.ipynb to point it at another notebook holding a prune-rate widget.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from browser_helpers import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, jupyter_lab, missing_browser_tools,
+                             prepare_notebook, save_failure_artifacts, tail)
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = REPO / "notebooks" / "02_naive_pruning_breaks_robustness.ipynb"
+
+# Generous timeouts (ms unless said otherwise): CI machines have 2 cores, often shared with other work.
+PAGE_LOAD_MS = 180_000          # JupyterLab's page and the notebook document
+KERNEL_IDLE_MS = 300_000        # status bar "| Idle": kernel started and connected
+NOTEBOOK_RUN_S = 900            # Run All until the widget shows its first plot (smoke prune runs included)
+SLIDER_STEP_MS = 60_000         # readout follows the keyboard step
+NEW_PLOT_S = 180                # the new setting's smoke prune run and plot
+EXPECT_MS = 60_000              # default for expect() (Playwright's own is 5 s)
+
+ERROR_RE = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception)\b", re.M)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    reason = missing_browser_tools()
+    if reason:
+        pytest.skip(reason)
+    src = Path(os.environ.get("PWOA_BROWSER_NOTEBOOK") or NOTEBOOK)
+    if not src.is_file():
+        pytest.fail(f"notebook under test is missing: {src}")
+    base = tmp_path_factory.mktemp("browser")
+    root = base / "root"
+    root.mkdir()
+    notebook = prepare_notebook(src, root)
+    with jupyter_lab(root, base / "jupyter", base / "cache") as server:
+        server.notebook = notebook
+        yield server
+
+
+def _cell_errors(page) -> list[str]:
+    """Texts of stderr / error outputs that hold a traceback (tqdm progress text on stderr is no error)."""
+    texts = page.locator("[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    return [t for t in texts if ERROR_RE.search(t)]
+
+
+def _img_srcs(widget) -> list[str]:
+    return [s for s in widget.locator(".widget-output img").evaluate_all("els => els.map(e => e.src)") if s]
+
+
+def _wait_until(what: str, timeout_s: float, probe, page, interval: float = 1.0):
+    """Poll `probe()` until it returns a truthy value; fail early with the traceback when a cell errors."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        errors = _cell_errors(page)
+        if errors:
+            pytest.fail(f"while waiting for {what}, a cell failed:\n{errors[0][-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        page.wait_for_timeout(interval * 1000)
+
+
+def _run_all(page) -> None:
+    page.locator("#jp-MainMenu").get_by_text("Run", exact=True).click()
+    page.locator("li.lm-Menu-item[data-command='notebook:run-all-cells']").click()
+
+
+def test_prune_rate_widget_in_jupyterlab(lab):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=EXPECT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots = {k: ARTIFACTS / f"prune_rate_widget_{k}.png" for k in ("before", "after")}
+    for p in shots.values():
+        p.unlink(missing_ok=True)
+    t0 = time.monotonic()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(EXPECT_MS)
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        try:
+            page.goto(lab.page_url(lab.notebook.name), timeout=PAGE_LOAD_MS, wait_until="domcontentloaded")
+            expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=PAGE_LOAD_MS)
+            # The status bar reads "<kernel> | Idle" once the kernel connection is open (the toolbar's idle
+            # indicator can say so before, and Run All then silently does nothing).
+            expect(page.locator("#jp-main-statusbar .jp-StatusBar-Item")
+                   .filter(has_text=re.compile(r"\|\s*Idle"))).to_have_count(1, timeout=KERNEL_IDLE_MS)
+            print(f"[browser] kernel idle after {time.monotonic() - t0:.0f} s")
+
+            _run_all(page)
+            started = page.locator(".jp-InputArea-prompt").filter(has_text=re.compile(r"\[(\*|\d+)\]"))
+            try:
+                expect(started.first).to_be_visible(timeout=120_000)
+            except AssertionError:  # menu click lost (busy page): once more
+                _run_all(page)
+                expect(started.first).to_be_visible(timeout=120_000)
+
+            widget = page.locator(".widget-interact").filter(has=page.locator(".widget-slider")) \
+                .filter(has_text="prune rate").first
+            _wait_until("the prune-rate widget and its first plot", NOTEBOOK_RUN_S,
+                        lambda: widget.count() and _img_srcs(widget), page)
+            print(f"[browser] widget plotted after {time.monotonic() - t0:.0f} s")
+            widget.scroll_into_view_if_needed()
+            readout = widget.locator(".widget-slider .widget-readout").first
+            old_value = readout.inner_text().strip()
+            old_srcs = _img_srcs(widget)
+            widget.screenshot(path=str(shots["before"]))
+
+            handle = widget.locator(".widget-slider .noUi-handle").first
+            new_value = None
+            for key in ("ArrowRight", "ArrowLeft"):  # ArrowLeft when the slider already sits at its maximum
+                handle.focus()
+                handle.press(key)
+                try:
+                    expect(readout).not_to_have_text(old_value, timeout=SLIDER_STEP_MS if key == "ArrowLeft"
+                                                     else 15_000)
+                    new_value = readout.inner_text().strip()
+                    break
+                except AssertionError:
+                    continue
+            assert new_value is not None and new_value != old_value, \
+                f"the slider readout stayed at {old_value!r} after ArrowRight / ArrowLeft"
+
+            t1 = time.monotonic()
+            new_srcs = _wait_until(f"a new plot for prune rate {new_value}", NEW_PLOT_S,
+                                   lambda: [s for s in _img_srcs(widget) if s not in old_srcs], page)
+            print(f"[browser] prune rate {old_value} -> {new_value}: new plot after {time.monotonic() - t1:.0f} s")
+            assert new_srcs[0] != old_srcs[0]
+            assert readout.inner_text().strip() == new_value
+            out_text = widget.locator(".widget-output").inner_text()
+            assert not ERROR_RE.search(out_text), f"the widget output shows an error:\n{out_text[-3000:]}"
+            widget.scroll_into_view_if_needed()
+            widget.screenshot(path=str(shots["after"]))
+        except BaseException:
+            saved = save_failure_artifacts(page, lab, "prune_rate_widget")
+            print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")
+            print("[browser] console errors:", *console[-20:], sep="\n  ")
+            print("[browser] jupyterlab log tail:\n" + tail(lab.log))
+            raise
+        finally:
+            browser.close()
+    for name, p in shots.items():
+        print(f"[browser] screenshot {name}: {p}")
+    print(f"[browser] total {time.monotonic() - t0:.0f} s")

@@ -1,0 +1,128 @@
+"""Figure-1 experiment, its cache and its plot, on tiny real digits runs."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from pwoa_lab.cache import ResultCache
+from pwoa_lab.checkpoint import load_teacher
+from pwoa_lab.experiments import (EvalSettings, figure1, load_cached_model, model_fingerprint, phenomenon,
+                                  prune_row, time_to_reach)
+from pwoa_lab.engine import preset_config
+from pwoa_lab.plots import plot_figure1
+
+SETTINGS = EvalSettings(n=60, aa_n=0)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_teacher("digits")[0]
+
+
+@pytest.fixture(scope="module")
+def fig1(teacher, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    df = figure1("digits", rates=(4,), methods=("naive", "pwoa"), preset="smoke", teacher=teacher,
+                 settings=SETTINGS, cache_dir=cache, progress=False)
+    return df, cache
+
+
+def test_figure1_table_has_teacher_row_and_one_row_per_method_and_rate(fig1):
+    df, _ = fig1
+    assert list(df.method) == ["teacher", "naive", "pwoa"]
+    assert df.loc[df.method == "teacher", "rate"].item() == 1.0
+    assert df.loc[df.method == "teacher", "sparsity"].item() == 0.0
+    assert (df.loc[df.method != "teacher", "sparsity"] - 0.75).abs().max() < 0.01
+    for col in ("natural", "fgsm", "pgd"):
+        assert df[col].between(0, 100).all()
+    # FGSM and PGD never above natural accuracy on the same images
+    assert (df.pgd <= df.natural).all() and (df.fgsm <= df.natural).all()
+    assert not df.cached.any()
+
+
+def test_figure1_second_call_comes_from_the_cache_with_identical_numbers(fig1, teacher):
+    df, cache = fig1
+    again = figure1("digits", rates=(4,), methods=("naive", "pwoa"), preset="smoke", teacher=teacher,
+                    settings=SETTINGS, cache_dir=cache, progress=False)
+    assert again.cached.all()
+    cols = ["natural", "fgsm", "pgd", "sparsity", "train_seconds"]
+    pd.testing.assert_frame_equal(df[cols], again[cols])
+
+
+def test_changed_parameter_never_returns_a_stale_result(fig1, teacher):
+    _, cache = fig1
+    row, _ = prune_row(teacher, preset_config("digits", "smoke", method="naive", rate=4, seed=7), SETTINGS,
+                       cache_dir=cache, progress=False)
+    assert row["cached"] is False
+    row2, _ = prune_row(teacher, preset_config("digits", "smoke", method="naive", rate=4), EvalSettings(n=50, aa_n=0),
+                        cache_dir=cache, progress=False)
+    assert row2["cached"] is False
+
+
+def test_cache_entry_records_config_seed_versions_device_and_model(fig1, teacher):
+    _, cache = fig1
+    row, _ = prune_row(teacher, preset_config("digits", "smoke", method="pwoa", rate=4), SETTINGS, cache_dir=cache,
+                       progress=False)
+    assert row["cached"]
+    entry = json.loads((ResultCache("prune_row", cache).folder(row["key"]) / "result.json").read_text())
+    assert {"config", "seed", "versions", "device", "history", "row"} <= set(entry)
+    assert entry["config"]["method"] == "pwoa" and entry["seed"] == 1234
+    model = load_cached_model(row["key"], teacher, cache)
+    assert sum(int((p == 0).sum()) for n, p in model.named_parameters() if n.endswith("weight")) > 0
+
+
+def test_damaged_cache_entry_is_ignored_and_recomputed(teacher, tmp_path):
+    config = preset_config("digits", "smoke", method="naive", rate=2)
+    row, _ = prune_row(teacher, config, SETTINGS, cache_dir=tmp_path, progress=False)
+    path = ResultCache("prune_row", tmp_path).folder(row["key"]) / "result.json"
+    path.write_text(path.read_text()[:50])          # a half-written file from an interrupted run
+    again, _ = prune_row(teacher, config, SETTINGS, cache_dir=tmp_path, progress=False)
+    assert again["cached"] is False and again["pgd"] == row["pgd"]
+    assert json.loads(path.read_text())["row"]["pgd"] == row["pgd"]
+
+
+def test_unwritable_cache_warns_and_still_returns_the_result(teacher, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    config = preset_config("digits", "smoke", method="naive", rate=2)
+    with pytest.warns(UserWarning, match="cannot write the result cache"):
+        row, history = prune_row(teacher, config, SETTINGS, cache_dir=blocker / "cache", progress=False)
+    assert 0 <= row["natural"] <= 100 and len(history) > 0
+    assert blocker.read_text().startswith("a file")
+
+
+def test_model_fingerprint_tracks_weights(teacher):
+    import copy
+    import torch
+    other = copy.deepcopy(teacher)
+    assert model_fingerprint(other) == model_fingerprint(teacher)
+    with torch.no_grad():
+        other.fc2.bias[0] += 1e-3
+    assert model_fingerprint(other) != model_fingerprint(teacher)
+
+
+def test_phenomenon_and_plot(fig1):
+    df, _ = fig1
+    check = phenomenon(df, "pgd", rates=(4,))
+    teacher = df.loc[df.method == "teacher", "pgd"].item()
+    assert check.teacher.item() == teacher
+    assert check.pwoa_gap.item() == pytest.approx(teacher - df.loc[df.method == "pwoa", "pgd"].item())
+    fig = plot_figure1(df)
+    assert len(fig.axes) == 2  # natural and pgd (aa skipped: not computed)
+
+
+def test_time_to_reach_counts_only_sparse_phases():
+    h = pd.DataFrame({"phase": ["admm", "admm", "retrain", "retrain"], "train_seconds": [1.0, 2.0, 3.0, 4.0],
+                      "val_pgd": [90.0, 80.0, 50.0, 70.0]})
+    assert time_to_reach(h, 60.0) == 4.0        # the dense-ish ADMM epochs do not count
+    assert time_to_reach(h, 95.0) != time_to_reach(h, 95.0)  # NaN: never reached
+
+
+def test_figure1_rejects_bad_rates(teacher):
+    with pytest.raises(ValueError, match="rate"):
+        figure1("digits", rates=(0.5,), teacher=teacher, progress=False)
