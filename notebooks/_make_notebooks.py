@@ -752,7 +752,7 @@ rows = []
 for t in TEMPS:
     p = distillation.soft_labels(logits, t)
     rows.append({"T": t, "max prob (image 0)": float(p[0].max()), "entropy (nats, image 0)":
-                 float(-(p[0] * p[0].log()).sum()), "2nd class (image 0)": int(p[0].argsort()[-2])})
+                 float(torch.special.entr(p[0]).sum()), "2nd class (image 0)": int(p[0].argsort()[-2])})
 display(pd.DataFrame(rows))
 
 fig, axes = plt.subplots(1, len(TEMPS), figsize=(11, 3), sharey=True)
@@ -1224,7 +1224,7 @@ natural = acc(teacher, "natural")
 pgd0 = acc(teacher, "pgd", eps=0.0)
 fgsm_, pgd_ = acc(teacher, "fgsm"), acc(teacher, "pgd")
 by_steps = {k: acc(teacher, "pgd", steps=k) for k in STEPS}
-pgd_aa, aa_ = acc(teacher, "pgd", n=AA_N), acc(teacher, "aa", n=AA_N)
+pgd_aa, aa_ = aa_table.set_index("attack").accuracy[["pgd", "aa"]]   # Section 2, first AA_N images
 plain_pgd = acc(plain, "pgd")
 by_eps = {e: acc(teacher, "pgd", eps=e) for e in (EPS / 2, EPS, 2 * EPS)}
 tol = 100 / len(test.head(N)) + 1e-9      # one image

@@ -211,11 +211,12 @@ def batch_loss(method: str, student: nn.Module, x: torch.Tensor, y: torch.Tensor
     return loss, terms
 
 
-def _check_finite(terms: dict[str, float], phase: str, epoch: int) -> None:
+def check_finite(terms: dict[str, float], phase: str, epoch: int) -> None:
     for name, value in terms.items():
         if not math.isfinite(value):
             raise NonFiniteLoss(f"loss term {name!r} became {value} in the {phase} phase, epoch {epoch}; lower "
-                                "the learning rate or the lambdas (the last completed epoch's checkpoint is kept)")
+                                "the learning rate or the lambdas (with a state_path, as in the cached "
+                                "experiments, the last completed epoch is kept there)")
 
 
 def validation_metrics(model: nn.Module, val: TensorData, eps: float, steps: int,
@@ -332,7 +333,7 @@ def prune_and_finetune(teacher: nn.Module, config: PruneConfig, train: TensorDat
                 penalty = admm.penalty()
                 terms["admm"] = penalty.item()
                 loss = loss + penalty
-            _check_finite(terms, phase, epoch)
+            check_finite(terms, phase, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

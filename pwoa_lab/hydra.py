@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .attacks import check_images, eval_mode
 from .data import TensorData, augment_batch, dataset_info, load_dataset
 from .distillation import frozen_teacher
-from .engine import PruneResult, _check_finite, make_optimizer, make_scheduler, validation_metrics
+from .engine import PruneResult, check_finite, make_optimizer, make_scheduler, validation_metrics
 from .pruning import SCOPES, apply_masks, keep_count, prunable_modules, remove_masks, topk_mask
 from .utils import check_choice, check_eps, check_mix_ratio, check_rate, get_device, set_seed
 
@@ -304,7 +304,7 @@ def _train_epoch(model: nn.Module, train: TensorData, opt: torch.optim.Optimizer
         else:
             loss = F.cross_entropy(model(x), y)
             terms = {"ce": loss.item()}
-        _check_finite(terms, phase, epoch)
+        check_finite(terms, phase, epoch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

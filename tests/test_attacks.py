@@ -110,7 +110,8 @@ def test_registry_and_names():
 def test_one_call_shape_for_every_attack(name, plain_digits, test_images):
     x, y = test_images[0][:16], test_images[1][:16]
     x_copy = x.clone()
-    x_adv = ATTACKS[name](plain_digits, x, y, eps=EPS)  # the documented call, default options
+    options = {"aa": {"version": "fast"}}.get(name, {})  # (standard AutoAttack adds FAB-T and Square: slow)
+    x_adv = ATTACKS[name](plain_digits, x, y, eps=EPS, **options)  # the documented call shape
     assert isinstance(x_adv, torch.Tensor)
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and not x_adv.requires_grad
     assert torch.equal(x, x_copy), "the attack changed its input"
@@ -118,7 +119,7 @@ def test_one_call_shape_for_every_attack(name, plain_digits, test_images):
 
 @pytest.mark.parametrize("name", list(ATTACK_CALLS))
 def test_perturbation_stays_in_the_eps_ball_and_the_image_range(name, plain_digits, test_images):
-    x, y = test_images[0][:48], test_images[1][:48]
+    x, y = test_images[0][:32], test_images[1][:32]
     assert (x == 0).any() and (x == 1).any()  # the clipping at both ends is exercised
     torch.manual_seed(0)
     x_adv = ATTACK_CALLS[name](plain_digits, x, y, EPS)
@@ -206,25 +207,19 @@ def test_cw_margin_loss_values():
 
 # ----------------------------------------------------------------------------------------------- evaluate
 
-def test_evaluate_table_mode_and_rng(dropout_net, test_images):
+def test_evaluate_table_and_mode(dropout_net, test_images):
     x, y = test_images[0][:40], test_images[1][:40]
-    attacks = ["natural", "fgsm", "pgd", "aa"]
-    options = {"pgd": {"steps": 3}, "aa": {"version": "fast"}}
-
-    torch.manual_seed(123)
-    expected = torch.rand(5)
+    attacks = ["natural", "fgsm", "pgd", "cw"]
+    options = {"pgd": {"steps": 3}, "cw": {"steps": 3}}
     dropout_net.train()
-    torch.manual_seed(123)
     table = evaluate(dropout_net, (x, y), attacks, eps=EPS, attack_options=options, progress=False)
-    after = torch.rand(5)
 
     assert isinstance(table, pd.DataFrame)
     assert list(table.columns) == ["attack", "eps", "n", "accuracy", "seconds"]
     assert table["attack"].tolist() == attacks
     assert (table["eps"] == EPS).all() and (table["n"] == 40).all()
     assert table["accuracy"].between(0, 100).all() and (table["seconds"] >= 0).all()
-    assert dropout_net.training  # mode restored
-    assert torch.equal(after, expected), "evaluate changed torch's global RNG stream"
+    assert dropout_net.training and all(m.training for m in dropout_net.modules())  # mode restored
 
     # the natural row is the accuracy in eval mode, in percent
     dropout_net.eval()
@@ -234,16 +229,29 @@ def test_evaluate_table_mode_and_rng(dropout_net, test_images):
     assert again["accuracy"].tolist() == table["accuracy"].tolist()[:2]
 
 
-def test_without_the_restore_the_rng_would_change(dropout_net, test_images):
-    """The check above can fail: the attacks do draw from (and AutoAttack reseeds) the global RNG."""
-    x, y = test_images[0][:8], test_images[1][:8]
+def test_evaluate_restores_the_global_rng(plain_digits, test_images):
+    x, y = test_images[0][:24], test_images[1][:24]
     torch.manual_seed(123)
     expected = torch.rand(5)
     torch.manual_seed(123)
-    pgd_linf(dropout_net, x, y, eps=EPS, steps=1)
+    table = evaluate(plain_digits, (x, y), ["natural", "pgd", "aa"], eps=EPS,
+                     attack_options={"pgd": {"steps": 3}, "aa": {"version": "fast"}}, progress=False)
+    after = torch.rand(5)
+    acc_ = table.set_index("attack")["accuracy"]
+    assert acc_["pgd"] < acc_["natural"] and acc_["aa"] < acc_["natural"]  # both attacks really ran
+    assert torch.equal(after, expected), "evaluate changed torch's global RNG stream"
+
+
+def test_without_the_restore_the_rng_would_change(plain_digits, test_images):
+    """The check above can fail: PGD draws its random start from, and AutoAttack reseeds, the global RNG."""
+    x, y = test_images[0][:24], test_images[1][:24]
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    torch.manual_seed(123)
+    pgd_linf(plain_digits, x, y, eps=EPS, steps=1)
     assert not torch.equal(torch.rand(5), expected)
     torch.manual_seed(123)
-    autoattack(dropout_net, x, y, eps=EPS, version="fast")
+    autoattack(plain_digits, x, y, eps=EPS, version="fast")
     assert not torch.equal(torch.rand(5), expected)
 
 

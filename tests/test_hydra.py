@@ -53,9 +53,10 @@ def teacher() -> nn.Module:
 
 
 def tiny_config(**overrides) -> H.HydraConfig:
-    """A smoke HydraConfig: a 300-image subset, 1 score + 2 finetune epochs, PGD-3 TRADES."""
+    """A smoke HydraConfig: a 300-image subset, 1 score + 2 finetune epochs, PGD-3 TRADES at eps 0.1
+    (the naturally trained fixture teacher has no robustness to build on at larger radii)."""
     options = dict(rate=4, n_per_class=30, batch_size=32, score_epochs=1, finetune_epochs=2, pgd_steps=3,
-                   val_n=100, val_pgd_steps=5, device="cpu")
+                   eps=0.1, val_n=100, val_pgd_steps=5, device="cpu")
     return H.hydra_config("digits", "smoke", **{**options, **overrides})
 
 
@@ -66,6 +67,12 @@ def run4(teacher):
     result = H.hydra_prune(teacher, tiny_config(rate=4), progress=False)
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items()), "teacher was modified"
     return result
+
+
+@pytest.fixture(scope="module")
+def run4_natural(teacher):
+    """The same schedule as run4 with natural batches only (mix ratio 0): no TRADES."""
+    return H.hydra_prune(teacher, tiny_config(rate=4, mix_ratio=0.0), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -257,9 +264,11 @@ def test_hydra_history_follows_engine_rows(run4):
     assert isinstance(run4.config, H.HydraConfig) and run4.config.pgd_steps == 3
 
 
-def test_hydra_trades_run_is_robust_above_zero(run4):
-    """Sanity, not a tuned number: TRADES fine-tuning gives non-trivial PGD accuracy at eps 0.1."""
+def test_hydra_trades_run_is_robust_above_zero(run4, run4_natural):
+    """Sanity, not a tuned number: HYDRA with TRADES gives non-trivial PGD accuracy at eps 0.1, more than
+    the same run on natural batches only (seeded: about 34% vs 27% here)."""
     assert run4.history.val_pgd.iloc[-1] > 20.0
+    assert run4.history.val_pgd.iloc[-1] > run4_natural.history.val_pgd.iloc[-1]
     assert run4.history.val_natural.iloc[-1] > 60.0
 
 
