@@ -77,3 +77,13 @@ def digits_teacher():
     if not path.is_file():
         pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")
     return load_teacher("digits")
+
+
+@pytest.fixture(scope="session")
+def mnist_teacher():
+    """(model in eval mode, meta) of the shipped MNIST LeNet-3 teacher; skip while it is not trained yet."""
+    from pwoa_lab.checkpoint import SHIPPED_TEACHERS, load_teacher
+    path = SHIPPED_TEACHERS["mnist"]
+    if not path.is_file():
+        pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")
+    return load_teacher("mnist")

@@ -185,6 +185,19 @@ def test_shipped_digits_teacher(digits_teacher, digits_test):
     assert acc > 0.85, acc
 
 
+def test_shipped_mnist_teacher(mnist_teacher, mnist_root):
+    from pwoa_lab.data import load_dataset
+    model, meta = mnist_teacher
+    assert meta["dataset"] == "mnist" and meta["model"] == "lenet3"
+    assert meta["eps"] == pytest.approx(0.3)
+    assert not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # whatever the storage dtype
+    test = load_dataset("mnist", "test", mnist_root).head(200)
+    with torch.no_grad():
+        acc = (model(test.x).argmax(1) == test.y).float().mean().item()
+    assert acc > 0.95, acc
+
+
 def test_saved_file_is_plain_weights_only_data(saved):
     """A checkpoint holds only tensors and plain Python values: torch's safe loader reads it as is."""
     blob = torch.load(saved, map_location="cpu", weights_only=True)
