@@ -16,10 +16,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)  ## the quick Figure 1 on the embedded digits data (no files needed)
-	$(VENV)/bin/pwoa-lab figure1 --dataset digits --preset quick --out results/figure1_digits
+	$(VENV)/bin/pwoa-lab figure1 --dataset digits --preset quick --rates 2,4,8 --out results/figure1_digits
 
-test: $(STAMP)  ## the whole test suite (notebooks in smoke mode included)
-	$(PY) -m pytest -q
+test: $(STAMP)  ## the whole test suite (notebooks in smoke mode included; the real-browser test is separate)
+	$(PY) -m pytest -q -m "not browser"
+
+browser-test: $(STAMP)  ## the real-browser widget test (needs Debian chromium and `pip install playwright`)
+	$(PY) -m pytest -q -m browser -s
 
 bench: $(STAMP)  ## benchmarks (not part of the tests)
 	$(PY) bench/run_all.py

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
+ENV_THAT_MATTERS = ("PWOA_DATA_ROOT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # shown in front of commands
 BENCH_DIR = REPO / "bench"
 
 # Benchmarks never touch the network: a missing dataset falls back (digits) instead of downloading.
@@ -132,7 +133,8 @@ def command_string(argv: Sequence[str] | None = None, script: str | None = None)
         if a.startswith("--json="):
             continue
         clean.append(a)
-    return shlex.join([exe, script, *clean])
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in ENV_THAT_MATTERS if os.environ.get(k)]
+    return " ".join(env + [shlex.join([exe, script, *clean])])
 
 
 def fmt_value(fig: dict[str, Any]) -> str:

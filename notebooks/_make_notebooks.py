@@ -198,8 +198,9 @@ print("CPU threads torch uses:", torch.get_num_threads())"""),
 ## 6. The shipped robust teachers
 
 Training a robust teacher is the expensive step that PwoA does not repeat, so the kit ships them:
-`checkpoint.load_teacher("digits")` (a small CNN, PGD adversarial training at $\\epsilon = 0.1$) and, once
-trained, `checkpoint.load_teacher("mnist")` (LeNet-3, PGD-AT at $\\epsilon=0.3$). A checkpoint stores the weights
+`checkpoint.load_teacher("digits")` (a small CNN, PGD adversarial training at the kit's `digits` radius,
+`data.dataset_info("digits").eps`) and, once trained, `checkpoint.load_teacher("mnist")` (LeNet-3, PGD-AT at
+$\\epsilon=0.3$). A checkpoint stores the weights
 and what they are: architecture, dataset, $\\epsilon$, seed, metrics, the command that made it.
 """),
         code("""
@@ -291,7 +292,8 @@ hand, checks them against `pwoa_lab.attacks`, and compares the robust teacher wi
         md('<a id="setup"></a>\n## 1. Parameters and set-up'),
         code(params_cell('N = 40 if SMOKE else None            # test images used (None: all 359)\n'
                          'UNDEFENDED_EPOCHS = 3 if SMOKE else 15\n'
-                         'EPS_GRID = [0.0, 0.05, 0.1, 0.2] if SMOKE else [0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3]')),
+                         '# security curve: eps as multiples of the training eps\n'
+                         'EPS_FRACTIONS = (0, 0.5, 1, 2) if SMOKE else (0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2)')),
         code(SETUP + """
 import torch.nn.functional as F
 
@@ -301,8 +303,8 @@ from pwoa_lab.adversarial_training import TeacherConfig, train_teacher
 test = data.load_dataset("digits", "test").head(N)
 x, y = test.x, test.y
 teacher, meta = checkpoint.load_teacher("digits")
-EPS = meta["eps"]                                  # the teacher was trained at eps = 0.1
-OPTIONS = attacks.default_attack_options("digits")  # PGD-20, step 0.01
+EPS = meta["eps"]                                       # the radius the teacher was trained for
+OPTIONS = attacks.default_attack_options("digits", EPS)  # the kit's PGD / CW strength for digits
 print(f"{len(test)} test images, teacher trained at eps = {EPS}, evaluation options {OPTIONS}")"""),
         md("""
 <a id="threat"></a>
@@ -316,8 +318,8 @@ $$\\max_{\\|\\delta\\|_\\infty\\le\\epsilon}\\ \\ell\\big(h_\\theta(x+\\delta),\
 
 **Robust accuracy** at $\\epsilon$ is the accuracy on the adversary's best answer. An attack only finds *some*
 $\\delta$, so the robust accuracy it reports is an *upper bound* on the true one: stronger attacks give lower,
-more honest numbers (notebook 05). For `digits` the kit uses $\\epsilon=0.1$; the paper uses $0.3$ on MNIST and
-$8/255$ on CIFAR.
+more honest numbers (notebook 05). For `digits` the kit uses the radius printed above (`EPS`, the teacher's
+training radius); the paper uses $0.3$ on MNIST and $8/255$ on CIFAR.
 
 **Adversarial training** (how the teacher was made) solves the min-max problem
 $\\min_\\theta \\mathbb{E}_{(x,y)}\\max_{\\|\\delta\\|_\\infty\\le\\epsilon}\\ell(h_\\theta(x+\\delta),y)$ with PGD for the
@@ -389,8 +391,8 @@ onto the allowed set after each one, from a random start in the ball:
 $$x^{0} = x + U(-\\epsilon,\\epsilon),\\qquad
 x^{t+1} = \\Pi_{\\{\\|x'-x\\|_\\infty\\le\\epsilon\\}\\cap[0,1]}\\Big(x^{t} + \\alpha\\,\\operatorname{sign}\\nabla_x\\ell(h_\\theta(x^t),y)\\Big).$$
 
-The projection on an $\\ell_\\infty$ ball is a clamp. We use the kit's evaluation strength for `digits`: 20 steps of
-$\\alpha = 0.01$. To compare with `pwoa_lab.attacks.pgd_linf` number for number, both draw their random start from
+The projection on an $\\ell_\\infty$ ball is a clamp. We use the kit's evaluation strength for `digits` (`OPTIONS`,
+printed above: 20 steps of $\\alpha = 2.5\\epsilon/20$). To compare with `pwoa_lab.attacks.pgd_linf` number for number, both draw their random start from
 a generator with the same seed.
 """),
         code("""
@@ -448,8 +450,9 @@ for name, model in MODELS.items():
     fig = plots.plot_adversarial_grid(x, ADV[name], pred, pred_adv, y, n=8)
     fig.suptitle(f"{name}: natural (top) vs PGD eps={EPS} (bottom)", fontsize=10)
     show(fig)"""),
-        md("The perturbation itself, $x_{adv}-x$, scaled to $[-\\epsilon,\\epsilon]$: structured strokes for the robust "
-           "model (it must move class-relevant pixels), noise-like for the undefended one."),
+        md("The perturbation itself, $x_{adv}-x$, on the scale $[-\\epsilon,\\epsilon]$. Compare the two models: "
+           "against a robust model the attack has to spend its budget on pixels that matter to the class (strokes), "
+           "against an undefended one almost any direction works."),
         code("""
 fig, axes = plt.subplots(2, 6, figsize=(9, 3.2))
 for row, name in enumerate(MODELS):
@@ -472,7 +475,7 @@ table, fig = widgets.eps_view(MODELS, test, eps=EPS, n=len(test))
 display(table.round(2))
 show(fig)"""),
         code("""
-display(widgets.eps_widget(MODELS, test, eps_max=0.3, n=len(test)))"""),
+display(widgets.eps_widget(MODELS, test, eps_max=min(1.0, 2 * EPS), n=len(test)))"""),
         md("""
 <a id="curve"></a>
 ## 8. Security curves: accuracy vs ε
@@ -484,8 +487,9 @@ FGSM. (If PGD were *above* FGSM, the gradients would be misleading the attack: s
         code("""
 rows = []
 for name, model in MODELS.items():
-    for eps in EPS_GRID:
-        table = attacks.evaluate(model, test, ["fgsm", "pgd"], eps=eps, attack_options=OPTIONS, progress=False)
+    for eps in [f * EPS for f in EPS_FRACTIONS]:
+        table = attacks.evaluate(model, test, ["fgsm", "pgd"], eps=eps,
+                                 attack_options=attacks.default_attack_options("digits", eps), progress=False)
         rows += [{"model": name, "eps": eps, "attack": r.attack, "accuracy": r.accuracy} for r in table.itertuples()]
 curve = pd.DataFrame(rows)
 display(curve.pivot_table(index="eps", columns=["model", "attack"], values="accuracy"))"""),
@@ -552,7 +556,7 @@ from pwoa_lab.engine import preset_config
 teacher, meta = checkpoint.load_teacher("digits")
 EPS = meta["eps"]
 test = data.load_dataset("digits", "test")
-OPTIONS = attacks.default_attack_options("digits")
+OPTIONS = attacks.default_attack_options("digits", EPS)
 print(f"teacher: {meta['model']}, eps = {EPS}, rates {RATES}, preset {PRESET!r}")"""),
         md("""
 <a id="magnitude"></a>
@@ -657,8 +661,8 @@ display(widgets.prune_rate_widget(teacher, "digits", preset=PRESET, rates=RATES,
 ## 6. Per-layer sparsity and the weights that were kept
 
 `pruning.sparsity_report` lists every pruned layer: shape, weights, non-zeros, sparsity. With per-layer uniform
-pruning every layer ends at the same sparsity $1-1/R$; the first conv layer (288 weights) is the most fragile,
-the large `fc1` layer (the most weights) is where most of the savings are.
+pruning every layer ends at the same sparsity $1-1/R$ (up to rounding), from the tiny first conv layer
+(288 weights) to `fc1`, which holds most of the weights and so most of the savings.
 """),
         code("""
 pruned = experiments.load_cached_model(row["key"], teacher, cache_dir)
@@ -937,9 +941,11 @@ display(histories[label][["phase", "epoch", "val_natural", "val_pgd"] + hsic_col
         code("""
 show(plots.plot_information_plane(histories, teacher.hidden_names))"""),
         md("""
-Read it layer by layer: with $L_{CE}$ nothing holds the layers where the robust teacher had them; with $L_D+L_H$
-the student is pulled toward lower $\\mathrm{nHSIC}(X,Z)$ at a similar $\\mathrm{nHSIC}(Y,Z)$. (With the `smoke`
-preset the runs are a few epochs long and the curves are short.)
+Read it layer by layer. $L_{CE}$ only asks for the right label, so nothing holds the layers where the robust
+teacher had them; $L_D$ pulls the student's logits toward the teacher's, and $L_H$ explicitly pushes
+$\\mathrm{nHSIC}(X,Z_j)$ down and $\\mathrm{nHSIC}(Y,Z_j)$ up. Do the two runs end in different places? Compare
+with the dense teacher's points in Section 4. (With the `smoke` preset the runs are a few epochs long and the
+curves are short.)
 
 <a id="lambda"></a>
 ## 6. λx and λy sliders
@@ -1133,7 +1139,8 @@ def nb05():
 # 05 · Rigorous evaluation
 
 A robust-accuracy number is only as good as the attack behind it. PGD with a fixed step can overstate robustness
-(on this kit's small `digits` CNN, plain PGD-20 reads about 10 points higher than AutoAttack), and a model can
+(on a small CNN for `digits` PGD-trained at $\\epsilon=0.2$, PGD-20 read 33.5% where AutoAttack read about 22%),
+and a model can
 *look* robust because its gradients are useless to the attacker (gradient masking). This notebook runs
 AutoAttack, the standard sanity checks, the paper's tables, and explains how to run the full `paper` preset on a
 GPU.
@@ -1162,7 +1169,7 @@ from pwoa_lab.engine import preset_config
 teacher, meta = checkpoint.load_teacher("digits")
 EPS = meta["eps"]
 test = data.load_dataset("digits", "test")
-OPTIONS = {**attacks.default_attack_options("digits"), "aa": {"version": AA_VERSION}}
+OPTIONS = {**attacks.default_attack_options("digits", EPS), "aa": {"version": AA_VERSION}}
 print(f"eps = {EPS}; attacks: {OPTIONS}")"""),
         md("""
 <a id="aa"></a>
@@ -1247,7 +1254,7 @@ display(checks)"""),
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
 ax1.plot(list(by_steps), steps_vals, "o-")
 ax1.set_xscale("log")
-ax1.set_xlabel("PGD steps (step 0.01)")
+ax1.set_xlabel("PGD steps (fixed step size)")
 ax1.set_ylabel("robust accuracy (%)")
 ax1.set_title("more steps: never higher")
 ax2.plot([0.0] + list(by_eps), [natural] + eps_vals, "o-")

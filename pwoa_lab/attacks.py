@@ -69,7 +69,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
     """FGSM: x + eps * sign(grad_x CE(model(x), y)), clipped to [0, 1]."""
     eps = check_eps(eps)
     check_images(x)
-    with eval_mode(model):
+    with eval_mode(model), torch.enable_grad():  # works inside a caller's torch.no_grad() too
         x_ = x.detach().clone().requires_grad_(True)
         loss = F.cross_entropy(model(x_), y)
         grad, = torch.autograd.grad(loss, x_)
@@ -88,7 +88,7 @@ def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alp
         raise ValueError(f"steps must be >= 1; got {steps}")
     alpha = 2.5 * eps / steps if alpha is None else alpha
     x = x.detach()
-    with eval_mode(model):
+    with eval_mode(model), torch.enable_grad():  # works inside a caller's torch.no_grad() too
         if random_start and eps > 0:
             noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x_adv = (x + (2 * noise - 1) * eps).clamp(0, 1)

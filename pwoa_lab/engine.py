@@ -24,6 +24,7 @@ import copy
 import math
 import pickle
 import time
+import warnings
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
@@ -378,6 +379,14 @@ def prune_and_finetune(teacher: nn.Module, config: PruneConfig, train: TensorDat
         mix_gen.set_state(saved["mix_gen"])
         torch.random.set_rng_state(saved["rng"])
 
+    def _training_state(done: int) -> dict:
+        """Everything a resumed run needs after `done` completed epochs (opt / sched as they are now)."""
+        return {"done": done, "history": history, "train_seconds": train_seconds,
+                "masks": current_masks(student) if is_masked(student) else None,
+                "student": student.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None, "admm": admm.state_dict(),
+                "gen": gen.get_state(), "mix_gen": mix_gen.get_state(), "rng": torch.random.get_rng_state()}
+
     for step, (phase, epoch) in enumerate(schedule):
         if step < done:
             continue
@@ -398,12 +407,12 @@ def prune_and_finetune(teacher: nn.Module, config: PruneConfig, train: TensorDat
             if sched is not None:
                 sched.step()
         if state_path is not None:
-            _save_state(state_path, state_key, {
-                "done": step + 1, "history": history, "train_seconds": train_seconds,
-                "masks": current_masks(student) if is_masked(student) else None,
-                "student": student.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None, "admm": admm.state_dict(),
-                "gen": gen.get_state(), "mix_gen": mix_gen.get_state(), "rng": torch.random.get_rng_state()})
+            try:
+                _save_state(state_path, state_key, _training_state(step + 1))
+            except OSError as err:  # a read-only or full folder must not stop the run
+                warnings.warn(f"cannot save the training state to {state_path} ({err}); the run goes on without "
+                              "resume points", stacklevel=2)
+                state_path = None
     masks = remove_masks(student)
     student.eval()
     return PruneResult(student, masks, pd.DataFrame(history), config, train_seconds)

@@ -51,7 +51,7 @@ def acc(model, x, y) -> float:
 @pytest.fixture(scope="session")
 def plain_digits():
     """An undefended SmallCNN: plain cross-entropy on natural digits (a few seconds of CPU)."""
-    config = TeacherConfig(dataset="digits", method="none", epochs=6, batch_size=64, lr=3e-3, val_n=100,
+    config = TeacherConfig(dataset="digits", method="none", epochs=4, batch_size=64, lr=3e-3, val_n=100,
                            val_pgd_steps=1, seed=0)
     model, history, metrics = train_teacher(config, progress=False)
     assert metrics["val_natural"] > 90, history
@@ -108,7 +108,7 @@ def test_registry_and_names():
 
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_one_call_shape_for_every_attack(name, plain_digits, test_images):
-    x, y = test_images[0][:16], test_images[1][:16]
+    x, y = test_images[0][:8], test_images[1][:8]
     x_copy = x.clone()
     options = {"aa": {"version": "fast"}}.get(name, {})  # (standard AutoAttack adds FAB-T and Square: slow)
     x_adv = ATTACKS[name](plain_digits, x, y, eps=EPS, **options)  # the documented call shape
@@ -191,6 +191,19 @@ def test_attacks_run_in_eval_mode_and_restore_the_callers_mode(name, dropout_net
         assert torch.equal(v, stats[k]), k
 
 
+@pytest.mark.parametrize("name", list(ATTACK_CALLS))
+def test_attacks_work_inside_no_grad(name, plain_digits, test_images):
+    """Evaluation code often runs under torch.no_grad(); the attacks need gradients all the same."""
+    x, y = test_images[0][:8], test_images[1][:8]
+    torch.manual_seed(0)
+    ref = ATTACK_CALLS[name](plain_digits, x, y, EPS)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = ATTACK_CALLS[name](plain_digits, x, y, EPS)
+    assert torch.equal(out, ref)
+    assert not torch.equal(out, x)
+
+
 def test_mode_is_restored_when_an_attack_fails(dropout_net, test_images):
     x = test_images[0][:4]
     dropout_net.train()
@@ -230,7 +243,7 @@ def test_evaluate_table_and_mode(dropout_net, test_images):
 
 
 def test_evaluate_restores_the_global_rng(plain_digits, test_images):
-    x, y = test_images[0][:24], test_images[1][:24]
+    x, y = test_images[0][:16], test_images[1][:16]
     torch.manual_seed(123)
     expected = torch.rand(5)
     torch.manual_seed(123)
@@ -244,7 +257,7 @@ def test_evaluate_restores_the_global_rng(plain_digits, test_images):
 
 def test_without_the_restore_the_rng_would_change(plain_digits, test_images):
     """The check above can fail: PGD draws its random start from, and AutoAttack reseeds, the global RNG."""
-    x, y = test_images[0][:24], test_images[1][:24]
+    x, y = test_images[0][:8], test_images[1][:8]
     torch.manual_seed(123)
     expected = torch.rand(5)
     torch.manual_seed(123)
@@ -314,13 +327,12 @@ def test_autoattack_fast_is_never_weaker_than_pgd(digits_teacher, test_images):
     eps = meta["eps"]
     x, y = test_images[0][:100], test_images[1][:100]
     torch.manual_seed(0)
-    with torch.no_grad():
-        pgd_correct = int((model(pgd_linf(model, x, y, eps, **default_attack_options("digits", eps)["pgd"]))
-                           .argmax(1) == y).sum())
+    x_pgd = pgd_linf(model, x, y, eps, **default_attack_options("digits", eps)["pgd"])
     x_aa = autoattack(model, x, y, eps, version="fast")
     assert (x_aa - x).abs().max() <= eps + 1e-6 and x_aa.min() >= 0 and x_aa.max() <= 1
     with torch.no_grad():
         aa_correct = int((model(x_aa).argmax(1) == y).sum())
+        pgd_correct = int((model(x_pgd).argmax(1) == y).sum())
         natural = int((model(x).argmax(1) == y).sum())
     assert aa_correct <= pgd_correct < natural
     assert aa_correct > 0  # a robust model keeps some accuracy (AA is not an arbitrary image replacement)

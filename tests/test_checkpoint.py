@@ -15,6 +15,7 @@ from pwoa_lab.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from pwoa_lab.data import dataset_info, load_dataset
 from pwoa_lab.models import build_model
 
 META = {"model": "small_cnn", "dataset": "digits", "eps": 0.1, "seed": 7, "kind": "teacher",
@@ -177,7 +178,8 @@ def test_load_teacher_unknown_dataset():
 def test_shipped_digits_teacher(digits_teacher, digits_test):
     model, meta = digits_teacher
     assert meta["dataset"] == "digits" and meta["model"] == "small_cnn"
-    assert meta["eps"] == pytest.approx(0.1)
+    # the kit's default digits radius is the one its teacher was trained for
+    assert meta["eps"] == pytest.approx(dataset_info("digits").eps)
     assert not model.training
     assert SHIPPED_TEACHERS["digits"].is_file()
     with torch.no_grad():
@@ -186,10 +188,9 @@ def test_shipped_digits_teacher(digits_teacher, digits_test):
 
 
 def test_shipped_mnist_teacher(mnist_teacher, mnist_root):
-    from pwoa_lab.data import load_dataset
     model, meta = mnist_teacher
     assert meta["dataset"] == "mnist" and meta["model"] == "lenet3"
-    assert meta["eps"] == pytest.approx(0.3)
+    assert meta["eps"] == pytest.approx(dataset_info("mnist").eps) == pytest.approx(0.3)
     assert not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())  # whatever the storage dtype
     test = load_dataset("mnist", "test", mnist_root).head(200)
