@@ -151,7 +151,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, pad
 def _digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 digits: 8x8, 17 gray levels -> [0, 1], bilinearly upsampled to 16x16.
 
-    Fixed stratified split (seed SPLIT_SEED): 20% test (360), 10% val (180), the rest train (1,257).
+    Fixed stratified split (seed SPLIT_SEED), per class: 20% test, 10% val, the rest train (359 / 179 / 1,259).
     """
     from sklearn.datasets import load_digits
     digits = load_digits()

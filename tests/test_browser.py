@@ -62,7 +62,11 @@ def _cell_errors(page) -> list[str]:
 
 
 def _img_srcs(widget) -> list[str]:
-    return [s for s in widget.locator(".widget-output img").evaluate_all("els => els.map(e => e.src)") if s]
+    """`src` of the plots in the widget's output that the browser has loaded and decoded (a fresh <img> can
+    sit in the DOM a moment before it paints)."""
+    return [s for s in widget.locator(".widget-output img").evaluate_all(
+        "els => els.map(e => (e.complete && e.naturalWidth > 0 && e.getBoundingClientRect().height > 0) ? e.src : '')")
+        if s]
 
 
 def _wait_until(what: str, timeout_s: float, probe, page, interval: float = 1.0):
