@@ -47,12 +47,22 @@ def timed_cli(args: list[str], timeout: float | None) -> dict:
         try:
             proc = subprocess.run(cmd, cwd=_common.REPO, env=env, capture_output=True, text=True, timeout=timeout)
             seconds, rc, tail = time.perf_counter() - start, proc.returncode, (proc.stdout + proc.stderr)[-3000:]
-        except subprocess.TimeoutExpired as err:
-            seconds, rc = time.perf_counter() - start, None
-            tail = f"timed out after {timeout} s\n" + str(err.stdout or "")[-1500:]
+        except subprocess.TimeoutExpired as err:   # subprocess.run has killed the command
+            seconds, rc = time.perf_counter() - start, "timeout"
+            tail = f"timed out after {timeout:.0f} s\n" + str(err.stdout or "")[-1500:]
         printable = " ".join(cmd[:-1] + ["<tmp>"])
     return {"seconds": seconds, "returncode": rc, "command": f"PWOA_CACHE_DIR=<fresh tmp> {printable}",
             "output_tail": tail}
+
+
+def wall_figure(name: str, run: dict, target: str | None) -> dict:
+    """The wall-time figure of a run: its seconds; a timeout is a MISS with the seconds as a lower bound."""
+    if run["returncode"] == 0:
+        return _common.figure(name, run["seconds"], "s", target)
+    if run["returncode"] == "timeout":
+        fig = _common.figure(name + " [timed out: lower bound]", run["seconds"], "s", target)
+        return {**fig, "passed": False if target else None}
+    return _common.figure(name + " [failed]", None, "s", target)
 
 
 def body(args) -> dict:
@@ -64,9 +74,9 @@ def body(args) -> dict:
     print(f"  demo ({demo['command']}): {demo['seconds']:.1f} s, exit status {demo['returncode']}")
     if not ok:
         print(demo["output_tail"])
-        notes.append(f"the demo failed (exit status {demo['returncode']}): {demo['output_tail'][-400:]}")
-    figures.append(_common.figure(f"demo wall time (figure1 digits {preset}, rates {args.rates}, cold cache)",
-                                  demo["seconds"] if ok else None, "s", None if args.quick else TARGET_DEMO))
+        notes.append(f"the demo did not finish (exit status {demo['returncode']}): {demo['output_tail'][-400:]}")
+    figures.append(wall_figure(f"demo wall time (figure1 digits {preset}, rates {args.rates}, cold cache)", demo,
+                               None if args.quick else TARGET_DEMO))
     if args.quick:
         notes.append("--quick runs the smoke preset: a check that the script works, not the demo's figure")
     notes.append(f"demo command: {demo['command']}")
@@ -89,8 +99,7 @@ def body(args) -> dict:
             if run["returncode"] != 0:
                 notes.append(f"{name} failed (exit status {run['returncode']}): {run['output_tail'][-400:]}")
             notes.append(f"{name} command: {run['command']}")
-            figures.append(_common.figure(f"{name} wall time (cold cache)",
-                                          run["seconds"] if run["returncode"] == 0 else None, "s", target))
+            figures.append(wall_figure(f"{name} wall time (cold cache)", run, target))
     return {"figures": figures, "notes": notes, "details": details}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -129,6 +130,28 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--workers takes 'auto' or a whole number >= 1, not {text!r}")
+    return n
+
+
+def resolve_workers(workers: int | str, device: str | None) -> int:
+    """'auto': 1 on a GPU (one device to share), else the CPU cores, at most 4 (memory); a number as given."""
+    if workers != "auto":
+        return int(workers)
+    from .utils import get_device
+    if get_device(device).type != "cpu":
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def cmd_figure1(args: argparse.Namespace) -> int:
     from .experiments import figure1, phenomenon
     from .plots import plot_figure1
@@ -136,7 +159,9 @@ def cmd_figure1(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",")]
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
     df = figure1(args.dataset, rates=rates, methods=methods, preset=args.preset, seed=args.seed, teacher=teacher,
-                 root=args.root, device=args.device, use_cache=not args.no_cache, **_overrides(args))
+                 root=args.root, device=args.device, use_cache=not args.no_cache,
+                 workers=resolve_workers(args.workers, args.device),
+                 **_overrides(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv = unique_path(out / f"figure1_{args.dataset}_{args.preset}.csv")
@@ -235,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
     p.add_argument("--scope", default=None, help="all (default) or convs")
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
+    p.add_argument("--workers", type=_workers, default="auto",
+                   help="prune runs at once, each in its own process (default auto: 1 on a GPU, else up to 4 "
+                        "CPU cores)")
     p.add_argument("--out", default="results")
     _add_common(p)
     p.set_defaults(func=cmd_figure1, seed=1234)

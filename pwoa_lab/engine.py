@@ -112,7 +112,7 @@ class PruneConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "digits": dict(admm_epochs=2, admm_every=1, rho0=0.1, retrain_epochs=2, batch_size=64, lr_admm=5e-4,
-                       lr_retrain=5e-4, lr_schedule="constant", val_n=100, val_pgd_steps=5),
+                       lr_retrain=5e-4, lr_schedule="constant", val_n=100, val_pgd_steps=5, mix_pgd_steps=3),
         "mnist": dict(admm_epochs=1, admm_every=1, retrain_epochs=1, n_per_class=50, val_n=100, val_pgd_steps=5,
                       lr_schedule="constant"),
     },
@@ -223,10 +223,14 @@ def check_finite(terms: dict[str, float], phase: str, epoch: int) -> None:
 def validation_metrics(model: nn.Module, val: TensorData, eps: float, steps: int,
                        hsic_batch: tuple[torch.Tensor, torch.Tensor] | None, num_classes: int,
                        config: PruneConfig) -> dict[str, float]:
-    """Natural and PGD-`steps` accuracy (%) on `val`, and per-layer nHSIC on a fixed batch."""
-    row = {"val_natural": 100 * accuracy(model, val.x, val.y),
-           "val_pgd": 100 * accuracy(model, pgd_linf(model, val.x, val.y, eps, alpha=2.5 * eps / steps,
-                                                      steps=steps), val.y)}
+    """Natural and PGD-`steps` accuracy (%) on `val`, and per-layer nHSIC on a fixed batch.
+
+    The PGD random start draws from a forked RNG: validating more or less often never changes the training."""
+    devices = [val.x.device.index or 0] if val.x.is_cuda else []
+    with torch.random.fork_rng(devices=devices):
+        row = {"val_natural": 100 * accuracy(model, val.x, val.y),
+               "val_pgd": 100 * accuracy(model, pgd_linf(model, val.x, val.y, eps, alpha=2.5 * eps / steps,
+                                                          steps=steps), val.y)}
     if hsic_batch is not None and hasattr(getattr(model, "module", model), "forward_features"):
         model.eval()
         with torch.no_grad():

@@ -6,11 +6,13 @@
 """
 from __future__ import annotations
 
+import copy
+import functools
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
@@ -24,6 +26,9 @@ from .data import dataset_info, load_dataset
 from .engine import preset_config, prune_and_finetune
 from .pruning import load_sparse, save_sparse, sparsity_report
 from .utils import check_rate, get_device, model_fingerprint, versions
+
+EVAL_SEED = 0  # the attacks' random starts in evaluate_row
+FIG1_EVAL_EVERY = 1000  # figure1's default validation period (epochs): only at the end of each phase
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "natural", "fgsm", "pgd", "aa", "sparsity", "train_seconds",
                 "eval_seconds", "cached"]
@@ -52,6 +57,21 @@ def resolve_teacher(dataset: str, teacher: nn.Module | str | Path | None, device
 def evaluate_row(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None) -> dict[str, float]:
     """natural / fgsm / pgd / aa accuracy (%) of a model on the test split, and the evaluation seconds."""
     start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]), _seeded_cuda():  # same model -> same numbers, whatever ran before
+        torch.manual_seed(EVAL_SEED)
+        row = _evaluate_row(model, dataset, eps, settings, root)
+    row["eval_seconds"] = time.perf_counter() - start
+    return row
+
+
+def _seeded_cuda():
+    import contextlib
+    if not torch.cuda.is_available():
+        return contextlib.nullcontext()
+    return torch.random.fork_rng(devices=[torch.cuda.current_device()])
+
+
+def _evaluate_row(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None) -> dict[str, float]:
     test = load_dataset(dataset, "test", root)
     options = default_attack_options(dataset, eps)
     table = evaluate(model, test, settings.attacks(), eps=eps, n=settings.n, attack_options=options,
@@ -63,7 +83,6 @@ def evaluate_row(model: nn.Module, dataset: str, eps: float, settings: EvalSetti
         row["aa"] = float(aa.accuracy.iloc[0])
     else:
         row["aa"] = float("nan")
-    row["eval_seconds"] = time.perf_counter() - start
     return row
 
 
@@ -77,12 +96,11 @@ def prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSettings(
     """
     config = config.resolved()
     method = getattr(config, "method", "hydra")
-    key = entry_key("prune_row", {"teacher": model_fingerprint(teacher), "method": method,
-                                  "config": config.to_dict(), "eval": settings.__dict__})
+    key = _row_key(teacher, config, settings)
     cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
-    hit = cache.get(key)
+    hit = cached_prune_row(teacher, config, settings, cache_dir, use_cache)
     if hit is not None:
-        return {**hit["row"], "cached": True, "key": key}, pd.DataFrame(hit["history"])
+        return hit
     device = get_device(config.device)
     if method == "hydra":
         from .hydra import hydra_prune
@@ -107,6 +125,84 @@ def prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSettings(
         except OSError as err:  # a read-only or full cache must not throw the computed result away
             warnings.warn(str(cache_error(cache.root, err)), stacklevel=2)
     return {**row, "cached": False, "key": key}, result.history
+
+
+def _row_key(teacher: nn.Module, config, settings: EvalSettings) -> str:
+    return entry_key("prune_row", {"teacher": model_fingerprint(teacher), "method": getattr(config, "method", "hydra"),
+                                   "config": config.to_dict(), "eval": settings.__dict__})
+
+
+def cached_prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSettings(),
+                     cache_dir: str | Path | None = None, use_cache: bool = True
+                     ) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """What `prune_row` would return from the cache, or None when it would have to compute."""
+    if not use_cache:
+        return None
+    config = config.resolved()
+    key = _row_key(teacher, config, settings)
+    hit = ResultCache("prune_row", cache_dir).get(key)
+    if hit is None:
+        return None
+    return {**hit["row"], "cached": True, "key": key}, pd.DataFrame(hit["history"])
+
+
+def check_workers(workers: Any) -> int:
+    """A number of worker processes: a whole number >= 1, else a ValueError that says so."""
+    if isinstance(workers, bool) or not isinstance(workers, (int, float)) or int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1; got {workers!r}")
+    return int(workers)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int = 1, progress: bool = True,
+             desc: str = "runs") -> list:
+    """[fn(*args) for fn, args in jobs], in order: one after the other (`workers` = 1) or in `workers`
+    processes at once, torch's threads split between them (on a 2-core CPU two small jobs at 1 thread each
+    finish sooner than one after the other at 2). `fn` must be importable (a module-level function or a
+    functools.partial of one). Every run seeds itself, so the results do not depend on `workers`."""
+    workers = check_workers(workers)
+    out: list = [None] * len(jobs)
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress or not jobs)
+    if workers == 1 or len(jobs) < 2:
+        for i, (fn, args) in enumerate(jobs):
+            out[i] = fn(*args)
+            bar.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        workers = min(int(workers), len(jobs))
+        threads = max(1, torch.get_num_threads() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(jobs)}
+            for future in as_completed(futures):
+                out[futures[future]] = future.result()
+                bar.update()
+    bar.close()
+    return out
+
+
+def prune_rows(teacher: nn.Module, configs: Sequence, settings: EvalSettings = EvalSettings(),
+               cache_dir: str | Path | None = None, use_cache: bool = True, root=None, workers: int = 1,
+               progress: bool = True, desc: str = "runs", extra_jobs: Sequence[tuple[Callable, tuple]] = ()
+               ) -> tuple[list[tuple[dict[str, Any], pd.DataFrame]], list]:
+    """`prune_row` for each config, in order, and the results of `extra_jobs` (run alongside them).
+
+    Cached rows come back at once; the others (and `extra_jobs`) go through `run_jobs` with `workers`."""
+    workers = check_workers(workers)
+    out: list = [cached_prune_row(teacher, c, settings, cache_dir, use_cache) for c in configs]
+    todo = [i for i, hit in enumerate(out) if hit is None]
+    if todo and workers > 1:
+        teacher = copy.deepcopy(teacher).cpu()  # what goes to the worker processes
+    run = functools.partial(prune_row, progress=False)
+    jobs = list(extra_jobs) + [(run, (teacher, configs[i], settings, cache_dir, use_cache, root)) for i in todo]
+    results = run_jobs(jobs, workers if todo else 1, progress, desc)
+    for i, result in zip(todo, results[len(extra_jobs):]):
+        out[i] = result
+    return out, results[:len(extra_jobs)]
 
 
 def load_cached_model(key: str, teacher: nn.Module, cache_dir: str | Path | None = None) -> nn.Module:
@@ -140,24 +236,29 @@ def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSett
 def figure1(dataset: str = "digits", rates: Sequence[float] = (2, 4, 8, 16), methods: Sequence[str] = ("naive", "pwoa"),
             preset: str = "quick", seed: int = 1234, teacher: nn.Module | str | Path | None = None,
             settings: EvalSettings | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
-            root=None, device=None, progress: bool = True, **overrides: Any) -> pd.DataFrame:
+            root=None, device=None, progress: bool = True, workers: int = 1, **overrides: Any) -> pd.DataFrame:
     """Figure 1(b): natural / FGSM / PGD / AutoAttack accuracy (%) vs pruning rate, per method.
 
     One row per (method, rate) plus the unpruned teacher (method "teacher", rate 1). `overrides` go into
-    every PruneConfig (e.g. scope="convs"). Each row is cached by its full configuration.
+    every PruneConfig (e.g. scope="convs"). Each row is cached by its full configuration. `workers` > 1 runs
+    that many prune runs at once in separate processes (same results; see `prune_rows`).
     """
     rates = [check_rate(r) for r in rates]
     settings = settings or default_eval_settings(dataset, preset)
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
+    # Figure 1 needs the final models only: validate at the end of each phase (pass eval_every=k for curves;
+    # validation never changes the training, see engine.validation_metrics)
+    overrides.setdefault("eval_every", FIG1_EVAL_EVERY)
     eps = preset_config(dataset, preset, **overrides).resolved().eps
-    rows = [teacher_row(teacher, dataset, eps, settings, cache_dir, use_cache, root)]
-    jobs = [(m, r) for m in methods for r in rates]
-    for method, rate in tqdm(jobs, desc=f"figure 1 ({dataset}, {preset})", disable=not progress):
-        config = preset_config(dataset, preset, method=method, rate=rate, seed=seed, device=str(device),
-                               **overrides)
-        row, _ = prune_row(teacher, config, settings, cache_dir, use_cache, root, progress=False)
-        rows.append(row)
+    configs = [preset_config(dataset, preset, method=m, rate=r, seed=seed, device=str(device), **overrides)
+               for m in methods for r in rates]
+    workers = check_workers(workers)
+    teacher_job = (teacher_row, (teacher if workers == 1 else copy.deepcopy(teacher).cpu(), dataset, eps, settings,
+                                 cache_dir, use_cache, root))
+    done, (teacher_result,) = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, workers, progress,
+                                         desc=f"figure 1 ({dataset}, {preset})", extra_jobs=[teacher_job])
+    rows = [teacher_result] + [row for row, _ in done]
     df = pd.DataFrame(rows)
     return df[[c for c in FIG1_COLUMNS if c in df.columns]]
 
@@ -219,16 +320,15 @@ def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float
     jobs = [(m, float(r)) for m in methods for r in mix_ratios]
     if ("pwoa", 0.0) not in jobs:
         jobs.insert(0, ("pwoa", 0.0))  # the reference run of the time ratio
-    rows, curves = [], []
-    for method, r in tqdm(jobs, desc=f"figure 3 ({dataset}, {preset})", disable=not progress):
-        if method == "hydra":
-            config = hydra_config(dataset, preset, rate=rate, mix_ratio=r, seed=seed, device=str(device))
-        else:
-            config = preset_config(dataset, preset, method=method, rate=rate, mix_ratio=r, seed=seed,
-                                   device=str(device))
-        row, history = prune_row(teacher, config, settings, cache_dir, use_cache, root, progress=False)
-        rows.append(row)
-        curves.append(history.assign(method=method, mix_ratio=r))
+    configs = [hydra_config(dataset, preset, rate=rate, mix_ratio=r, seed=seed, device=str(device))
+               if method == "hydra" else
+               preset_config(dataset, preset, method=method, rate=rate, mix_ratio=r, seed=seed, device=str(device))
+               for method, r in jobs]
+    # one run at a time (no workers): the x axis is wall-clock training time, which parallel runs would distort
+    done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,
+                      desc=f"figure 3 ({dataset}, {preset})")
+    rows = [row for row, _ in done]
+    curves = [history.assign(method=method, mix_ratio=r) for (_, history), (method, r) in zip(done, jobs)]
     curves_df = pd.concat(curves, ignore_index=True)
     summary = pd.DataFrame(rows)
     ref = curves_df[(curves_df.method == "pwoa") & (curves_df.mix_ratio == 0)]

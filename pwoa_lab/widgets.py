@@ -10,6 +10,7 @@ Settings computed before come from the on-disk cache at once; new ones compute (
 """
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -127,13 +128,21 @@ def mix_ratio_view(curves: pd.DataFrame, summary: pd.DataFrame, mix_ratio: float
 def _interactive(view, **controls):
     """ipywidgets.interactive around a view that returns (table, figure): shows both."""
     import ipywidgets as widgets
-    from IPython.display import display
+    from IPython.display import Image, display
 
     def show(**kwargs):
-        table, fig = view(**kwargs)
-        display(table.round(2))
-        plt.show(fig) if plt.get_backend().lower().endswith("inline") else display(fig)
+        # The figure must never wait in pyplot's registry: ipykernel 7 fires post_execute (the inline backend's
+        # flush_figures, which shows *and closes* every open figure) for each comm message, concurrently on a
+        # subshell under that message's parent, so the plot went to no output and plt.show found nothing
+        # (ipykernel#1564; seen in the browser test as a table without its plot). ioff: not queued for that
+        # flush; closed at once; shown here as a PNG, whatever the backend.
+        with plt.ioff():
+            table, fig = view(**kwargs)
         plt.close(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        display(table.round(2))
+        display(Image(data=buf.getvalue(), format="png"))
 
     return widgets.interactive(show, {"manual": False}, **controls)
 

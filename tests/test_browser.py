@@ -2,8 +2,10 @@
 
 JupyterLab serves a temporary copy of notebooks/02_naive_pruning_breaks_robustness.ipynb (smoke mode, fresh
 result cache, isolated Jupyter config); Playwright drives Debian's /usr/bin/chromium: Run -> Run All Cells,
-wait for the prune-rate widget and its plot, step the slider with the keyboard, and check that the plot and
-the readout change. Screenshots of the widget (before / after) go to test-artifacts/browser/.
+wait for the prune-rate widget and its plot, step the slider with the keyboard and check that the readout and
+the plot change (a cached setting), then pick method kd (a setting that trains a smoke model in the callback)
+and check for its plot. Screenshots of the widget (before, after, after_kd) go to test-artifacts/browser/;
+on a failure, the whole page, its HTML and the server log go there too.
 
 Needs /usr/bin/chromium and the python package playwright (.ci/run installs both); skips with the reason
 otherwise. Set PWOA_BROWSER_NOTEBOOK=path.ipynb to point it at another notebook holding a prune-rate widget.
@@ -89,6 +91,18 @@ def _wait_until(what: str, timeout_s: float, probe, page, interval: float = 1.0)
         page.wait_for_timeout(interval * 1000)
 
 
+def _new_plot(page, widget, old_srcs: list[str], what: str) -> str:
+    """Wait for a loaded plot in the widget's output that is none of `old_srcs`; check that it stays (a plot
+    that flashes and goes is a failure too) and that the output shows no traceback. -> its src."""
+    src = _wait_until(what, NEW_PLOT_S, lambda: [s for s in _img_srcs(widget) if s not in old_srcs], page)[0]
+    page.wait_for_timeout(3000)
+    assert src in _img_srcs(widget), f"{what}: the plot appeared, then left the widget's output"
+    out_text = widget.locator(".widget-output").inner_text()
+    assert not ERROR_RE.search(out_text), f"the widget output shows an error:\n{out_text[-3000:]}"
+    widget.scroll_into_view_if_needed()
+    return src
+
+
 def _at_max(handle) -> bool:
     """Whether a noUiSlider handle sits at the end of its range (aria-valuenow == aria-valuemax)."""
     try:
@@ -107,7 +121,7 @@ def test_prune_rate_widget_in_jupyterlab(lab):
 
     expect.set_options(timeout=EXPECT_MS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shots = {k: ARTIFACTS / f"prune_rate_widget_{k}.png" for k in ("before", "after")}
+    shots = {k: ARTIFACTS / f"prune_rate_widget_{k}.png" for k in ("before", "after", "after_kd")}
     for p in shots.values():
         p.unlink(missing_ok=True)
     t0 = time.monotonic()
@@ -163,15 +177,21 @@ def test_prune_rate_widget_in_jupyterlab(lab):
                 f"the slider readout stayed at {old_value!r} after ArrowRight / ArrowLeft"
 
             t1 = time.monotonic()
-            new_srcs = _wait_until(f"a new plot for prune rate {new_value}", NEW_PLOT_S,
-                                   lambda: [s for s in _img_srcs(widget) if s not in old_srcs], page)
+            new_src = _new_plot(page, widget, old_srcs, f"a new plot for prune rate {new_value}")
             print(f"[browser] prune rate {old_value} -> {new_value}: new plot after {time.monotonic() - t1:.0f} s")
-            assert new_srcs[0] != old_srcs[0]
             assert readout.inner_text().strip() == new_value
-            out_text = widget.locator(".widget-output").inner_text()
-            assert not ERROR_RE.search(out_text), f"the widget output shows an error:\n{out_text[-3000:]}"
-            widget.scroll_into_view_if_needed()
             widget.screenshot(path=str(shots["after"]))
+
+            # A setting no earlier cell computed (Figure 1 ran naive and pwoa): kd trains a smoke model here,
+            # with its progress bars in the widget's output.
+            method = widget.locator(".widget-dropdown select").first
+            assert "kd" in method.locator("option").all_inner_texts(), "the method dropdown offers no 'kd'"
+            method.select_option("kd")
+            t2 = time.monotonic()
+            _new_plot(page, widget, old_srcs + [new_src], "a new plot for method kd")
+            print(f"[browser] method naive -> kd: new plot after {time.monotonic() - t2:.0f} s")
+            assert re.search(r"\bkd\b", widget.locator(".widget-output").inner_text()), "no kd row in the table"
+            widget.screenshot(path=str(shots["after_kd"]))
         except BaseException:
             saved = save_failure_artifacts(page, lab, "prune_rate_widget")
             print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")

@@ -128,6 +128,18 @@ def test_same_config_and_seed_give_identical_history(teacher, small_data):
     assert h1[cols].equals(h2[cols])
 
 
+@pytest.mark.parametrize("method", ["pwoa", "advprune"])
+def test_validating_more_often_does_not_change_the_trained_model(teacher, small_data, method):
+    """The validation PGD draws its random start from a forked RNG, so eval_every changes only the history."""
+    train, val = small_data
+    a = prune_and_finetune(teacher, tiny(method, eval_every=1, mix_pgd_steps=2), train=train, val=val,
+                           progress=False)
+    b = prune_and_finetune(teacher, tiny(method, eval_every=100, mix_pgd_steps=2), train=train, val=val,
+                           progress=False)
+    assert a.history.val_pgd.notna().sum() > b.history.val_pgd.notna().sum()
+    assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
 def test_global_mode_and_convs_scope(teacher, small_data):
     train, val = small_data
     res = prune_and_finetune(teacher, tiny("naive", 8, mode="global"), train=train, val=val, progress=False)

@@ -126,3 +126,32 @@ def test_time_to_reach_counts_only_sparse_phases():
 def test_figure1_rejects_bad_rates(teacher):
     with pytest.raises(ValueError, match="rate"):
         figure1("digits", rates=(0.5,), teacher=teacher, progress=False)
+
+
+def test_figure1_with_two_worker_processes_gives_the_same_table(fig1, teacher, tmp_path):
+    """Parallel runs seed themselves like sequential ones, and the evaluation seeds its attacks: same numbers.
+    (The worker processes get torch.get_num_threads() // 2 threads; the test session runs at 1 thread, so
+    both sides compute at 1 thread, the condition for bit-identical float results on a CPU.)"""
+    df, _ = fig1
+    par = figure1("digits", rates=(4,), methods=("naive", "pwoa"), preset="smoke", teacher=teacher,
+                  settings=SETTINGS, cache_dir=tmp_path, progress=False, workers=2)
+    cols = ["method", "rate", "natural", "fgsm", "pgd", "sparsity"]
+    pd.testing.assert_frame_equal(par[cols], df[cols])
+    assert not par.cached.any()
+
+
+def test_evaluation_does_not_depend_on_the_global_rng(teacher):
+    import torch
+    from pwoa_lab.experiments import evaluate_row
+    torch.manual_seed(1)
+    a = evaluate_row(teacher, "digits", 0.2, SETTINGS)
+    torch.manual_seed(2)
+    b = evaluate_row(teacher, "digits", 0.2, SETTINGS)
+    assert {k: a[k] for k in ("natural", "fgsm", "pgd")} == {k: b[k] for k in ("natural", "fgsm", "pgd")}
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "2"])
+def test_bad_workers_rejected(teacher, workers):
+    with pytest.raises((ValueError, TypeError), match="workers"):
+        figure1("digits", rates=(4,), methods=("naive",), preset="smoke", teacher=teacher, settings=SETTINGS,
+                use_cache=False, progress=False, workers=workers)
