@@ -298,8 +298,11 @@ def prune_and_finetune(teacher: nn.Module, config: PruneConfig, train: TensorDat
     uses_teacher = config.method in ("kd", "pwoa")
     teacher_cache = None
     if uses_teacher and config.cache_teacher and not info.augment:
+        # in batches of the training batch size: CPU kernels may round differently for other batch sizes, and
+        # then the cached logits would not be bit-identical to those of a per-batch teacher forward
+        b = config.batch_size
         with torch.no_grad():
-            teacher_cache = torch.cat([teacher(train.x[i:i + 1000].to(device)) for i in range(0, len(train), 1000)])
+            teacher_cache = torch.cat([teacher(train.x[i:i + b].to(device)) for i in range(0, len(train), b)])
 
     gen = torch.Generator().manual_seed(config.seed)           # batch order, augmentation
     mix_gen = torch.Generator().manual_seed(config.seed + 1)   # which batches become adversarial

@@ -140,6 +140,25 @@ def test_validating_more_often_does_not_change_the_trained_model(teacher, small_
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
 
 
+def test_cached_teacher_logits_give_bit_identical_training(small_data):
+    """LeNet-3 (whose CPU kernels round differently for other batch sizes) with and without the cache."""
+    from pwoa_lab.models import build_model
+    torch.manual_seed(0)
+    lenet = build_model("lenet3", "digits").eval()
+    train = load_dataset("digits", "train", n_per_class=100, seed=0)   # more than one chunk of logits
+    val = small_data[1]
+    config = preset_config("digits", "smoke", method="pwoa", rate=4, batch_size=128, admm_epochs=1,
+                           retrain_epochs=1, val_n=40)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)   # the kernels' blocking (and so their rounding) depends on batch size with threads
+    try:
+        runs = [prune_and_finetune(lenet, dataclasses.replace(config, cache_teacher=c), train=train, val=val,
+                                   progress=False).model for c in (True, False)]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(p, q) for p, q in zip(runs[0].state_dict().values(), runs[1].state_dict().values()))
+
+
 def test_global_mode_and_convs_scope(teacher, small_data):
     train, val = small_data
     res = prune_and_finetune(teacher, tiny("naive", 8, mode="global"), train=train, val=val, progress=False)
