@@ -28,7 +28,6 @@ from .pruning import load_sparse, save_sparse, sparsity_report
 from .utils import check_rate, get_device, model_fingerprint, versions
 
 EVAL_SEED = 0  # the attacks' random starts in evaluate_row
-FIG1_EVAL_EVERY = 1000  # figure1's default validation period (epochs): only at the end of each phase
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "natural", "fgsm", "pgd", "aa", "sparsity", "train_seconds",
                 "eval_seconds", "cached"]
@@ -247,9 +246,6 @@ def figure1(dataset: str = "digits", rates: Sequence[float] = (2, 4, 8, 16), met
     settings = settings or default_eval_settings(dataset, preset)
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
-    # Figure 1 needs the final models only: validate at the end of each phase (pass eval_every=k for curves;
-    # validation never changes the training, see engine.validation_metrics)
-    overrides.setdefault("eval_every", FIG1_EVAL_EVERY)
     eps = preset_config(dataset, preset, **overrides).resolved().eps
     configs = [preset_config(dataset, preset, method=m, rate=r, seed=seed, device=str(device), **overrides)
                for m in methods for r in rates]
