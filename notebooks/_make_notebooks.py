@@ -19,13 +19,13 @@ HERE = Path(__file__).resolve().parent
 
 # Measured runtimes (see the report in tests/test_notebooks.py's docstring for how they were measured).
 # smoke: PWOA_SMOKE=1, cold cache; full: PWOA_SMOKE unset (preset "quick"), cold cache, laptop-class CPU.
-RUNTIME = {
+RUNTIME = {  # smoke: pytest --durations, 2-core CPU, cold cache, 2026-11-22 (7.5, 20, 32, 20, 36, 32 s)
     "00": ("about 10 s", "about 10 s", "a few s"),
-    "01": ("about 1 min", "about 2 min", "about 10 s"),
-    "02": ("about 2 min", "about 25 min (estimate)", "about 2 min (estimate)"),
-    "03": ("about 1 min", "about 15 min (estimate)", "about 1 min (estimate)"),
-    "04": ("about 3 min", "about 60 min (estimate)", "about 5 min (estimate)"),
-    "05": ("about 1 min", "about 30 min (estimate)", "about 3 min (estimate)"),
+    "01": ("about 20 s", "about 2 min", "about 10 s"),
+    "02": ("about 30 s", "about 25 min (estimate)", "about 2 min (estimate)"),
+    "03": ("about 20 s", "about 15 min (estimate)", "about 1 min (estimate)"),
+    "04": ("about 40 s", "about 60 min (estimate)", "about 5 min (estimate)"),
+    "05": ("about 30 s", "about 30 min (estimate)", "about 3 min (estimate)"),
 }
 
 
