@@ -41,8 +41,8 @@ from .distillation import frozen_teacher, kd_loss
 from .hsic import hbar_loss, hsic_xz_yz
 from .models import logits_and_hiddens
 from .pruning import ADMM, apply_masks, current_masks, is_masked, magnitude_masks, remove_masks, sparsity_report
-from .utils import (atomic_write, check_choice, check_eps, check_mix_ratio, check_rate, config_key, get_device,
-                    model_fingerprint, set_seed)
+from .utils import (atomic_write, check_choice, check_eps, check_mix_ratio, check_rate, config_key, forked_rng,
+                    get_device, model_fingerprint, set_seed)
 
 METHODS = ("naive", "kd", "pwoa", "advprune")
 PRESET_NAMES = ("smoke", "quick", "paper")
@@ -226,8 +226,7 @@ def validation_metrics(model: nn.Module, val: TensorData, eps: float, steps: int
     """Natural and PGD-`steps` accuracy (%) on `val`, and per-layer nHSIC on a fixed batch.
 
     The PGD random start draws from a forked RNG: validating more or less often never changes the training."""
-    devices = [val.x.device.index or 0] if val.x.is_cuda else []
-    with torch.random.fork_rng(devices=devices):
+    with forked_rng():
         row = {"val_natural": 100 * accuracy(model, val.x, val.y),
                "val_pgd": 100 * accuracy(model, pgd_linf(model, val.x, val.y, eps, alpha=2.5 * eps / steps,
                                                           steps=steps), val.y)}

@@ -25,7 +25,7 @@ from .checkpoint import load_checkpoint, load_teacher
 from .data import dataset_info, load_dataset
 from .engine import preset_config, prune_and_finetune
 from .pruning import load_sparse, save_sparse, sparsity_report
-from .utils import check_rate, get_device, model_fingerprint, versions
+from .utils import check_rate, forked_rng, get_device, model_fingerprint, versions
 
 EVAL_SEED = 0  # the attacks' random starts in evaluate_row
 
@@ -56,18 +56,11 @@ def resolve_teacher(dataset: str, teacher: nn.Module | str | Path | None, device
 def evaluate_row(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None) -> dict[str, float]:
     """natural / fgsm / pgd / aa accuracy (%) of a model on the test split, and the evaluation seconds."""
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]), _seeded_cuda():  # same model -> same numbers, whatever ran before
+    with forked_rng():  # same model -> same numbers, whatever ran before
         torch.manual_seed(EVAL_SEED)
         row = _evaluate_row(model, dataset, eps, settings, root)
     row["eval_seconds"] = time.perf_counter() - start
     return row
-
-
-def _seeded_cuda():
-    import contextlib
-    if not torch.cuda.is_available():
-        return contextlib.nullcontext()
-    return torch.random.fork_rng(devices=[torch.cuda.current_device()])
 
 
 def _evaluate_row(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None) -> dict[str, float]:
@@ -97,7 +90,7 @@ def prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSettings(
     method = getattr(config, "method", "hydra")
     key = _row_key(teacher, config, settings)
     cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
-    hit = cached_prune_row(teacher, config, settings, cache_dir, use_cache)
+    hit = _cached(cache, key)
     if hit is not None:
         return hit
     device = get_device(config.device)
@@ -137,9 +130,11 @@ def cached_prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSe
     """What `prune_row` would return from the cache, or None when it would have to compute."""
     if not use_cache:
         return None
-    config = config.resolved()
-    key = _row_key(teacher, config, settings)
-    hit = ResultCache("prune_row", cache_dir).get(key)
+    return _cached(ResultCache("prune_row", cache_dir), _row_key(teacher, config.resolved(), settings))
+
+
+def _cached(cache: ResultCache, key: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    hit = cache.get(key)
     if hit is None:
         return None
     return {**hit["row"], "cached": True, "key": key}, pd.DataFrame(hit["history"])
@@ -206,7 +201,6 @@ def prune_rows(teacher: nn.Module, configs: Sequence, settings: EvalSettings = E
 
 def load_cached_model(key: str, teacher: nn.Module, cache_dir: str | Path | None = None) -> nn.Module:
     """The pruned model stored by `prune_row` under `key` (same architecture as `teacher`)."""
-    import copy
     state, _, _ = load_sparse(ResultCache("prune_row", cache_dir).folder(key) / "model.pt")
     model = copy.deepcopy(teacher).cpu()
     model.load_state_dict(state, strict=True)

@@ -134,3 +134,10 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         h.update(str(tuple(tensor.shape)).encode())
         h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def forked_rng():
+    """A context in which torch's CPU RNG (and the current CUDA device's) may be reseeded or drawn from, and is
+    restored on exit: a side computation (validation, evaluation) never shifts the main run's random stream."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    return torch.random.fork_rng(devices=devices)
