@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
-import torch  # noqa: E402
 
 TARGET = "<= 1.3"
 BATCH = 128
@@ -42,7 +41,7 @@ def body(args) -> dict:
     with torch.no_grad():
         t_logits = teacher(x)                         # precomputed, as the engine's teacher cache does
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-    repeats = args.repeats or (3 if args.quick else 9)
+    repeats = args.repeats or (3 if args.quick else 21)
 
     def step(with_hbar: bool) -> None:
         opt.zero_grad(set_to_none=True)
@@ -98,82 +97,31 @@ def body(args) -> dict:
     extra_ms = (timings["kd+hbar"]["median_s"] - timings["kd"]["median_s"]) * 1000
     hidden_dims = [int(h[0].numel()) for h in hid]
     gram_gflop = 2 * BATCH**2 * sum(hidden_dims) / 1e9
+    net_gflop = 3 * _lenet3_forward_flops(BATCH) / 1e9
+    floor = 1 + 2 * gram_gflop / net_gflop
     analysis = (f"HBaR adds {extra_ms:.0f} ms to a {kd_ms:.0f} ms KD step. The HSIC term alone: "
                 f"{bd['hsic_forward_backward']:.0f} ms forward+backward ({bd['hsic_forward']:.0f} ms forward); of "
                 f"that, the Gaussian kernels of the hidden layers take {bd['kernels_forward_backward']:.0f} ms and "
                 f"centering + the five 128x128 solves + traces {bd['center_solve_trace_forward_backward']:.0f} ms. "
-                f"The kernels are Gram matrices of the flattened hidden layers (d = {hidden_dims}): "
-                f"{gram_gflop:.2f} GFLOP forward, 2x that backward (autograd runs two mm for a @ a.T), against "
-                f"about {3 * _lenet3_forward_flops(BATCH) / 1e9:.1f} GFLOP for the network's forward+backward; "
-                f"and `pairwise_sq_dists` also computes (a * a).sum(1) on the full (128, d) activations, whose "
-                f"backward adds elementwise mul/add passes over 128 x {max(hidden_dims)} floats.")
+                f"The kernels are Gram matrices of the flattened hidden layers (d = {hidden_dims}): one matrix "
+                f"product forward and one backward (hsic.pairwise_sq_dists takes the squared norms from the Gram "
+                f"diagonal, and its Gram product has a one-mm backward), {2 * gram_gflop:.2f} GFLOP in all, "
+                f"against {net_gflop:.1f} GFLOP for the network's forward+backward. At equal FLOP rates that "
+                f"alone puts the ratio at {floor:.2f}; the solves, the KD term and the optimizer step come on top, "
+                f"so the ratio sits near the 1.3 target, and on this shared VM run-to-run noise (about 10%) "
+                f"decides pass or miss.")
     profile_summary = None
     if ratio > 1.3 or args.profile:
         profile_summary = _profile(hsic_fwd_bwd)
         print("  profile of the HSIC term (fwd+bwd), self CPU ms per call:\n" + profile_summary)
-    details_fix = None
-    if ratio > 1.3 or args.profile:
-        details_fix = _time_proposed_fix(step, hsic, repeats)
-        f = {k: v["median_s"] / details_fix["kd"]["median_s"] for k, v in details_fix.items()}
-        print("  with the proposed pairwise_sq_dists (ratios re-measured together): " +
-              ", ".join(f"{k} {v:.3f}" for k, v in f.items()))
-        fix_text = (f"Proposed fix in hsic.pairwise_sq_dists (re-measured here, interleaved: ratio {f['kd+hbar']:.2f} "
-                    f"as shipped -> {f['kd+hbar, diag']:.2f} -> {f['kd+hbar, diag+sym']:.2f}): (1) take the squared "
-                    "norms from the Gram matrix's diagonal (g = a @ a.T; sq = g.diagonal()), which removes every "
-                    "(m, d)-sized elementwise op and its backward; (2) give a @ a.T a custom backward "
-                    "(G + G^T) @ a: one mm instead of two plus a strided add. Same values (to round-off).")
-    notes = []
-    if ratio > 1.3:
-        notes.append("MISS explained: " + analysis + " " + fix_text)
-    else:
-        notes.append(analysis + (" " + fix_text if details_fix else ""))
+    notes = [("MISS explained: " if ratio > 1.3 else "") + analysis]
     if profile_summary:
         notes.append("torch.profiler, HSIC term forward+backward, top ops by self CPU time (ms per call):\n"
                      + profile_summary)
     figures = [_common.figure("KD+HBaR step / KD step (LeNet-3, batch 128)", ratio, "ratio", TARGET)]
     return {"figures": figures, "notes": notes,
-            "details": {"steps": timings, "hsic_pieces_ms": bd, "proposed_fix": details_fix, "repeats": repeats,
+            "details": {"steps": timings, "hsic_pieces_ms": bd, "repeats": repeats, "gram_floor": floor,
                         "kd_step_ms": kd_ms, "hbar_extra_ms": extra_ms, "hidden_dims": hidden_dims}}
-
-
-class _Gram(torch.autograd.Function):
-    """a @ a.T with the backward (G + G^T) @ a (one mm instead of two)."""
-
-    @staticmethod
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return a @ a.T
-
-    @staticmethod
-    def backward(ctx, g):
-        a, = ctx.saved_tensors
-        return (g + g.T) @ a
-
-
-def _sq_dists(a, symmetric: bool):
-    g = _Gram.apply(a) if symmetric else a @ a.T
-    sq = torch.diagonal(g)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * g).clamp_min(0.0)
-    eye = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
-    return d2.masked_fill(eye, 0.0)
-
-
-def _time_proposed_fix(step, hsic, repeats: int) -> dict:
-    """Step times with hsic.pairwise_sq_dists swapped (in this process only) for the proposed variants."""
-    shipped = hsic.pairwise_sq_dists
-    variants = {"kd+hbar": shipped, "kd+hbar, diag": lambda a: _sq_dists(a, False),
-                "kd+hbar, diag+sym": lambda a: _sq_dists(a, True)}
-
-    def with_variant(fn):
-        def run():
-            hsic.pairwise_sq_dists = fn
-            try:
-                step(True)
-            finally:
-                hsic.pairwise_sq_dists = shipped
-        return run
-    fns = {"kd": lambda: step(False), **{k: with_variant(v) for k, v in variants.items()}}
-    return _common.interleaved_medians(fns, repeats=repeats, warmup=1)
 
 
 def _profile(fn, calls: int = 3, top: int = 8) -> str:
@@ -199,7 +147,7 @@ def _lenet3_forward_flops(batch: int) -> float:
 
 def main(argv=None) -> dict:
     p = _common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 9; quick 3)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 21; quick 3)")
     p.add_argument("--profile", action="store_true", help="profile the HSIC term even when the target is met")
     return _common.run_script("bench_hbar_step", body, p, argv)
 

@@ -37,7 +37,7 @@ def body(args) -> dict:
     n_per_class = args.n_per_class or (60 if args.quick else 200)
     train = load_dataset(dataset, "train", n_per_class=n_per_class, seed=args.seed)
     val = load_dataset(dataset, "val").head(64)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 5)
 
     def config(cache: bool) -> PruneConfig:
         return PruneConfig(dataset=dataset, method="pwoa", rate=4, admm_epochs=1, admm_every=1, retrain_epochs=1,
@@ -74,6 +74,8 @@ def body(args) -> dict:
     med = {c: statistics.median(v) for c, v in secs.items()}
     speedup = med[False] / med[True]
     end_to_end = med[False] / (med[True] + build["median_s"])
+    # the most the cache can save: one teacher forward over the training set per epoch (2 epochs here)
+    ceiling = (med[True] + 2 * build["median_s"]) / med[True]
     a, b = models[True].state_dict(), models[False].state_dict()
     identical = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     max_diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
@@ -81,6 +83,11 @@ def body(args) -> dict:
           f"uncached {med[False]:.2f} (median of {repeats}); speed-up {speedup:.2f}x; cache build "
           f"{build['median_s']:.3f} s; identical weights: {identical} (max |diff| {max_diff:.3g})")
     notes = [f"dataset {dataset} ({len(train)} training images, n_per_class {n_per_class}), teacher: {teacher_desc}",
+             f"ceiling: the cache saves at most one teacher forward over the training set per epoch "
+             f"({build['median_s']:.2f} s, the measured build time), so the speed-up can be at most "
+             f"{ceiling:.2f}x here (for LeNet-3 the teacher forward is about 1 of the 4 network passes of a "
+             "KD step, before the HSIC term: 4/3 at best); a speed-up below 1.3 with a ceiling near 1.3 is the "
+             "step's arithmetic, not waste",
              f"end-to-end incl. the one-off cache build ({build['median_s']:.2f} s): {end_to_end:.2f}x over these 2 "
              "epochs; the build is one teacher forward over the training set, amortized over all epochs "
              "(150 in the paper schedule)"]
@@ -93,13 +100,13 @@ def body(args) -> dict:
     return {"figures": figures, "notes": notes,
             "details": {"dataset": dataset, "n_train": len(train), "train_seconds": {"cached": secs[True],
                         "uncached": secs[False]}, "wall_seconds": {"cached": wall[True], "uncached": wall[False]},
-                        "cache_build_s": build, "end_to_end_speedup": end_to_end, "max_abs_weight_diff": max_diff,
+                        "cache_build_s": build, "end_to_end_speedup": end_to_end, "ceiling": ceiling, "max_abs_weight_diff": max_diff,
                         "repeats": repeats}}
 
 
 def main(argv=None) -> dict:
     p = _common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per setting (default 3; quick 1)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per setting (default 5; quick 1)")
     p.add_argument("--n-per-class", type=int, default=None, help="training images per class (default 200; quick 60)")
     return _common.run_script("bench_teacher_cache", body, p, argv)
 

@@ -17,21 +17,25 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-# Measured runtimes (see the report in tests/test_notebooks.py's docstring for how they were measured).
-# smoke: PWOA_SMOKE=1, cold cache; full: PWOA_SMOKE unset (preset "quick"), cold cache, laptop-class CPU.
-RUNTIME = {  # smoke: pytest --durations, 2-core CPU, cold cache, 2026-11-22 (7.5, 20, 32, 20, 36, 32 s)
+# Measured runtimes on the project's 2-core CPU (Intel Xeon, no GPU), 2026-11-22.
+# smoke: PWOA_SMOKE=1, cold cache, pytest --durations (7.5, 20, 32, 20, 36, 32 s).
+# full: PWOA_SMOKE unset (preset "quick"), `bench/time_notebooks.py`: the course in order from an empty cache
+# (9, 61, 151, 33, 414, 338 s; 16.8 min in all); 03 and 05 read some of 02's runs from the cache.
+# GPU: estimates, not measured (no GPU here).
+RUNTIME = {
     "00": ("about 10 s", "about 10 s", "a few s"),
-    "01": ("about 20 s", "about 2 min", "about 10 s"),
-    "02": ("about 30 s", "about 25 min (estimate)", "about 2 min (estimate)"),
-    "03": ("about 20 s", "about 15 min (estimate)", "about 1 min (estimate)"),
-    "04": ("about 40 s", "about 60 min (estimate)", "about 5 min (estimate)"),
-    "05": ("about 30 s", "about 30 min (estimate)", "about 3 min (estimate)"),
+    "01": ("about 20 s", "about 1 min", "about 10 s (estimate)"),
+    "02": ("about 30 s", "about 2.5 min", "about 30 s (estimate)"),
+    "03": ("about 20 s", "about 35 s (after 02; more when run alone)", "about 10 s (estimate)"),
+    "04": ("about 40 s", "about 7 min", "about 1 min (estimate)"),
+    "05": ("about 30 s", "about 6 min (after 02)", "about 1 min (estimate)"),
 }
 
 
 def runtime_note(nb: str) -> str:
     smoke, full, gpu = RUNTIME[nb]
-    return (f"**Runtime.** {full} on a laptop CPU with an empty cache, {gpu} on a GPU; a second run reads "
+    return (f"**Runtime.** {full} on a 2-core laptop-class CPU (measured, running the course in order from an "
+            f"empty cache), {gpu} on a GPU; a second run reads "
             f"every trained model from the cache and takes seconds. Smoke mode (`PWOA_SMOKE=1`, for CI): "
             f"{smoke}. See `00_start_here.ipynb` for how these were measured.")
 
@@ -246,11 +250,10 @@ same cache as notebook 02.
 | --- | --- | --- | --- |
 """ + "\n".join(f"| `{n}` | {RUNTIME[n][0]} | {RUNTIME[n][1]} | {RUNTIME[n][2]} |" for n in RUNTIME) + """
 
-How these were measured: smoke times with `pytest tests/test_notebooks.py` on a 2-core machine (see the test
-file); the full times are estimates scaled from the measured per-run training times of the `quick` preset
-(each `quick` pruning run on `digits` takes a few CPU minutes, AdvPrune at mix ratio 1 much more); the GPU
-column is an estimate, not a measurement. Notebooks 02–05 share cached runs: run them in order and the later
-ones are faster.
+How these were measured, on a 2-core CPU (Intel Xeon, no GPU): smoke times with `pytest tests/test_notebooks.py`
+(cold cache); full times with `python bench/time_notebooks.py`, which runs the course in order from an empty
+cache, as a student would (03 and 05 read some of 02's runs from the cache). The GPU column is an estimate, not a
+measurement. A second run of any notebook reads every trained model from the cache and takes seconds.
 """),
         md("""
 <a id="try"></a>
@@ -595,6 +598,23 @@ ax.legend()
 ax.set_title("one-shot magnitude pruning, no fine-tuning")
 show(fig)"""),
         md("""
+Which layers does that damage come from? `experiments.layer_sensitivity` prunes one layer at a time (still one
+shot, no fine-tuning), then all of them, then all but the first conv layer and the classifier (`scope="hidden"`).
+At 8x the two smallest layers (288 and 1,290 weights, about 1% of the network) do most of the damage: the first
+conv layer keeps 36 weights for its 32 filters. (At 16x every layer hurts; try it.) Keeping them dense is a common convention in the
+pruning literature; the kit prunes every layer by default, as the paper's per-layer uniform rule does.
+"""),
+        code("""
+SENS_RATE = 8
+sens = experiments.layer_sensitivity(teacher, "digits", SENS_RATE, n=N)
+display(sens.round(1))
+fig, ax = plt.subplots(figsize=(6.5, 3.3))
+ax.bar(sens.pruned, sens.pgd, color="tab:red")
+ax.set_ylabel(f"PGD accuracy (%), eps={EPS}")
+ax.set_title(f"one-shot {SENS_RATE}x, one layer at a time")
+ax.tick_params(axis="x", labelrotation=30)
+show(fig)"""),
+        md("""
 <a id="admm"></a>
 ## 3. ADMM pruning and the naive loss
 
@@ -693,6 +713,8 @@ for name, w in pruning.prunable_weights(pruned).items():
    layers end sparser? What happens to one-shot PGD accuracy?
 2. Pass `scope="convs"` to `experiments.figure1` (the reference code's choice: only conv layers are pruned on
    LeNet). How much of the model is actually compressed then? (`pruning.sparsity_report(model, "all")`.)
+   Then `scope="hidden"` (first conv and classifier dense): how close does PwoA get to the teacher at 4x and 8x?
+   (The README has the table from `pwoa-lab figure1 --dataset digits --preset quick --scope hidden`.)
 3. Move the slider to `kd` (distillation alone, no HSIC term): where does it land between naive and PwoA?
 4. Go beyond 16x: `experiments.figure1(rates=(32, 64), ...)`. Where does PwoA break too?
 5. Make naive pruning longer (`retrain_epochs=40` as an override to `figure1`): does more cross-entropy

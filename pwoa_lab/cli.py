@@ -181,12 +181,12 @@ def cmd_figure1(args: argparse.Namespace) -> int:
 def cmd_figure3(args: argparse.Namespace) -> int:
     from .experiments import figure3
     from .plots import plot_figure3
-    ratios = [float(r) for r in args.mix_ratios.split(",")]
+    ratios = None if args.mix_ratios is None else [float(r) for r in args.mix_ratios.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
     curves, summary = figure3(args.dataset, rate=args.rate, mix_ratios=ratios, methods=methods, preset=args.preset,
                               seed=args.seed, teacher=teacher, root=args.root, device=args.device,
-                              use_cache=not args.no_cache)
+                              use_cache=not args.no_cache, n_per_class=args.n_per_class)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"figure3_{args.dataset}_{args.preset}"
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, required=True, help="pruning rate R > 1 (keep 1/R of the weights)")
     p.add_argument("--preset", default="quick", help="smoke, quick or paper")
     p.add_argument("--mix-ratio", type=float, default=None, help="probability of a PGD batch (default: method's)")
-    p.add_argument("--scope", default=None, help="all (default) or convs")
+    p.add_argument("--scope", default=None, help="all (default: every conv and linear weight), hidden (all but the first layer and the classifier) or convs")
     p.add_argument("--n", type=int, default=None, help="evaluate on the first N test images")
     p.add_argument("--out", required=True, help="dense checkpoint path; a compact FILE.sparse.pt is written too")
     p.add_argument("--overwrite", action="store_true")
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", default="2,4,8,16")
     p.add_argument("--methods", default="naive,pwoa", help="comma list of naive, kd, pwoa, advprune")
     p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
-    p.add_argument("--scope", default=None, help="all (default) or convs")
+    p.add_argument("--scope", default=None, help="all (default: every conv and linear weight), hidden (all but the first layer and the classifier) or convs")
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
     p.add_argument("--workers", type=_workers, default="auto",
                    help="prune runs at once, each in its own process (default auto: 1 on a GPU, else up to 4 "
@@ -271,8 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="digits")
     p.add_argument("--preset", default="quick", help="smoke, quick or paper")
     p.add_argument("--rate", type=float, default=4.0)
-    p.add_argument("--mix-ratios", default="0,0.2,0.4,0.6,0.8,1")
+    p.add_argument("--mix-ratios", default=None,
+                   help="comma-separated (default: 0,0.2,0.4,0.6,0.8,1 with --preset paper, else 0,0.5,1)")
     p.add_argument("--methods", default="pwoa,advprune,hydra")
+    p.add_argument("--n-per-class", type=int, default=None,
+                   help="train every run on this many images per class (default: the preset's subset; "
+                        "MNIST quick: 300)")
     p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--out", default="results")

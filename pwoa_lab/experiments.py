@@ -10,7 +10,7 @@ import copy
 import functools
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -102,7 +102,8 @@ def prune_row(teacher: nn.Module, config, settings: EvalSettings = EvalSettings(
         result = prune_and_finetune(teacher, config, root=root, progress=progress, state_path=state_path)
     row = {"dataset": config.dataset, "method": method, "rate": config.rate, "mix_ratio": config.mix_ratio,
            **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
-           "sparsity": float(sparsity_report(result.model, config.scope).iloc[-1]["sparsity"]),
+           # over every conv and linear weight, whatever the scope pruned: the network's real sparsity
+           "sparsity": float(sparsity_report(result.model, "all").iloc[-1]["sparsity"]),
            "train_seconds": result.train_seconds}
     record = {"row": row, "history": result.history.to_dict("records"), "config": config.to_dict(),
               "eval": settings.__dict__, "seed": config.seed, "versions": versions(), "device": str(device)}
@@ -152,11 +153,13 @@ def _init_worker(threads: int) -> None:
 
 
 def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int = 1, progress: bool = True,
-             desc: str = "runs") -> list:
+             desc: str = "runs", priority: Sequence[float] | None = None) -> list:
     """[fn(*args) for fn, args in jobs], in order: one after the other (`workers` = 1) or in `workers`
     processes at once, torch's threads split between them (on a 2-core CPU two small jobs at 1 thread each
     finish sooner than one after the other at 2). `fn` must be importable (a module-level function or a
-    functools.partial of one). Every run seeds itself, so the results do not depend on `workers`."""
+    functools.partial of one). Every run seeds itself, so the results do not depend on `workers`.
+    `priority` (one number per job): with workers, jobs start in descending priority (give the longest jobs
+    the highest, so that no long job starts last); the returned list keeps the order of `jobs`."""
     workers = check_workers(workers)
     out: list = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress or not jobs)
@@ -171,7 +174,8 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int = 1, progress:
         threads = max(1, torch.get_num_threads() // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(jobs)}
+            start = sorted(range(len(jobs)), key=lambda i: -priority[i]) if priority is not None else range(len(jobs))
+            futures = {pool.submit(jobs[i][0], *jobs[i][1]): i for i in start}
             for future in as_completed(futures):
                 out[futures[future]] = future.result()
                 bar.update()
@@ -193,7 +197,11 @@ def prune_rows(teacher: nn.Module, configs: Sequence, settings: EvalSettings = E
         teacher = copy.deepcopy(teacher).cpu()  # what goes to the worker processes
     run = functools.partial(prune_row, progress=False)
     jobs = list(extra_jobs) + [(run, (teacher, configs[i], settings, cache_dir, use_cache, root)) for i in todo]
-    results = run_jobs(jobs, workers if todo else 1, progress, desc)
+    # longest first: the extra jobs (the teacher row: evaluating a robust model), then the runs whose models stay
+    # robust (attacks on them run longest), lowest rate first; naive runs (robust accuracy near 0) last
+    priority = [3.0] * len(extra_jobs) + [(1.0 if getattr(configs[i], "method", "hydra") == "naive" else 2.0)
+                                         - configs[i].resolved().rate / 1e6 for i in todo]
+    results = run_jobs(jobs, workers if todo else 1, progress, desc, priority)
     for i, result in zip(todo, results[len(extra_jobs):]):
         out[i] = result
     return out, results[:len(extra_jobs)]
@@ -263,6 +271,36 @@ def default_eval_settings(dataset: str, preset: str) -> EvalSettings:
         dataset, EvalSettings(n=1000, aa_n=200))
 
 
+def layer_sensitivity(model: nn.Module, dataset: str, rate: float, n: int | None = 200, eps: float | None = None,
+                      root=None) -> pd.DataFrame:
+    """One-shot magnitude pruning at `rate`, no fine-tuning: which layers carry the robustness?
+
+    Prunes (a copy of) `model` one layer at a time, then every layer (scope "all") and every layer but the first
+    and the classifier (scope "hidden"), and evaluates natural and PGD accuracy (%) on the first `n` test images
+    (the dataset's PGD; seeded like `evaluate_row`). Returns a DataFrame: pruned (layer name, "none", "all" or
+    "hidden"), weights (how many were pruned), natural, pgd.
+    """
+    from .pruning import apply_masks, magnitude_masks, remove_masks
+    rate = check_rate(rate)
+    info = dataset_info(dataset)
+    eps = info.eps if eps is None else eps
+    settings = EvalSettings(n=n, aa_n=0)
+    full = magnitude_masks(model, rate, "all")
+    hidden = set(magnitude_masks(model, rate, "hidden"))
+    choices = {"none": {}, **{key: {key: mask} for key, mask in full.items()}, "all": full,
+               "hidden": {k: m for k, m in full.items() if k in hidden}}
+    rows = []
+    for name, masks in choices.items():
+        pruned = copy.deepcopy(model).eval()
+        if masks:
+            apply_masks(pruned, masks)
+            remove_masks(pruned)
+        row = evaluate_row(pruned, dataset, eps, settings, root)
+        rows.append({"pruned": name, "weights": int(sum(int((~m).sum()) for m in masks.values())),
+                     "natural": row["natural"], "pgd": row["pgd"]})
+    return pd.DataFrame(rows)
+
+
 def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] = (4, 8)) -> pd.DataFrame:
     """The paper's claim checked on a Figure-1 table: per rate, naive vs PwoA relative to the teacher.
 
@@ -290,12 +328,26 @@ def time_to_reach(history: pd.DataFrame, target: float, metric: str = "val_pgd")
     return float(hit.train_seconds.iloc[0]) if len(hit) else float("nan")
 
 
-def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float] = (0, 0.2, 0.4, 0.6, 0.8, 1),
+# Figure 3 trains len(methods) x len(mix_ratios) models, those at r = 1 at up to (1 + PGD steps) x the cost of a
+# PwoA batch. To keep it in CPU minutes the quick preset uses 3 mix ratios, and on MNIST half of Figure 1's
+# training subset (the training images per class are part of every run's configuration and cache key).
+FIG3_MIX_RATIOS = {"paper": (0, 0.2, 0.4, 0.6, 0.8, 1)}
+FIG3_QUICK_MIX_RATIOS = (0, 0.5, 1)
+FIG3_QUICK_N_PER_CLASS = {"mnist": 300}
+
+
+def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float] | None = None,
             methods: Sequence[str] = ("pwoa", "advprune", "hydra"), preset: str = "quick", seed: int = 1234,
             teacher: nn.Module | str | Path | None = None, settings: EvalSettings | None = None,
             cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
-            progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+            progress: bool = True, n_per_class: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 3: robust accuracy vs training time for each method over its mix ratios.
+
+    `mix_ratios`: None gives (0, 0.2, ..., 1) with the paper preset, (0, 0.5, 1) with the others.
+    `n_per_class`: train every run on this many images per class (None: the preset's subset; for MNIST with
+    the quick preset, 300).
+    `settings`: test-set evaluation (None: the preset's, with AutoAttack on at most 100 images, since
+    Figure 3 evaluates many models).
 
     Returns (curves, summary). `curves`: one row per run and epoch (method, mix_ratio, phase, epoch,
     train_seconds, val_natural, val_pgd). `summary`: one row per run with the final test natural / PGD /
@@ -304,15 +356,28 @@ def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float
     """
     from .hydra import hydra_config
     rate = check_rate(rate)
-    settings = settings or default_eval_settings(dataset, preset)
+    if settings is None:
+        settings = default_eval_settings(dataset, preset)
+        if preset != "paper":
+            settings = replace(settings, aa_n=min(settings.aa_n, 100),
+                               n=None if settings.n is None else min(settings.n, 500))
+    if mix_ratios is None:
+        mix_ratios = FIG3_MIX_RATIOS.get(preset, FIG3_QUICK_MIX_RATIOS)
+    if n_per_class is None and preset == "quick":
+        n_per_class = FIG3_QUICK_N_PER_CLASS.get(dataset)
+    if n_per_class is not None and (isinstance(n_per_class, bool) or not isinstance(n_per_class, int)
+                                    or n_per_class < 1):
+        raise ValueError(f"n_per_class must be a positive integer (images per class); got {n_per_class!r}")
+    subset = {} if n_per_class is None else {"n_per_class": n_per_class}
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
     jobs = [(m, float(r)) for m in methods for r in mix_ratios]
     if ("pwoa", 0.0) not in jobs:
         jobs.insert(0, ("pwoa", 0.0))  # the reference run of the time ratio
-    configs = [hydra_config(dataset, preset, rate=rate, mix_ratio=r, seed=seed, device=str(device))
+    configs = [hydra_config(dataset, preset, rate=rate, mix_ratio=r, seed=seed, device=str(device), **subset)
                if method == "hydra" else
-               preset_config(dataset, preset, method=method, rate=rate, mix_ratio=r, seed=seed, device=str(device))
+               preset_config(dataset, preset, method=method, rate=rate, mix_ratio=r, seed=seed, device=str(device),
+                             **subset)
                for method, r in jobs]
     # one run at a time (no workers): the x axis is wall-clock training time, which parallel runs would distort
     done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,

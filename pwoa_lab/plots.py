@@ -71,7 +71,7 @@ def plot_figure3(curves: pd.DataFrame, metric: str = "val_pgd", target: float | 
         style = _style(method)
         alpha = 0.35 + 0.65 * float(r) if method != "pwoa" or r > 0 else 1.0
         lw = 3 if method == "pwoa" and r == 0 else 1.3
-        label = f"{style['label']} r={r:g}" if method != "hydra" else style["label"]
+        label = f"{style['label']} r={r:g}"
         ax.plot(part.train_seconds, part[metric], color=style.get("color"), alpha=alpha, lw=lw,
                 marker=style.get("marker"), ms=3, label=label)
     if target is not None:

@@ -155,3 +155,61 @@ def test_bad_workers_rejected(teacher, workers):
     with pytest.raises((ValueError, TypeError), match="workers"):
         figure1("digits", rates=(4,), methods=("naive",), preset="smoke", teacher=teacher, settings=SETTINGS,
                 use_cache=False, progress=False, workers=workers)
+
+
+# ----------------------------------------------------------------------------------------------- Figure 3
+
+def test_figure3_summary_time_ratios_and_training_subset(teacher, tmp_path):
+    from pwoa_lab.experiments import figure3
+    curves, summary = figure3("digits", rate=4, mix_ratios=(0, 1), methods=("pwoa", "advprune"), preset="smoke",
+                              teacher=teacher, settings=SETTINGS, cache_dir=tmp_path, progress=False,
+                              n_per_class=5)
+    assert list(zip(summary.method, summary.mix_ratio)) == [("pwoa", 0.0), ("pwoa", 1.0), ("advprune", 0.0),
+                                                            ("advprune", 1.0)]
+    ref = curves[(curves.method == "pwoa") & (curves.mix_ratio == 0)]
+    assert summary.target_val_pgd.iloc[0] == ref.val_pgd.iloc[-1]
+    # PwoA r = 0 reaches its own final accuracy at the latest at its own end: ratio in (0, 1]
+    assert 0 < summary.time_ratio.iloc[0] <= 1
+    for row in summary.itertuples():  # every ratio is NaN or the run's first sparse epoch at the target
+        hist = curves[(curves.method == row.method) & (curves.mix_ratio == row.mix_ratio)]
+        expected = time_to_reach(hist, row.target_val_pgd) / ref.train_seconds.iloc[-1]
+        assert (row.time_ratio == expected) or (row.time_ratio != row.time_ratio and expected != expected)
+    # n_per_class=5: 50 training images; smoke digits batch 64 -> one batch an epoch
+    entries = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
+    configs = [e["config"] for e in entries if isinstance(e, dict) and "config" in e]
+    assert configs and all(c["n_per_class"] == 5 for c in configs)
+    again, summary2 = figure3("digits", rate=4, mix_ratios=(0, 1), methods=("pwoa", "advprune"), preset="smoke",
+                              teacher=teacher, settings=SETTINGS, cache_dir=tmp_path, progress=False,
+                              n_per_class=5)
+    assert summary2.cached.all()
+    pd.testing.assert_frame_equal(summary2.drop(columns="cached"), summary.drop(columns="cached"))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "10", True])
+def test_figure3_rejects_bad_n_per_class(teacher, bad):
+    from pwoa_lab.experiments import figure3
+    with pytest.raises(ValueError, match="n_per_class"):
+        figure3("digits", mix_ratios=(0,), methods=("pwoa",), preset="smoke", teacher=teacher, settings=SETTINGS,
+                use_cache=False, progress=False, n_per_class=bad)
+
+
+def test_layer_sensitivity_prunes_one_layer_at_a_time(teacher):
+    from pwoa_lab.experiments import evaluate_row, layer_sensitivity
+    from pwoa_lab.pruning import keep_count
+    df = layer_sensitivity(teacher, "digits", 8, n=60).set_index("pruned")
+    assert list(df.index) == ["none", "conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "all", "hidden"]
+    sizes = {k: teacher.get_parameter(k).numel() for k in df.index[1:5]}
+    for key, numel in sizes.items():
+        assert df.loc[key, "weights"] == numel - keep_count(numel, 8)
+    assert df.loc["all", "weights"] == sum(df.loc[k, "weights"] for k in sizes)
+    assert df.loc["hidden", "weights"] == df.loc["conv2.weight", "weights"] + df.loc["fc1.weight", "weights"]
+    base = evaluate_row(teacher, "digits", 0.2, SETTINGS)
+    assert df.loc["none", "natural"] == base["natural"] and df.loc["none", "pgd"] == base["pgd"]
+    # the shipped digits teacher: its two smallest layers carry most of the robustness lost to one-shot pruning
+    assert df.loc["hidden", "pgd"] > df.loc["all", "pgd"]
+
+
+def test_run_jobs_with_priority_returns_results_in_job_order():
+    from pwoa_lab.experiments import run_jobs
+    jobs = [(pow, (2, i)) for i in range(5)]
+    assert run_jobs(jobs, workers=2, progress=False, priority=[0, 4, 1, 3, 2]) == [1, 2, 4, 8, 16]

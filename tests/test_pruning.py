@@ -104,6 +104,23 @@ def test_scope_convs_leaves_linear_dense():
     assert table.loc["conv1.weight", "nonzero"] == round(36 / 4)
 
 
+def test_scope_hidden_keeps_first_and_classifier_dense():
+    from pwoa_lab.models import build_model
+    model = build_model("small_cnn", "digits")
+    assert list(P.prunable_modules(model, "all")) == ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
+    masks = P.magnitude_masks(model, 8, scope="hidden")
+    assert list(masks) == ["conv2.weight", "fc1.weight"]
+    P.apply_masks(model, masks)
+    table = P.sparsity_report(model, scope="all").set_index("layer")
+    for dense in ("conv1.weight", "fc2.weight"):
+        assert table.loc[dense, "nonzero"] == getattr(model, dense.split(".")[0]).weight.numel()
+    for pruned in ("conv2.weight", "fc1.weight"):
+        assert table.loc[pruned, "nonzero"] == round(table.loc[pruned, "params"] / 8)
+    resnet = build_model("resnet18", "cifar10")
+    hidden = P.prunable_modules(resnet, "hidden")
+    assert set(P.prunable_modules(resnet, "all")) - set(hidden) == {"conv1.weight", "fc.weight"}
+
+
 @pytest.mark.parametrize("bad", [1, 0.5, 0, -2, float("nan"), float("inf"), "4", None, True])
 def test_bad_rate_raises(bad):
     with pytest.raises(ValueError, match="rate must be a"):
