@@ -346,8 +346,8 @@ def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float
     `mix_ratios`: None gives (0, 0.2, ..., 1) with the paper preset, (0, 0.5, 1) with the others.
     `n_per_class`: train every run on this many images per class (None: the preset's subset; for MNIST with
     the quick preset, 300).
-    `settings`: test-set evaluation (None: the preset's, with AutoAttack on at most 100 images, since
-    Figure 3 evaluates many models).
+    `settings`: test-set evaluation (None: the preset's; except with the paper preset, natural / FGSM / PGD on
+    at most 500 and AutoAttack on at most 100 test images, since Figure 3 evaluates many models).
 
     Returns (curves, summary). `curves`: one row per run and epoch (method, mix_ratio, phase, epoch,
     train_seconds, val_natural, val_pgd). `summary`: one row per run with the final test natural / PGD /
