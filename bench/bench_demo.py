@@ -101,7 +101,8 @@ def body(args) -> dict:
         notes.append("--quick runs the smoke preset: a check that the script works, not the demo's figure")
     notes.append(f"demo command: {demo['command']}")
     if ok and not args.quick:
-        breakdown = time_breakdown(demo, min(4, os.cpu_count() or 1))
+        from pwoa_lab.cli import resolve_workers
+        breakdown = time_breakdown(demo, resolve_workers("auto", None))  # what the demo's --workers auto used
         if breakdown:
             passed = demo["seconds"] <= float(TARGET_DEMO.split()[1])
             notes.append(("" if passed else "MISS explained: ") + breakdown +

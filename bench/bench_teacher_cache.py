@@ -100,8 +100,8 @@ def body(args) -> dict:
     return {"figures": figures, "notes": notes,
             "details": {"dataset": dataset, "n_train": len(train), "train_seconds": {"cached": secs[True],
                         "uncached": secs[False]}, "wall_seconds": {"cached": wall[True], "uncached": wall[False]},
-                        "cache_build_s": build, "end_to_end_speedup": end_to_end, "ceiling": ceiling, "max_abs_weight_diff": max_diff,
-                        "repeats": repeats}}
+                        "cache_build_s": build, "end_to_end_speedup": end_to_end, "ceiling": ceiling,
+                        "max_abs_weight_diff": max_diff, "repeats": repeats}}
 
 
 def main(argv=None) -> dict:

@@ -601,8 +601,9 @@ show(fig)"""),
 Which layers does that damage come from? `experiments.layer_sensitivity` prunes one layer at a time (still one
 shot, no fine-tuning), then all of them, then all but the first conv layer and the classifier (`scope="hidden"`).
 At 8x the two smallest layers (288 and 1,290 weights, about 1% of the network) do most of the damage: the first
-conv layer keeps 36 weights for its 32 filters. (At 16x every layer hurts; try it.) Keeping them dense is a common convention in the
-pruning literature; the kit prunes every layer by default, as the paper's per-layer uniform rule does.
+conv layer keeps 36 weights for its 32 filters. (At 16x every layer hurts; try it.) Keeping them dense is a
+common convention in the pruning literature; the kit prunes every layer by default, as the paper's per-layer
+uniform rule does.
 """),
         code("""
 SENS_RATE = 8

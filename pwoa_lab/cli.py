@@ -203,6 +203,10 @@ def cmd_figure3(args: argparse.Namespace) -> int:
     return 0
 
 
+SCOPE_HELP = ("which weights are pruned: all (default: every conv and linear weight), hidden (all but the first "
+              "layer and the classifier) or convs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pwoa-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, required=True, help="pruning rate R > 1 (keep 1/R of the weights)")
     p.add_argument("--preset", default="quick", help="smoke, quick or paper")
     p.add_argument("--mix-ratio", type=float, default=None, help="probability of a PGD batch (default: method's)")
-    p.add_argument("--scope", default=None, help="all (default: every conv and linear weight), hidden (all but the first layer and the classifier) or convs")
+    p.add_argument("--scope", default=None, help=SCOPE_HELP)
     p.add_argument("--n", type=int, default=None, help="evaluate on the first N test images")
     p.add_argument("--out", required=True, help="dense checkpoint path; a compact FILE.sparse.pt is written too")
     p.add_argument("--overwrite", action="store_true")
@@ -258,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", default="2,4,8,16")
     p.add_argument("--methods", default="naive,pwoa", help="comma list of naive, kd, pwoa, advprune")
     p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
-    p.add_argument("--scope", default=None, help="all (default: every conv and linear weight), hidden (all but the first layer and the classifier) or convs")
+    p.add_argument("--scope", default=None, help=SCOPE_HELP)
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
     p.add_argument("--workers", type=_workers, default="auto",
                    help="prune runs at once, each in its own process (default auto: 1 on a GPU, else up to 4 "

@@ -107,10 +107,16 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     return subset_per_class(data, n_per_class, seed) if n_per_class is not None else data
 
 
+def check_n_per_class(n) -> int:
+    """A number of examples per class: a whole number >= 1, else a ValueError that says so."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n_per_class must be a positive integer (images per class); got {n!r}")
+    return n
+
+
 def subset_per_class(data: TensorData, n: int, seed: int = 0) -> TensorData:
     """A seeded subset with (up to) `n` examples of every class, in a shuffled order."""
-    if n < 1:
-        raise ValueError(f"n_per_class must be >= 1; got {n}")
+    check_n_per_class(n)
     g = torch.Generator().manual_seed(seed)
     keep = []
     for c in torch.unique(data.y):

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .attacks import default_attack_options, evaluate
 from .cache import ResultCache, cache_error, entry_key
 from .checkpoint import load_checkpoint, load_teacher
-from .data import dataset_info, load_dataset
+from .data import check_n_per_class, dataset_info, load_dataset
 from .engine import preset_config, prune_and_finetune
 from .pruning import load_sparse, save_sparse, sparsity_report
 from .utils import check_rate, forked_rng, get_device, model_fingerprint, versions
@@ -200,7 +200,7 @@ def prune_rows(teacher: nn.Module, configs: Sequence, settings: EvalSettings = E
     # longest first: the extra jobs (the teacher row: evaluating a robust model), then the runs whose models stay
     # robust (attacks on them run longest), lowest rate first; naive runs (robust accuracy near 0) last
     priority = [3.0] * len(extra_jobs) + [(1.0 if getattr(configs[i], "method", "hydra") == "naive" else 2.0)
-                                         - configs[i].resolved().rate / 1e6 for i in todo]
+                                         - float(configs[i].rate) / 1e6 for i in todo]
     results = run_jobs(jobs, workers if todo else 1, progress, desc, priority)
     for i, result in zip(todo, results[len(extra_jobs):]):
         out[i] = result
@@ -280,13 +280,13 @@ def layer_sensitivity(model: nn.Module, dataset: str, rate: float, n: int | None
     (the dataset's PGD; seeded like `evaluate_row`). Returns a DataFrame: pruned (layer name, "none", "all" or
     "hidden"), weights (how many were pruned), natural, pgd.
     """
-    from .pruning import apply_masks, magnitude_masks, remove_masks
+    from .pruning import apply_masks, magnitude_masks, prunable_modules, remove_masks
     rate = check_rate(rate)
     info = dataset_info(dataset)
     eps = info.eps if eps is None else eps
     settings = EvalSettings(n=n, aa_n=0)
     full = magnitude_masks(model, rate, "all")
-    hidden = set(magnitude_masks(model, rate, "hidden"))
+    hidden = set(prunable_modules(model, "hidden"))
     choices = {"none": {}, **{key: {key: mask} for key, mask in full.items()}, "all": full,
                "hidden": {k: m for k, m in full.items() if k in hidden}}
     rows = []
@@ -365,9 +365,8 @@ def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float
         mix_ratios = FIG3_MIX_RATIOS.get(preset, FIG3_QUICK_MIX_RATIOS)
     if n_per_class is None and preset == "quick":
         n_per_class = FIG3_QUICK_N_PER_CLASS.get(dataset)
-    if n_per_class is not None and (isinstance(n_per_class, bool) or not isinstance(n_per_class, int)
-                                    or n_per_class < 1):
-        raise ValueError(f"n_per_class must be a positive integer (images per class); got {n_per_class!r}")
+    if n_per_class is not None:  # fail before the first run, not inside it
+        check_n_per_class(n_per_class)
     subset = {} if n_per_class is None else {"n_per_class": n_per_class}
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)

@@ -178,7 +178,7 @@ def test_figure3_summary_time_ratios_and_training_subset(teacher, tmp_path):
     entries = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
     configs = [e["config"] for e in entries if isinstance(e, dict) and "config" in e]
     assert configs and all(c["n_per_class"] == 5 for c in configs)
-    again, summary2 = figure3("digits", rate=4, mix_ratios=(0, 1), methods=("pwoa", "advprune"), preset="smoke",
+    _, summary2 = figure3("digits", rate=4, mix_ratios=(0, 1), methods=("pwoa", "advprune"), preset="smoke",
                               teacher=teacher, settings=SETTINGS, cache_dir=tmp_path, progress=False,
                               n_per_class=5)
     assert summary2.cached.all()
