@@ -20,12 +20,13 @@ HERE = Path(__file__).resolve().parent
 # Measured runtimes on the project's 2-core CPU (Intel Xeon, no GPU), 2026-11-22.
 # smoke: PWOA_SMOKE=1, cold cache, pytest --durations (7.5, 20, 32, 20, 36, 32 s).
 # full: PWOA_SMOKE unset (preset "quick"), `bench/time_notebooks.py`: the course in order from an empty cache
-# (9, 61, 151, 33, 414, 338 s; 16.8 min in all); 03 and 05 read some of 02's runs from the cache.
+# (9, 61, 151, 33, 414, 338 s; 16.8 min in all); 03 and 05 read some of 02's runs from the cache. Session 4: 02
+# with the fine-tuning drift cell, alone from an empty cache, 222 s; smoke 11, 23, 40, 21, 34, 26 s.
 # GPU: estimates, not measured (no GPU here).
 RUNTIME = {
     "00": ("about 10 s", "about 10 s", "a few s"),
     "01": ("about 20 s", "about 1 min", "about 10 s (estimate)"),
-    "02": ("about 30 s", "about 2.5 min", "about 30 s (estimate)"),
+    "02": ("about 40 s", "about 4 min", "about 40 s (estimate)"),
     "03": ("about 20 s", "about 35 s (after 02; more when run alone)", "about 10 s (estimate)"),
     "04": ("about 40 s", "about 7 min", "about 1 min (estimate)"),
     "05": ("about 30 s", "about 6 min (after 02)", "about 1 min (estimate)"),
@@ -616,6 +617,21 @@ ax.set_title(f"one-shot {SENS_RATE}x, one layer at a time")
 ax.tick_params(axis="x", labelrotation=30)
 show(fig)"""),
         md("""
+With the first conv layer and the classifier kept dense (`scope="hidden"`), one-shot pruning at 8x costs little
+robust accuracy. So is robustness lost in the pruning, or in the fine-tuning that every pruning method does
+afterwards to win natural accuracy back? `experiments.finetune_drift` separates the two: it prunes the teacher
+once by magnitude (epoch 0), then fine-tunes the masked model on natural images with each loss (naive
+cross-entropy, distillation `kd`, PwoA) at two learning rates, and records validation accuracy after every epoch.
+Read the right panel from epoch 0: how far does each loss pull robust accuracy down, and how does that depend on
+the learning rate? The left panel shows what the fine-tuning is for.
+"""),
+        code("""
+drift = experiments.finetune_drift(teacher, "digits", SENS_RATE, methods=("naive", "kd", "pwoa"),
+                                   lrs=(5e-4,) if SMOKE else (5e-4, 5e-5), epochs=1 if SMOKE else 6,
+                                   preset=PRESET, scope="hidden", cache_dir=cache_dir, progress=PROGRESS)
+display(drift.pivot_table(index=["method", "lr"], columns="epoch", values="val_pgd").round(1))
+show(plots.plot_finetune_drift(drift, title=f"one-shot {SENS_RATE}x (scope hidden), then fine-tuning"))"""),
+        md("""
 <a id="admm"></a>
 ## 3. ADMM pruning and the naive loss
 
@@ -720,6 +736,8 @@ for name, w in pruning.prunable_weights(pruned).items():
 4. Go beyond 16x: `experiments.figure1(rates=(32, 64), ...)`. Where does PwoA break too?
 5. Make naive pruning longer (`retrain_epochs=40` as an override to `figure1`): does more cross-entropy
    fine-tuning bring robustness back, or push it further down?
+6. Run `experiments.finetune_drift` with `scope="all"`, then at 16x, then with `epochs=15`. Does distillation
+   stop the fall of robust accuracy, or only slow it down? (The README has the MNIST numbers at 8x.)
 """),
     ])
 

@@ -3,6 +3,7 @@
 - `prune_row`: prune the teacher once (method, rate, preset) and evaluate it: one row of Figure 1. Cached by
   the full configuration (teacher fingerprint, prune config, evaluation settings, kit version).
 - `figure1`: robustness vs pruning rate for several methods, plus the unpruned teacher as a row with rate 1.
+- `layer_sensitivity`, `finetune_drift`: where robustness is lost (which layers; pruning or fine-tuning).
 """
 from __future__ import annotations
 
@@ -267,7 +268,7 @@ def default_eval_settings(dataset: str, preset: str) -> EvalSettings:
         return EvalSettings(n=None, aa_n=1000, aa_version="standard")
     if preset == "smoke":
         return EvalSettings(n=100, aa_n=0)
-    return {"digits": EvalSettings(n=None, aa_n=100), "mnist": EvalSettings(n=1000, aa_n=500)}.get(
+    return {"digits": EvalSettings(n=None, aa_n=100), "mnist": EvalSettings(n=500, aa_n=500)}.get(
         dataset, EvalSettings(n=1000, aa_n=200))
 
 
@@ -298,6 +299,65 @@ def layer_sensitivity(model: nn.Module, dataset: str, rate: float, n: int | None
         row = evaluate_row(pruned, dataset, eps, settings, root)
         rows.append({"pruned": name, "weights": int(sum(int((~m).sum()) for m in masks.values())),
                      "natural": row["natural"], "pgd": row["pgd"]})
+    return pd.DataFrame(rows)
+
+
+def finetune_drift(teacher: nn.Module, dataset: str = "digits", rate: float = 8,
+                   methods: Sequence[str] = ("naive", "kd", "pwoa"), lrs: Sequence[float] = (5e-4,),
+                   epochs: int = 3, preset: str = "quick", scope: str = "all", mode: str = "layer", seed: int = 1234,
+                   cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
+                   progress: bool = True, **overrides: Any) -> pd.DataFrame:
+    """Where does robustness go: into the pruning, or into the fine-tuning after it?
+
+    Prunes the teacher once by magnitude at `rate` (no ADMM: epoch 0), then fine-tunes the masked model on
+    natural images for `epochs` epochs with each method's loss (`naive`: cross-entropy, `kd`, `pwoa`) at each
+    Adam learning rate in `lrs` (constant; the rest of the schedule from `preset`). Validation natural and PGD
+    accuracy (%) after every epoch. Each run is a cached `prune_row` (test-set natural / PGD of its final model,
+    no AutoAttack). `overrides` go into every PruneConfig (e.g. lambda_x, temperature, batch_size).
+
+    Returns a DataFrame: method ("teacher" for the dense model), lr, epoch (0: before any fine-tuning),
+    train_seconds, val_natural, val_pgd. At epoch 0 every method and lr has the same (one-shot pruned) model.
+    """
+    from .engine import validation_metrics
+    from .pruning import apply_masks, magnitude_masks, remove_masks
+    rate = check_rate(rate)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a whole number >= 1; got {epochs!r}")
+    lrs = [float(lr) for lr in lrs]
+    if not lrs or not all(lr > 0 for lr in lrs):
+        raise ValueError(f"lrs must be one or more learning rates > 0; got {lrs!r}")
+    if not methods or not set(methods) <= {"naive", "kd", "pwoa"}:
+        raise ValueError(f"methods must be some of naive, kd, pwoa; got {list(methods)!r}")
+    device = get_device(device)
+    teacher = resolve_teacher(dataset, teacher, device)
+    configs = [preset_config(dataset, preset, method=m, rate=rate, scope=scope, mode=mode, admm_epochs=0,
+                             retrain_epochs=epochs, lr_retrain=lr, lr_schedule="constant", eval_every=1, seed=seed,
+                             device=str(device), **overrides)
+               for m in methods for lr in lrs]
+    base = configs[0].resolved()
+    val = load_dataset(dataset, "val", root).head(base.val_n)
+    val = type(val)(val.x.to(device), val.y.to(device), val.name, "val")
+    num_classes = dataset_info(dataset).num_classes
+    start = {}
+    for name, model in {"teacher": teacher, "pruned": copy.deepcopy(teacher)}.items():
+        if name == "pruned":
+            apply_masks(model, magnitude_masks(model, rate, scope, mode))
+            remove_masks(model)
+        with forked_rng():  # the PGD random start: the same numbers whatever ran before
+            torch.manual_seed(EVAL_SEED)
+            start[name] = validation_metrics(model.eval(), val, base.eps, base.val_pgd_steps, None, num_classes,
+                                             base)
+    settings = EvalSettings(n=min(500, len(load_dataset(dataset, "test", root))), aa_n=0)
+    done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,
+                         desc=f"fine-tuning drift ({dataset}, {rate:g}x)")
+    rows = [{"method": "teacher", "lr": float("nan"), "epoch": 0, "train_seconds": 0.0, **start["teacher"]}]
+    for config, (_, history) in zip(configs, done):
+        rows.append({"method": config.method, "lr": config.lr_retrain, "epoch": 0, "train_seconds": 0.0,
+                     **start["pruned"]})
+        for r in history.itertuples():
+            rows.append({"method": config.method, "lr": config.lr_retrain, "epoch": int(r.epoch),
+                         "train_seconds": float(r.train_seconds), "val_natural": float(r.val_natural),
+                         "val_pgd": float(r.val_pgd)})
     return pd.DataFrame(rows)
 
 

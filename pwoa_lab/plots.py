@@ -4,6 +4,7 @@
   (the paper's Fig. 1(b)).
 - `plot_figure3`: robust accuracy vs training time, one curve per method over its mix ratios (Fig. 3).
 - `plot_history`: validation accuracy over epochs of one run.
+- `plot_finetune_drift`: validation accuracy over fine-tuning epochs after one-shot pruning, per method and lr.
 - `plot_information_plane`: nHSIC(X, Z_j) vs nHSIC(Y, Z_j) per layer over training.
 - `plot_weight_histogram`: kept vs pruned weights of a layer.
 - `plot_adversarial_grid`: natural vs adversarial images with predictions.
@@ -100,6 +101,31 @@ def plot_history(history: pd.DataFrame, title: str | None = None):
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_finetune_drift(df: pd.DataFrame, title: str | None = None):
+    """`experiments.finetune_drift` as two panels (validation natural, PGD) vs fine-tuning epoch: one line per
+    (method, lr), solid for the largest lr; the dense teacher as a dashed line."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    teacher = df[df.method == "teacher"]
+    runs = df[df.method != "teacher"]
+    top = runs.lr.max()
+    for ax, metric in zip(axes, ("val_natural", "val_pgd")):
+        for (method, lr), part in runs.groupby(["method", "lr"], sort=False):
+            style = _style(method)
+            style["label"] = f"{style['label']}, lr {lr:g}"
+            ax.plot(part.epoch, part[metric], ls="-" if lr == top else ":", **style)
+        if len(teacher):
+            ax.axhline(float(teacher[metric].iloc[0]), ls="--", **_style("teacher"))
+        ax.set_xlabel("fine-tuning epoch (0: pruned, not fine-tuned)")
+        ax.set_ylabel(METRIC_LABEL[metric.replace("val_", "")] + " [val]")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -213,3 +213,39 @@ def test_run_jobs_with_priority_returns_results_in_job_order():
     from pwoa_lab.experiments import run_jobs
     jobs = [(pow, (2, i)) for i in range(5)]
     assert run_jobs(jobs, workers=2, progress=False, priority=[0, 4, 1, 3, 2]) == [1, 2, 4, 8, 16]
+
+
+def test_finetune_drift_starts_every_run_from_the_same_one_shot_model(teacher, tmp_path):
+    from pwoa_lab.attacks import accuracy
+    from pwoa_lab.experiments import finetune_drift
+    from pwoa_lab.data import load_dataset
+    from pwoa_lab.plots import plot_finetune_drift
+    df = finetune_drift(teacher, "digits", 8, methods=("naive", "kd"), lrs=(5e-4, 5e-5), epochs=2, preset="smoke",
+                        cache_dir=tmp_path, progress=False)
+    assert list(df.columns) == ["method", "lr", "epoch", "train_seconds", "val_natural", "val_pgd"]
+    runs = df[df.method != "teacher"]
+    assert len(runs) == 2 * 2 * 3 and set(runs.epoch) == {0, 1, 2}
+    start = runs[runs.epoch == 0]
+    assert start.val_natural.nunique() == 1 and start.val_pgd.nunique() == 1
+    # the dense teacher's row is the teacher's own validation accuracy
+    config = preset_config("digits", "smoke").resolved()
+    val = load_dataset("digits", "val").head(config.val_n)
+    t = df[df.method == "teacher"].iloc[0]
+    assert t.val_natural == 100 * accuracy(teacher, val.x, val.y) and 0 < t.val_pgd < t.val_natural
+    # one-shot 8x on every layer costs this small CNN natural accuracy; cross-entropy fine-tuning at the larger
+    # lr wins much of it back
+    assert start.val_natural.iloc[0] < t.val_natural - 10
+    naive = runs[(runs.method == "naive") & (runs.lr == 5e-4)].set_index("epoch")
+    assert naive.loc[2, "val_natural"] > naive.loc[0, "val_natural"] + 10
+    again = finetune_drift(teacher, "digits", 8, methods=("naive", "kd"), lrs=(5e-4, 5e-5), epochs=2,
+                           preset="smoke", cache_dir=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(again, df)  # from the cache: same numbers
+    plot_finetune_drift(df, "digits 8x")
+
+
+@pytest.mark.parametrize("kwargs", [dict(epochs=0), dict(epochs=1.5), dict(lrs=()), dict(lrs=(-1e-3,)),
+                                    dict(methods=("advprune",)), dict(rate=1)])
+def test_finetune_drift_rejects_bad_input(teacher, kwargs):
+    from pwoa_lab.experiments import finetune_drift
+    with pytest.raises(ValueError):
+        finetune_drift(teacher, "digits", **{"rate": 8, **kwargs}, preset="smoke", use_cache=False, progress=False)
