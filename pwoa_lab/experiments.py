@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .attacks import default_attack_options, evaluate
 from .cache import ResultCache, cache_error, entry_key
 from .checkpoint import load_checkpoint, load_teacher
-from .data import check_n_per_class, dataset_info, load_dataset
+from .data import TensorData, check_n_per_class, dataset_info, load_dataset
 from .engine import preset_config, prune_and_finetune
 from .pruning import load_sparse, save_sparse, sparsity_report
 from .utils import check_rate, forked_rng, get_device, model_fingerprint, versions
@@ -336,18 +336,18 @@ def finetune_drift(teacher: nn.Module, dataset: str = "digits", rate: float = 8,
                for m in methods for lr in lrs]
     base = configs[0].resolved()
     val = load_dataset(dataset, "val", root).head(base.val_n)
-    val = type(val)(val.x.to(device), val.y.to(device), val.name, "val")
+    val = TensorData(val.x.to(device), val.y.to(device), val.name, "val")
     num_classes = dataset_info(dataset).num_classes
+    pruned = copy.deepcopy(teacher)
+    apply_masks(pruned, magnitude_masks(pruned, rate, scope, mode))
+    remove_masks(pruned)
     start = {}
-    for name, model in {"teacher": teacher, "pruned": copy.deepcopy(teacher)}.items():
-        if name == "pruned":
-            apply_masks(model, magnitude_masks(model, rate, scope, mode))
-            remove_masks(model)
+    for name, model in {"teacher": teacher, "pruned": pruned}.items():
         with forked_rng():  # the PGD random start: the same numbers whatever ran before
             torch.manual_seed(EVAL_SEED)
             start[name] = validation_metrics(model.eval(), val, base.eps, base.val_pgd_steps, None, num_classes,
                                              base)
-    settings = EvalSettings(n=min(500, len(load_dataset(dataset, "test", root))), aa_n=0)
+    settings = EvalSettings(n=500, aa_n=0)  # the first 500 test images (all of them on smaller test sets)
     done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,
                          desc=f"fine-tuning drift ({dataset}, {rate:g}x)")
     rows = [{"method": "teacher", "lr": float("nan"), "epoch": 0, "train_seconds": 0.0, **start["teacher"]}]
