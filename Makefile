@@ -24,6 +24,9 @@ test: $(STAMP)  ## the whole test suite (notebooks in smoke mode included; the r
 browser-test: $(STAMP)  ## the real-browser widget test (needs Debian chromium and `pip install playwright`)
 	$(PY) -m pytest -q -m browser -s
 
+notebooks: $(STAMP)  ## regenerate the notebooks from notebooks/_make_notebooks.py (outputs stripped)
+	$(PY) notebooks/_make_notebooks.py
+
 bench: $(STAMP)  ## benchmarks (not part of the tests)
 	$(PY) bench/run_all.py
 

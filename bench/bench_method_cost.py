@@ -28,7 +28,8 @@ PGD_STEPS, PGD_ALPHA = 40, 0.01
 
 def body(args) -> dict:
     from pwoa_lab.data import load_dataset
-    from pwoa_lab.engine import PruneConfig, prune_and_finetune
+    from pwoa_lab.methods import PruneConfig
+    from pwoa_lab.runs import run_config
 
     dataset = "mnist" if _common.mnist_available() else "digits"
     teacher, teacher_desc = _common.lenet3_teacher(dataset, args.seed)
@@ -41,10 +42,10 @@ def body(args) -> dict:
     def config(method: str) -> PruneConfig:
         return PruneConfig(dataset=dataset, method=method, rate=4, admm_epochs=1, admm_every=1, retrain_epochs=1,
                            batch_size=128, lr_schedule="constant", val_n=64, val_pgd_steps=1, n_per_class=n_per_class,
-                           mix_pgd_steps=PGD_STEPS, mix_pgd_alpha=PGD_ALPHA, seed=args.seed, device="cpu")
+                           adv_steps=PGD_STEPS, adv_alpha=PGD_ALPHA, seed=args.seed, device="cpu")
 
     def run(method: str):
-        result = prune_and_finetune(teacher, config(method), train=train, val=val, progress=False)
+        result = run_config(teacher, config(method), train=train, val=val, progress=False)
         h = result.history
         per_phase = h.train_seconds.diff().fillna(h.train_seconds).tolist()  # seconds of each epoch
         return result.train_seconds, per_phase, float(h.adv_batch_fraction.mean())

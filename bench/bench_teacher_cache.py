@@ -30,7 +30,8 @@ TARGET = ">= 1.3"
 def body(args) -> dict:
     import torch
     from pwoa_lab.data import load_dataset
-    from pwoa_lab.engine import PruneConfig, prune_and_finetune
+    from pwoa_lab.methods import PruneConfig
+    from pwoa_lab.runs import run_config
 
     dataset = "mnist" if _common.mnist_available() else "digits"
     teacher, teacher_desc = _common.lenet3_teacher(dataset, args.seed)
@@ -46,7 +47,7 @@ def body(args) -> dict:
 
     def run(cache: bool):
         start = time.perf_counter()
-        result = prune_and_finetune(teacher, config(cache), train=train, val=val, progress=False)
+        result = run_config(teacher, config(cache), train=train, val=val, progress=False)
         return result, time.perf_counter() - start
 
     # warm-up (one-time allocations, oneDNN primitive caches): one short run of each, not timed

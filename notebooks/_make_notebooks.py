@@ -45,7 +45,7 @@ def params_cell(extra: str = "") -> str:
     return ("# Parameters. PWOA_SMOKE=1 shrinks data and epochs to seconds (tests, CI); leave it unset to learn.\n"
             "import os\n\n"
             'SMOKE = os.environ.get("PWOA_SMOKE", "0") == "1"\n'
-            'PRESET = "smoke" if SMOKE else "quick"          # training schedules: pwoa_lab.engine.PRESETS\n'
+            'PRESET = "smoke" if SMOKE else "quick"          # training schedules: pwoa_lab.presets.PRESETS\n'
             'cache_dir = os.environ.get("PWOA_CACHE_DIR")    # None: the package default (~/.cache/pwoa-lab)\n'
             'PROGRESS = not SMOKE                             # progress bars\n' + extra)
 
@@ -302,7 +302,8 @@ hand, checks them against `pwoa_lab.attacks`, and compares the robust teacher wi
 import torch.nn.functional as F
 
 from pwoa_lab import attacks, checkpoint, data, plots, widgets
-from pwoa_lab.adversarial_training import TeacherConfig, train_teacher
+from pwoa_lab.methods import TeacherConfig
+from pwoa_lab.runs import train_teacher
 
 test = data.load_dataset("digits", "test").head(N)
 x, y = test.x, test.y
@@ -554,8 +555,8 @@ reproduce here on `digits`.
                          'N = 40 if SMOKE else 200                      # test images for the one-shot demo')),
         code(SETUP + """
 
-from pwoa_lab import attacks, checkpoint, data, experiments, plots, pruning, widgets
-from pwoa_lab.engine import preset_config
+from pwoa_lab import analyses, attacks, checkpoint, data, figures, plots, presets, pruning, runs, widgets
+from pwoa_lab.presets import preset_config
 
 teacher, meta = checkpoint.load_teacher("digits")
 EPS = meta["eps"]
@@ -599,7 +600,7 @@ ax.legend()
 ax.set_title("one-shot magnitude pruning, no fine-tuning")
 show(fig)"""),
         md("""
-Which layers does that damage come from? `experiments.layer_sensitivity` prunes one layer at a time (still one
+Which layers does that damage come from? `analyses.layer_sensitivity` prunes one layer at a time (still one
 shot, no fine-tuning), then all of them, then all but the first conv layer and the classifier (`scope="hidden"`).
 At 8x the two smallest layers (288 and 1,290 weights, about 1% of the network) do most of the damage: the first
 conv layer keeps 36 weights for its 32 filters. (At 16x every layer hurts; try it.) Keeping them dense is a
@@ -608,7 +609,7 @@ uniform rule does.
 """),
         code("""
 SENS_RATE = 8
-sens = experiments.layer_sensitivity(teacher, "digits", SENS_RATE, n=N)
+sens = analyses.layer_sensitivity(teacher, "digits", SENS_RATE, n=N)
 display(sens.round(1))
 fig, ax = plt.subplots(figsize=(6.5, 3.3))
 ax.bar(sens.pruned, sens.pgd, color="tab:red")
@@ -619,14 +620,14 @@ show(fig)"""),
         md("""
 With the first conv layer and the classifier kept dense (`scope="hidden"`), one-shot pruning at 8x costs little
 robust accuracy. So is robustness lost in the pruning, or in the fine-tuning that every pruning method does
-afterwards to win natural accuracy back? `experiments.finetune_drift` separates the two: it prunes the teacher
+afterwards to win natural accuracy back? `analyses.finetune_drift` separates the two: it prunes the teacher
 once by magnitude (epoch 0), then fine-tunes the masked model on natural images with each loss (naive
 cross-entropy, distillation `kd`, PwoA) at two learning rates, and records validation accuracy after every epoch.
 Read the right panel from epoch 0: how far does each loss pull robust accuracy down, and how does that depend on
 the learning rate? The left panel shows what the fine-tuning is for.
 """),
         code("""
-drift = experiments.finetune_drift(teacher, "digits", SENS_RATE, methods=("naive", "kd", "pwoa"),
+drift = analyses.finetune_drift(teacher, "digits", SENS_RATE, methods=("naive", "kd", "pwoa"),
                                    lrs=(5e-4,) if SMOKE else (5e-4, 5e-5), epochs=1 if SMOKE else 6,
                                    preset=PRESET, scope="hidden", cache_dir=cache_dir, progress=PROGRESS)
 display(drift.pivot_table(index=["method", "lr"], columns="epoch", values="val_pgd").round(1))
@@ -650,12 +651,12 @@ natural images,
 $$L_{CE}(\\theta)=\\mathbb{E}_{(x,y)}\\,\\ell_{CE}(f_\\theta(x), y),$$
 
 which rewards natural accuracy only: nothing tells the pruned network to stay robust. **PwoA** replaces it by
-$L_D + L_H$ (notebook 03). `experiments.figure1` runs both at every rate and evaluates natural, FGSM, PGD and
+$L_D + L_H$ (notebook 03). `figures.figure1` runs both at every rate and evaluates natural, FGSM, PGD and
 (in the `quick` preset) AutoAttack accuracy on the test set; every run is cached.
 """),
         md('<a id="fig1"></a>\n## 4. Figure 1(b): robustness vs pruning rate'),
         code("""
-fig1 = experiments.figure1(dataset="digits", rates=RATES, methods=("naive", "pwoa"), preset=PRESET,
+fig1 = figures.figure1(dataset="digits", rates=RATES, methods=("naive", "pwoa"), preset=PRESET,
                            cache_dir=cache_dir, progress=PROGRESS)
 display(fig1.round(2))"""),
         code("""
@@ -663,17 +664,17 @@ show(plots.plot_figure1(fig1, metrics=("natural", "pgd", "aa"),
                         title=f"Figure 1(b) on digits (preset {PRESET})"))"""),
         md("""
 The paper's claim, checked on this table: relative to the dense teacher, naive pruning keeps natural accuracy but
-its robust (PGD) accuracy falls, while PwoA stays close to the teacher. `experiments.phenomenon` puts the numbers
+its robust (PGD) accuracy falls, while PwoA stays close to the teacher. `figures.phenomenon` puts the numbers
 side by side (`naive_over_teacher`: the fraction of the teacher's robust accuracy naive pruning keeps;
 `pwoa_gap`: how many points PwoA is below the teacher). With the `smoke` preset the runs are too short to show it.
 """),
         code("""
-display(experiments.phenomenon(fig1, "pgd", rates=RATES).round(2))"""),
+display(figures.phenomenon(fig1, "pgd", rates=RATES).round(2))"""),
         md("The training curve of one naive run (validation accuracy per epoch; ADMM, then the hard prune, then "
            "masked retraining): natural accuracy recovers after the hard prune, robust accuracy does not."),
         code("""
-row, history = experiments.prune_row(teacher, preset_config("digits", PRESET, method="naive", rate=RATES[-1]),
-                                     experiments.default_eval_settings("digits", PRESET), cache_dir,
+row, history = runs.prune_row(teacher, preset_config("digits", PRESET, method="naive", rate=RATES[-1]),
+                                     presets.eval_settings("digits", PRESET), cache_dir,
                                      progress=PROGRESS)
 show(plots.plot_history(history.dropna(subset=["val_pgd"]), title=f"naive pruning at {RATES[-1]}x"))"""),
         md("""
@@ -702,7 +703,7 @@ pruning every layer ends at the same sparsity $1-1/R$ (up to rounding), from the
 (288 weights) to `fc1`, which holds most of the weights and so most of the savings.
 """),
         code("""
-pruned = experiments.load_cached_model(row["key"], teacher, cache_dir)
+pruned = runs.load_cached_model(row["key"], teacher, cache_dir)
 report = pruning.sparsity_report(pruned)
 display(report)
 
@@ -728,15 +729,15 @@ for name, w in pruning.prunable_weights(pruned).items():
 
 1. Compare per-layer and global magnitude pruning: `pruning.magnitude_masks(teacher, 8, mode="global")`. Which
    layers end sparser? What happens to one-shot PGD accuracy?
-2. Pass `scope="convs"` to `experiments.figure1` (the reference code's choice: only conv layers are pruned on
-   LeNet). How much of the model is actually compressed then? (`pruning.sparsity_report(model, "all")`.)
+2. Pass `scope="reference"` to `figures.figure1` (the reference code's rule: convs and a layer named `fc`,
+   so on LeNet only the conv layers are pruned). How much of the model is actually compressed then? (`pruning.sparsity_report(model, "all")`.)
    Then `scope="hidden"` (first conv and classifier dense): how close does PwoA get to the teacher at 4x and 8x?
    (The README has the table from `pwoa-lab figure1 --dataset digits --preset quick --scope hidden`.)
 3. Move the slider to `kd` (distillation alone, no HSIC term): where does it land between naive and PwoA?
-4. Go beyond 16x: `experiments.figure1(rates=(32, 64), ...)`. Where does PwoA break too?
+4. Go beyond 16x: `figures.figure1(rates=(32, 64), ...)`. Where does PwoA break too?
 5. Make naive pruning longer (`retrain_epochs=40` as an override to `figure1`): does more cross-entropy
    fine-tuning bring robustness back, or push it further down?
-6. Run `experiments.finetune_drift` with `scope="all"`, then at 16x, then with `epochs=15`. Does distillation
+6. Run `analyses.finetune_drift` with `scope="all"`, then at 16x, then with `epochs=15`. Does distillation
    stop the fall of robust accuracy, or only slow it down? (The README has the MNIST numbers at 8x.)
 """),
     ])
@@ -769,8 +770,8 @@ in the *information plane*.
                          'M = 128                       # batch size for HSIC (the paper: 128)')),
         code(SETUP + """
 
-from pwoa_lab import checkpoint, data, distillation, experiments, hsic, models, plots, widgets
-from pwoa_lab.engine import preset_config
+from pwoa_lab import checkpoint, data, distillation, hsic, models, plots, presets, runs, widgets
+from pwoa_lab.presets import preset_config
 
 teacher, meta = checkpoint.load_teacher("digits")
 train, test = data.load_dataset("digits", "train"), data.load_dataset("digits", "test")"""),
@@ -968,10 +969,10 @@ goes on) shows how the loss moves each layer. We prune at the same rate with the
 (`val_pgd` is NaN) carry no HSIC values and are dropped.
 """),
         code("""
-SETTINGS = experiments.default_eval_settings("digits", PRESET)
+SETTINGS = presets.eval_settings("digits", PRESET)
 runs, histories = [], {}
 for method in ("naive", "pwoa"):
-    row, hist = experiments.prune_row(teacher, preset_config("digits", PRESET, method=method, rate=RATE), SETTINGS,
+    row, hist = runs.prune_row(teacher, preset_config("digits", PRESET, method=method, rate=RATE), SETTINGS,
                                       cache_dir, progress=PROGRESS)
     runs.append(row)
     label = plots.METHOD_STYLE[method]["label"]
@@ -1010,7 +1011,7 @@ display(widgets.lambda_widget(teacher, "digits", rate=RATE, preset=PRESET, cache
 2. Replace the wide kernel by $\\sigma=1$ in `hsic.normalized_hsic`; which layers of the teacher change most?
 3. Compare centrings: `hsic.normalized_hsic(a, b, centering="kh")` (the reference code's one-sided $KH$) and
    `"hkh"` (the HBaR paper): same value up to round-off; why? (hint: $H$ is idempotent, and the trace is cyclic)
-4. Distil at $T=1$ instead of $30$ (`experiments.prune_row(teacher, preset_config("digits", PRESET,
+4. Distil at $T=1$ instead of $30$ (`runs.prune_row(teacher, preset_config("digits", PRESET,
    method="kd", rate=RATE, temperature=1.0), ...)`). What happens to the robust accuracy?
 5. Push $\\lambda_x$ to $2\\cdot10^{-2}$ with the slider: at what point does the bottleneck squeeze out the
    label information too, and natural accuracy drop?
@@ -1047,15 +1048,14 @@ a batch is replaced by PGD examples.
                          'RATE = 4')),
         code(SETUP + """
 
-from pwoa_lab import checkpoint, data, experiments, plots, widgets
-from pwoa_lab.engine import preset_config
-from pwoa_lab.hydra import hydra_config
+from pwoa_lab import checkpoint, data, figures, plots, runs, widgets
+from pwoa_lab.presets import preset_config
 
 teacher, meta = checkpoint.load_teacher("digits")
 info = data.dataset_info("digits")
-k_mix = preset_config("digits", PRESET).resolved().mix_pgd_steps
-k_trades = hydra_config("digits", PRESET).resolved().pgd_steps
-print(f"PGD steps of a mixed-in batch: {k_mix} (engine), TRADES inner steps: {k_trades} (HYDRA, preset {PRESET})")"""),
+k_mix = preset_config("digits", PRESET).resolved().adv_steps
+k_trades = preset_config("digits", PRESET, method="hydra").resolved().adv_steps
+print(f"PGD steps of a mixed-in batch: {k_mix} (ADMM methods), TRADES inner steps: {k_trades} (HYDRA, preset {PRESET})")"""),
         md("""
 <a id="cost"></a>
 ## 2. The cost of a batch
@@ -1092,13 +1092,13 @@ display(pd.DataFrame({"r": r[::2], f"1 + {k_mix} r": 1 + k_mix * r[::2], f"1 + {
 <a id="fig3"></a>
 ## 3. Figure 3: robust accuracy vs training time
 
-`experiments.figure3` prunes the teacher at rate 4 with every method at every mix ratio (cached per run), and
+`figures.figure3` prunes the teacher at rate 4 with every method at every mix ratio (cached per run), and
 returns `curves` (one row per run and epoch: training seconds so far, validation natural and PGD accuracy) and
 `summary` (one row per run: final test accuracies, total training seconds and the time ratio of Section 4).
 Training time excludes evaluation.
 """),
         code("""
-curves, summary = experiments.figure3(dataset="digits", rate=RATE, mix_ratios=MIX_RATIOS, methods=METHODS,
+curves, summary = figures.figure3(dataset="digits", rate=RATE, mix_ratios=MIX_RATIOS, methods=METHODS,
                                       preset=PRESET, cache_dir=cache_dir, progress=PROGRESS)
 display(summary.round(2))"""),
         code("""
@@ -1164,8 +1164,8 @@ display(widgets.mix_ratio_widget(curves, summary))"""),
    is the ratio close to $1+k$?
 2. Does mixing in adversarial batches help PwoA? Compare the final PGD and AutoAttack accuracy of PwoA at
    $r=0$ and $r=1$ in `summary`, and their cost.
-3. Make the mixed-in attack cheaper: `preset_config("digits", PRESET, method="advprune", mix_pgd_steps=3)` with
-   `experiments.prune_row`. Does AdvPrune become faster than PwoA to reach the target? Is its AutoAttack
+3. Make the mixed-in attack cheaper: `preset_config("digits", PRESET, method="advprune", adv_steps=3)` with
+   `runs.prune_row`. Does AdvPrune become faster than PwoA to reach the target? Is its AutoAttack
    accuracy still as good?
 4. Run `figure3` at rate 16: does the gap between PwoA and the baselines grow with the pruning rate?
 5. From a terminal: `pwoa-lab figure3 --dataset digits --preset quick` writes the same curves and summary to CSV.
@@ -1204,9 +1204,10 @@ GPU.
                          'STEPS = (5, 10, 20) if SMOKE else (5, 10, 20, 50, 100)   # PGD steps for the monotonicity check')),
         code(SETUP + """
 
-from pwoa_lab import attacks, checkpoint, data, experiments, plots
-from pwoa_lab.adversarial_training import TeacherConfig, train_teacher
-from pwoa_lab.engine import preset_config
+from pwoa_lab import attacks, checkpoint, data, figures, plots, presets, runs
+from pwoa_lab.methods import TeacherConfig
+from pwoa_lab.runs import train_teacher
+from pwoa_lab.presets import preset_config
 
 teacher, meta = checkpoint.load_teacher("digits")
 EPS = meta["eps"]
@@ -1312,19 +1313,19 @@ show(fig)"""),
 
 Tables II–IV of the paper report, per dataset and pruning rate, the natural and robust accuracies of the three
 losses: $L_{CE}$ (naive), $L_D$ (distillation alone) and $L_D+L_H$ (PwoA). Here on `digits`: each pruned model
-comes from `experiments.prune_row` (cached; notebooks 02 and 03 may already have trained them), then is evaluated
+comes from `runs.prune_row` (cached; notebooks 02 and 03 may already have trained them), then is evaluated
 with FGSM, PGD-20, CW-20 and AutoAttack. $L_D$ is run with $\\lambda_x=\\lambda_y=0$, i.e. without the HSIC term.
 """),
         code("""
 LOSSES = {"naive": "L_CE", "kd": "L_D", "pwoa": "L_D + L_H"}
-SETTINGS = experiments.default_eval_settings("digits", PRESET)
+SETTINGS = presets.eval_settings("digits", PRESET)
 rows = []
 for rate in RATES:
     for method, loss_name in LOSSES.items():
         extra = {"lambda_x": 0.0, "lambda_y": 0.0} if method == "kd" else {}
-        row, _ = experiments.prune_row(teacher, preset_config("digits", PRESET, method=method, rate=rate, **extra),
+        row, _ = runs.prune_row(teacher, preset_config("digits", PRESET, method=method, rate=rate, **extra),
                                        SETTINGS, cache_dir, progress=PROGRESS)
-        model = experiments.load_cached_model(row["key"], teacher, cache_dir)
+        model = runs.load_cached_model(row["key"], teacher, cache_dir)
         table = attacks.evaluate(model, test, ["natural", "fgsm", "pgd", "cw"], eps=EPS, n=N, attack_options=OPTIONS,
                                  progress=False)
         result = {r.attack: r.accuracy for r in table.itertuples()}
@@ -1390,14 +1391,14 @@ pwoa-lab train-teacher --dataset cifar10 --model wrn34_10 --method pgd --epochs 
 ```
 
 CIFAR-100: `--dataset cifar100` (the preset switches to $\\lambda_x=5\\cdot10^{-7}$, $\\lambda_y=2\\cdot10^{-6}$).
-The same is available from Python: `experiments.figure1(dataset="mnist", preset="paper", teacher="teachers/...pt")`.
+The same is available from Python: `figures.figure1(dataset="mnist", preset="paper", teacher="teachers/...pt")`.
 Independent numbers to compare with (Piras et al. 2024, CIFAR-10 ResNet-18, clean / AA %): PwoA at 90% sparsity
 83.29 / 45.35, HYDRA 76.74 / 43.34, ADMM robust pruning 80.54 / 43.68.
 
 <a id="try"></a>
 ## 6. Things to try
 
-1. Run the sanity checks on a pruned model (`experiments.load_cached_model`) instead of the teacher: do they all
+1. Run the sanity checks on a pruned model (`runs.load_cached_model`) instead of the teacher: do they all
    still pass?
 2. Compare AutoAttack `fast` and `standard` on the same 100 images: how much does FAB-T + Square add?
 3. Find a PGD configuration (steps, step size, restarts) whose accuracy matches AutoAttack on the teacher; the

@@ -1,6 +1,10 @@
 """pwoa-lab: a study kit for pruning adversarially robust networks without adversarial examples (PwoA).
 
-Modules, one concept each: `data`, `models`, `checkpoint`, `attacks`, `adversarial_training`, `hsic`,
-`distillation`, `pruning`, `engine` (prune-and-finetune), `hydra`, `experiments`, `plots`, `widgets`, `cli`.
+The layers, each a module with one job, each using only those before it:
+
+    data -> models (checkpoint, imports) -> attacks (adversarial_training) -> losses (distillation, hsic, hydra)
+    -> pruning -> loop (the one training loop) -> methods (a config + a loss + hooks per method) -> presets
+    -> evaluation -> runs (cached by configuration and code) -> jobs (worker processes)
+    -> figures, analyses -> plots -> widgets, cli -> notebooks
 """
 __version__ = "0.1.0"

@@ -2,8 +2,9 @@
 
 An entry is a folder `<cache dir>/<kind>/<key>/` holding `result.json` (the row, the history, the full
 configuration, seed, versions, device, wall time) and optionally `model.pt` (sparse pruned weights).
-The key is a hash of the configuration plus the kit's version, so a changed parameter never returns a stale
-result. Entries are written atomically: `result.json` is renamed into place last, so an interrupted run
+The key is a hash of the configuration, the kit's version and a fingerprint of the kit's source code
+(`code_fingerprint`: every `.py` file of the package), so neither a changed parameter nor an edited module
+(say `hsic.py`) ever returns a stale result: after an edit, runs are computed again. Entries are written atomically: `result.json` is renamed into place last, so an interrupted run
 leaves no entry that a later run would trust.
 
 Where: the `cache_dir` argument, else $PWOA_CACHE_DIR, else ~/.cache/pwoa-lab.
@@ -11,6 +12,8 @@ Where: the `cache_dir` argument, else $PWOA_CACHE_DIR, else ~/.cache/pwoa-lab.
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -28,9 +31,30 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "pwoa-lab"
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def source_fingerprint(package_dir: str | Path) -> str:
+    """A hash of every `.py` file under `package_dir` (relative paths and contents, in sorted order)."""
+    root = Path(package_dir)
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """The fingerprint of the kit's own source as it is on disk (computed once per process)."""
+    return source_fingerprint(PACKAGE_DIR)
+
+
 def entry_key(kind: str, config: dict[str, Any]) -> str:
-    """The cache key of a configuration (kit version included)."""
-    return config_key({"kind": kind, "kit_version": __version__, **config})
+    """The cache key of a configuration (kit version and code fingerprint included)."""
+    return config_key({"kind": kind, "kit_version": __version__, "code": code_fingerprint(), **config})
 
 
 class ResultCache:

@@ -3,6 +3,7 @@
     pwoa-lab train-teacher --dataset mnist --model lenet3 --epochs 6 --out teacher.pt
     pwoa-lab evaluate --checkpoint teacher.pt --dataset mnist --attacks natural,fgsm,pgd,cw,aa --n 1000
     pwoa-lab prune --checkpoint teacher.pt --method pwoa --rate 4 --preset quick --out pruned.pt
+    pwoa-lab prune --checkpoint digits --method hydra --rate 4 --out hydra.pt   # run again to resume
     pwoa-lab figure1 --dataset digits --preset quick --out results/fig1
     pwoa-lab figure3 --dataset digits --preset quick --out results/fig3
 """
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import torch
 
+DEFAULT_SEED = 1234  # every command: the paper's seed
+
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=None, help="data root (default: $PWOA_DATA_ROOT, else ./data)")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"the run's seed (default {DEFAULT_SEED})")
 
 
 def _resolve_checkpoint(name: str) -> Path:
@@ -31,21 +34,22 @@ def _resolve_checkpoint(name: str) -> Path:
 
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
-    from .adversarial_training import TeacherConfig, config_dict, train_teacher
     from .attacks import default_attack_options, evaluate
     from .checkpoint import command_line, save_checkpoint
     from .data import load_dataset
+    from .methods import TeacherConfig
+    from .runs import train_teacher
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite or choose another --out)")
     config = TeacherConfig(dataset=args.dataset, model=args.model, method=args.method, eps=args.eps,
                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
-                           pgd_steps=args.pgd_steps, eps_ramp_epochs=args.eps_ramp, n_per_class=args.n_per_class,
-                           seed=args.seed, device=args.device, root=args.root)
-    model, history, metrics = train_teacher(config)
+                           adv_steps=args.pgd_steps, eps_ramp_epochs=args.eps_ramp, n_per_class=args.n_per_class,
+                           seed=args.seed, device=args.device)
+    model, history, metrics = train_teacher(config, root=args.root)
     model_name = model.kit_name
     meta = {"model": model_name, "dataset": args.dataset, "eps": metrics["eps"], "seed": args.seed,
-            "kind": "teacher", "config": config_dict(config), "metrics": metrics, "command": command_line(),
+            "kind": "teacher", "config": config.to_dict(), "metrics": metrics, "command": command_line(),
             "history": history.to_dict("records")}
     if args.test_n:
         test = load_dataset(args.dataset, "test", args.root)
@@ -80,6 +84,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_teacher(args: argparse.Namespace) -> int:
+    from .imports import import_teacher
+    result = import_teacher(args.arch, args.dataset, args.weights, fmt=args.format, eps=args.eps, out=args.out,
+                            mean=args.mean, std=args.std, source=args.source, n=args.n, aa_n=args.aa_n,
+                            aa_version=args.aa_version, pgd_steps=args.pgd_steps, root=args.root,
+                            device=args.device, overwrite=args.overwrite)
+    if result.evaluation is not None:
+        table = result.evaluation[["attack", "setting", "eps", "n", "accuracy", "seconds"]]
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        print("compare with the numbers published for these weights (same eps and attack) before pruning")
+    info = result.meta["import"]
+    print(f"saved {result.path} (sha256 of {info['file']}: {info['sha256'][:16]}..., source: "
+          f"{info['source'] or 'not given'})")
+    return 0
+
+
 def unique_path(path: Path) -> Path:
     """`path`, or `stem-2.suffix`, `stem-3.suffix`, ... when it exists (results are never overwritten)."""
     candidate, i = path, 2
@@ -98,24 +118,29 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from .checkpoint import command_line, load_checkpoint, save_checkpoint
-    from .engine import preset_config, prune_and_finetune
-    from .experiments import EvalSettings, evaluate_row
-    from .pruning import save_sparse
+    from .evaluation import EvalSettings, evaluate_row
+    from .presets import preset_config
+    from .pruning import save_sparse, sparsity_report
+    from .runs import run_config
     from .utils import get_device
     out = Path(args.out)
     sparse_out = out.with_name(out.stem + ".sparse.pt")
+    state_path = out.with_name(out.name + ".state")  # resume point: the same command continues an interrupted run
     for path in (out, sparse_out):
         if path.exists() and not args.overwrite:
             raise FileExistsError(f"{path} exists; refusing to overwrite it (pass --overwrite or another --out)")
     device = get_device(args.device)
     teacher, meta = load_checkpoint(_resolve_checkpoint(args.checkpoint), device)
-    config = preset_config(meta["dataset"], args.preset, method=args.method, rate=args.rate, seed=args.seed,
-                           device=str(device), **_overrides(args))
+    overrides = _overrides(args)
     if args.mix_ratio is not None:
-        config = dataclasses.replace(config, mix_ratio=args.mix_ratio)
-    result = prune_and_finetune(teacher, config, root=args.root)
+        overrides["mix_ratio"] = args.mix_ratio
+    config = preset_config(meta["dataset"], args.preset, method=args.method, rate=args.rate, seed=args.seed,
+                           device=str(device), **overrides)
+    if state_path.exists():
+        print(f"resuming from {state_path} where it belongs to this run (else it is ignored and left as it is)")
+    result = run_config(teacher, config, root=args.root, state_path=state_path)
     row = evaluate_row(result.model, meta["dataset"], result.config.eps, EvalSettings(n=args.n, aa_n=0), args.root)
-    report = result.sparsity()
+    report = sparsity_report(result.model, result.config.scope)
     print(report.to_string(index=False))
     print({k: round(v, 2) for k, v in row.items()})
     new_meta = {"model": meta["model"], "dataset": meta["dataset"], "eps": result.config.eps, "seed": args.seed,
@@ -125,6 +150,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     save_checkpoint(out, result.model, new_meta, overwrite=args.overwrite)
     save_sparse(result.model, sparse_out, metadata={k: new_meta[k] for k in ("model", "dataset", "method", "rate",
                                                                              "command")}, overwrite=args.overwrite)
+    state_path.unlink(missing_ok=True)  # the saved model replaces the resume point
     print(f"saved {out} (dense with zeros, {out.stat().st_size / 1e6:.2f} MB) and {sparse_out} "
           f"(compact, {sparse_out.stat().st_size / 1e6:.2f} MB)")
     return 0
@@ -153,7 +179,7 @@ def resolve_workers(workers: int | str, device: str | None) -> int:
 
 
 def cmd_figure1(args: argparse.Namespace) -> int:
-    from .experiments import figure1, phenomenon
+    from .figures import figure1, phenomenon
     from .plots import plot_figure1
     rates = [float(r) for r in args.rates.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -179,7 +205,7 @@ def cmd_figure1(args: argparse.Namespace) -> int:
 
 
 def cmd_figure3(args: argparse.Namespace) -> int:
-    from .experiments import figure3
+    from .figures import figure3
     from .plots import plot_figure3
     ratios = None if args.mix_ratios is None else [float(r) for r in args.mix_ratios.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -243,9 +269,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("prune", help="prune a checkpoint with naive, kd, pwoa or advprune")
+    p = sub.add_parser("import-teacher", help="import public robust weights (TRADES, RobustBench, plain) as a "
+                                              "teacher checkpoint, and evaluate them")
+    p.add_argument("--arch", required=True, help="wrn34_10 or resnet18")
+    p.add_argument("--dataset", required=True, help="cifar10 or cifar100")
+    p.add_argument("--weights", required=True, help="the public .pt/.pth file (read with weights_only=True)")
+    p.add_argument("--format", default="plain",
+                   help="trades (drops the unused sub_block1), robustbench (strips 'model.', reads mu/sigma "
+                        "buffers) or plain (public or kit names); a 'module.' prefix is stripped in all")
+    p.add_argument("--eps", default=None, help="L-inf radius the model was trained for, e.g. 8/255 "
+                                               "(default: the dataset's)")
+    p.add_argument("--mean", default=None, help="input normalization the model expects: three numbers "
+                                                "'0.4914,0.4822,0.4465' or a dataset name (cifar10, cifar100)")
+    p.add_argument("--std", default=None, help="as --mean, for the standard deviations")
+    p.add_argument("--source", default="", help="where the weights come from (recorded in the metadata)")
+    p.add_argument("--n", type=int, default=1000, help="evaluate on the first N test images (0: skip)")
+    p.add_argument("--aa-n", type=int, default=None, help="AutoAttack images (default: --n; 0: skip AA)")
+    p.add_argument("--aa-version", default="standard", help="standard or fast")
+    p.add_argument("--pgd-steps", type=int, default=None, help="default: the dataset's (CIFAR: 10)")
+    p.add_argument("--out", required=True, help="the kit checkpoint to write")
+    p.add_argument("--overwrite", action="store_true")
+    _add_common(p)
+    p.set_defaults(func=cmd_import_teacher)
+
+    p = sub.add_parser("prune", help="prune a checkpoint with naive, kd, pwoa, advprune or hydra (resumable)")
     p.add_argument("--checkpoint", required=True, help="a .pt file, or 'digits'/'mnist' for a shipped teacher")
-    p.add_argument("--method", default="pwoa", help="naive, kd, pwoa or advprune")
+    p.add_argument("--method", default="pwoa", help="naive, kd, pwoa, advprune or hydra")
     p.add_argument("--rate", type=float, required=True, help="pruning rate R > 1 (keep 1/R of the weights)")
     p.add_argument("--preset", default="quick", help="smoke, quick or paper")
     p.add_argument("--mix-ratio", type=float, default=None, help="probability of a PGD batch (default: method's)")
@@ -254,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dense checkpoint path; a compact FILE.sparse.pt is written too")
     p.add_argument("--overwrite", action="store_true")
     _add_common(p)
-    p.set_defaults(func=cmd_prune, seed=1234)
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("figure1", help="robustness vs pruning rate, naive vs PwoA (CSV + PNG)")
     p.add_argument("--dataset", default="digits")
@@ -269,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU cores)")
     p.add_argument("--out", default="results")
     _add_common(p)
-    p.set_defaults(func=cmd_figure1, seed=1234)
+    p.set_defaults(func=cmd_figure1)
 
     p = sub.add_parser("figure3", help="robustness vs training time: PwoA vs AdvPrune vs HYDRA over mix ratios")
     p.add_argument("--dataset", default="digits")
@@ -285,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--out", default="results")
     _add_common(p)
-    p.set_defaults(func=cmd_figure3, seed=1234)
+    p.set_defaults(func=cmd_figure3)
     return parser
 
 

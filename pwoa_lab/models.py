@@ -7,7 +7,7 @@ only. `logits_and_hiddens(model, x)` is the one way the rest of the kit asks for
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -28,40 +28,36 @@ class HiddenModel(nn.Module):
         return self.forward_features(x)[0]
 
 
-class SmallCNN(HiddenModel):
-    """A small CNN for 16x16 digits: conv 32 3x3, pool, conv 64 3x3, pool, fc 128, fc C."""
+class TwoConvNet(HiddenModel):
+    """conv k x k, pool, conv k x k, pool, fc `hidden`, fc C ("same" padding): the small CNN and LeNet-3."""
     hidden_names = ["relu(conv1)", "relu(conv2)", "relu(fc1)"]
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, kernel: int, hidden: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 32, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv2d(32, 64, kernel, padding=kernel // 2)
+        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward_features(self, x):
+        z1 = F.relu(self.conv1(x))
+        z2 = F.relu(self.conv2(F.max_pool2d(z1, 2)))
+        z3 = F.relu(self.fc1(F.max_pool2d(z2, 2).flatten(1)))
+        return self.fc2(z3), [z1, z2, z3]
+
+
+class SmallCNN(TwoConvNet):
+    """A small CNN for 16x16 digits: conv 32 3x3, pool, conv 64 3x3, pool, fc 128, fc C."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 16):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 32, 3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 128)
-        self.fc2 = nn.Linear(128, num_classes)
-
-    def forward_features(self, x):
-        z1 = F.relu(self.conv1(x))
-        z2 = F.relu(self.conv2(F.max_pool2d(z1, 2)))
-        z3 = F.relu(self.fc1(F.max_pool2d(z2, 2).flatten(1)))
-        return self.fc2(z3), [z1, z2, z3]
+        super().__init__(in_channels, num_classes, image_size, kernel=3, hidden=128)
 
 
-class LeNet3(HiddenModel):
+class LeNet3(TwoConvNet):
     """LeNet-3 for 28x28 MNIST: conv 32 5x5, pool, conv 64 5x5, pool, fc 1024, fc C ("same" padding)."""
-    hidden_names = ["relu(conv1)", "relu(conv2)", "relu(fc1)"]
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 1024)
-        self.fc2 = nn.Linear(1024, num_classes)
-
-    def forward_features(self, x):
-        z1 = F.relu(self.conv1(x))
-        z2 = F.relu(self.conv2(F.max_pool2d(z1, 2)))
-        z3 = F.relu(self.fc1(F.max_pool2d(z2, 2).flatten(1)))
-        return self.fc2(z3), [z1, z2, z3]
+        super().__init__(in_channels, num_classes, image_size, kernel=5, hidden=1024)
 
 
 class BasicBlock(nn.Module):
@@ -156,6 +152,45 @@ class WideResNet(HiddenModel):
         return self.fc(pooled), hiddens
 
 
+class Normalized(HiddenModel):
+    """`model` applied to (x - mean) / std: a network trained on normalized inputs, still fed [0, 1] images.
+
+    `mean`, `std`: one value per input channel (e.g. CIFAR-10's (0.4914, 0.4822, 0.4465), (0.2471, 0.2435,
+    0.2616)), kept as buffers [1, C, 1, 1] so they travel with the weights. `forward_features` and
+    `hidden_names` are the wrapped model's, so the HSIC term sees the same block outputs; the wrapped
+    model's weights are named `model.<name>` in the state dict.
+    """
+
+    def __init__(self, model: HiddenModel, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if mean_t.numel() != std_t.numel() or mean_t.numel() == 0:
+            raise ValueError(f"normalization needs one mean and one std per input channel; got {mean_t.numel()} "
+                             f"means and {std_t.numel()} stds")
+        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all() and (std_t > 0).all()):
+            raise ValueError(f"normalization std must be finite and > 0 (got mean {mean_t.tolist()}, "
+                             f"std {std_t.tolist()})")
+        self.model = model
+        self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
+        self.register_buffer("std", std_t.view(1, -1, 1, 1))
+        self.hidden_names = list(model.hidden_names)
+
+    def normalization(self) -> dict[str, list[float]]:
+        """{"mean": [C floats], "std": [C floats]}: what checkpoint metadata records to rebuild the wrapper."""
+        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+    def forward_features(self, x):
+        if x.shape[1] != self.mean.shape[1]:
+            raise ValueError(f"input has {x.shape[1]} channels, the normalization has {self.mean.shape[1]}")
+        return self.model.forward_features((x - self.mean) / self.std)
+
+
+def normalization_of(model: nn.Module) -> dict[str, list[float]] | None:
+    """The input normalization a model applies ({"mean": [...], "std": [...]}), or None for [0, 1] models."""
+    return model.normalization() if isinstance(model, Normalized) else None
+
+
 MODELS: dict[str, Callable[..., HiddenModel]] = {
     "small_cnn": SmallCNN,
     "lenet3": LeNet3,
@@ -166,12 +201,22 @@ DEFAULT_MODEL = {"digits": "small_cnn", "mnist": "lenet3", "fashion_mnist": "len
                  "cifar100": "resnet18"}
 
 
-def build_model(name: str | None, dataset: str) -> HiddenModel:
-    """A freshly initialised model `name` (default: the dataset's default) shaped for `dataset`."""
+def build_model(name: str | None, dataset: str, normalize: dict[str, Sequence[float]] | None = None) -> HiddenModel:
+    """A freshly initialised model `name` (default: the dataset's default) shaped for `dataset`.
+
+    `normalize` ({"mean": [C], "std": [C]}, as checkpoint metadata records it) wraps it in `Normalized`.
+    """
     info = dataset_info(dataset)
     name = DEFAULT_MODEL[dataset] if name is None else check_choice(name, MODELS, "model")
     channels, size, _ = info.shape
     model = MODELS[name](in_channels=channels, num_classes=info.num_classes, image_size=size)
+    if normalize is not None:
+        if set(normalize) != {"mean", "std"}:
+            raise ValueError(f"normalize must be {{'mean': [...], 'std': [...]}}, got keys {sorted(normalize)}")
+        if len(normalize["mean"]) != channels:
+            raise ValueError(f"normalize has {len(normalize['mean'])} channel means, {dataset} images have "
+                             f"{channels} channels")
+        model = Normalized(model, normalize["mean"], normalize["std"])
     model.kit_name, model.kit_dataset = name, dataset  # recorded in checkpoints
     return model
 

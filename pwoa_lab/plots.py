@@ -1,12 +1,15 @@
 """Plots of the kit's result tables (matplotlib; every function returns the Figure, nothing is shown).
 
+Every function takes `ax=` (an Axes, or a sequence of Axes for the multi-panel plots) to draw into a figure
+of the caller's; without it, it makes its own figure. The widgets compose these functions.
+
 - `plot_figure1`: robust (and natural) accuracy vs pruning rate per method, teacher as a reference line
   (the paper's Fig. 1(b)).
 - `plot_figure3`: robust accuracy vs training time, one curve per method over its mix ratios (Fig. 3).
 - `plot_history`: validation accuracy over epochs of one run.
 - `plot_finetune_drift`: validation accuracy over fine-tuning epochs after one-shot pruning, per method and lr.
 - `plot_information_plane`: nHSIC(X, Z_j) vs nHSIC(Y, Z_j) per layer over training.
-- `plot_weight_histogram`: kept vs pruned weights of a layer.
+- `plot_weight_histogram`: kept vs pruned weights of a layer; `plot_accuracy_bars`: accuracies side by side.
 - `plot_adversarial_grid`: natural vs adversarial images with predictions.
 """
 from __future__ import annotations
@@ -34,40 +37,58 @@ def _style(method: str) -> dict:
     return dict(METHOD_STYLE.get(method, dict(label=method)))
 
 
-def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "aa"), title: str | None = None):
-    """Accuracy vs pruning rate (log2 axis), one panel per metric, the teacher as a dashed line."""
-    metrics = [m for m in metrics if m in df.columns and df[m].notna().any()]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    pruned = df[df.method != "teacher"]
-    teacher = df[df.method == "teacher"]
-    rates = sorted(pruned.rate.unique())
-    for ax, metric in zip(axes[0], metrics):
-        for method, part in pruned.groupby("method", sort=False):
-            part = part.sort_values("rate")
-            ax.plot(part.rate, part[metric], **_style(method))
-        if len(teacher):
-            ax.axhline(float(teacher[metric].iloc[0]), ls="--", **_style("teacher"))
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(rates, [f"{r:g}x" for r in rates])
-        ax.set_xlabel("pruning rate")
-        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower left")
-    if title:
+def _axes(ax, n: int, figsize: tuple[float, float]):
+    """(figure, list of n Axes): the caller's `ax` (one Axes or a sequence), else a new 1 x n figure."""
+    if ax is None:
+        fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False)
+        return fig, list(axes[0])
+    axes = list(np.ravel(ax)) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
+    if len(axes) != n:
+        raise ValueError(f"this plot draws {n} panel(s); got {len(axes)} Axes in ax=")
+    return axes[0].figure, axes
+
+
+def _finish(fig, own: bool, title: str | None = None):
+    if title and own:
         fig.suptitle(title)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
+def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "aa"), title: str | None = None,
+                 ax=None):
+    """Accuracy vs pruning rate (log2 axis), one panel per metric, the teacher as a dashed line."""
+    metrics = [m for m in metrics if m in df.columns and df[m].notna().any()]
+    fig, axes = _axes(ax, len(metrics), (4.2 * len(metrics), 3.6))
+    pruned = df[df.method != "teacher"]
+    teacher = df[df.method == "teacher"]
+    rates = sorted(pruned.rate.unique())
+    for ax_, metric in zip(axes, metrics):
+        for method, part in pruned.groupby("method", sort=False):
+            part = part.sort_values("rate")
+            ax_.plot(part.rate, part[metric], **_style(method))
+        if len(teacher):
+            ax_.axhline(float(teacher[metric].iloc[0]), ls="--", **_style("teacher"))
+        ax_.set_xscale("log", base=2)
+        ax_.set_xticks(rates, [f"{r:g}x" for r in rates])
+        ax_.set_xlabel("pruning rate")
+        ax_.set_ylabel(METRIC_LABEL.get(metric, metric))
+        ax_.set_ylim(-2, 102)
+        ax_.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower left")
+    return _finish(fig, ax is None, title)
+
+
 def plot_figure3(curves: pd.DataFrame, metric: str = "val_pgd", target: float | None = None,
-                 title: str | None = None):
+                 title: str | None = None, ax=None):
     """Robust accuracy vs training time: one line per (method, mix ratio), colour by method, shade by r.
 
     `curves` has columns method, mix_ratio, train_seconds and `metric`; PwoA at r = 0 is drawn thick.
     `target` (e.g. PwoA's final PGD accuracy) is drawn as a dotted line.
     """
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    own = ax is None
+    fig, (ax,) = _axes(ax, 1, (6.5, 4.2))
     for (method, r), part in curves.groupby(["method", "mix_ratio"], sort=False):
         style = _style(method)
         alpha = 0.35 + 0.65 * float(r) if method != "pwoa" or r > 0 else 1.0
@@ -83,16 +104,16 @@ def plot_figure3(curves: pd.DataFrame, metric: str = "val_pgd", target: float | 
     ax.legend(fontsize=7, ncol=2)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, own)
 
 
-def plot_history(history: pd.DataFrame, title: str | None = None):
+def plot_history(history: pd.DataFrame, title: str | None = None, ax=None):
     """Validation natural and PGD accuracy per epoch; the hard-prune point is marked."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    own = ax is None
+    fig, (ax,) = _axes(ax, 1, (6, 3.5))
     ax.plot(history.epoch, history.val_natural, label="val natural")
     ax.plot(history.epoch, history.val_pgd, label="val PGD")
-    retrain = history[history.phase == "retrain"]
+    retrain = history[history.phase.isin(("retrain", "finetune"))]
     if len(retrain) and len(retrain) < len(history):
         ax.axvline(retrain.epoch.iloc[0] - 0.5, color="gray", ls="--", label="hard prune")
     ax.set_xlabel("epoch")
@@ -101,39 +122,38 @@ def plot_history(history: pd.DataFrame, title: str | None = None):
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, own)
 
 
-def plot_finetune_drift(df: pd.DataFrame, title: str | None = None):
-    """`experiments.finetune_drift` as two panels (validation natural, PGD) vs fine-tuning epoch: one line per
+def plot_finetune_drift(df: pd.DataFrame, title: str | None = None, ax=None):
+    """`analyses.finetune_drift` as two panels (validation natural, PGD) vs fine-tuning epoch: one line per
     (method, lr), solid for the largest lr; the dense teacher as a dashed line."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    own = ax is None
+    fig, axes = _axes(ax, 2, (9, 3.5))
     teacher = df[df.method == "teacher"]
     runs = df[df.method != "teacher"]
     top = runs.lr.max()
-    for ax, metric in zip(axes, ("val_natural", "val_pgd")):
+    for ax_, metric in zip(axes, ("val_natural", "val_pgd")):
         for (method, lr), part in runs.groupby(["method", "lr"], sort=False):
             style = _style(method)
             style["label"] = f"{style['label']}, lr {lr:g}"
-            ax.plot(part.epoch, part[metric], ls="-" if lr == top else ":", **style)
+            ax_.plot(part.epoch, part[metric], ls="-" if lr == top else ":", **style)
         if len(teacher):
-            ax.axhline(float(teacher[metric].iloc[0]), ls="--", **_style("teacher"))
-        ax.set_xlabel("fine-tuning epoch (0: pruned, not fine-tuned)")
-        ax.set_ylabel(METRIC_LABEL[metric.replace("val_", "")] + " [val]")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
+            ax_.axhline(float(teacher[metric].iloc[0]), ls="--", **_style("teacher"))
+        ax_.set_xlabel("fine-tuning epoch (0: pruned, not fine-tuned)")
+        ax_.set_ylabel(METRIC_LABEL[metric.replace("val_", "")] + " [val]")
+        ax_.set_ylim(-2, 102)
+        ax_.grid(alpha=0.3)
     axes[1].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, own, title)
 
 
-def plot_information_plane(histories: dict[str, pd.DataFrame], layer_names: Sequence[str] | None = None):
+def plot_information_plane(histories: dict[str, pd.DataFrame], layer_names: Sequence[str] | None = None,
+                           ax=None):
     """nHSIC(X, Z_j) (x axis) vs nHSIC(Y, Z_j) (y axis) per layer over epochs, one panel per run."""
-    fig, axes = plt.subplots(1, len(histories), figsize=(4.6 * len(histories), 3.8), squeeze=False)
-    for ax, (name, hist) in zip(axes[0], histories.items()):
+    own = ax is None
+    fig, axes = _axes(ax, len(histories), (4.6 * len(histories), 3.8))
+    for ax, (name, hist) in zip(axes, histories.items()):
         layers = sorted(int(c.rsplit("_", 1)[1]) for c in hist.columns if c.startswith("hsic_xz_"))
         cmap = plt.get_cmap("viridis")
         for j in layers:
@@ -146,15 +166,15 @@ def plot_information_plane(histories: dict[str, pd.DataFrame], layer_names: Sequ
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, own)
 
 
-def plot_weight_histogram(weight: torch.Tensor, mask: torch.Tensor, title: str = "", bins: int = 60):
+def plot_weight_histogram(weight: torch.Tensor, mask: torch.Tensor, title: str = "", bins: int = 60, ax=None):
     """Histogram of a dense layer's weights split into kept (mask True) and pruned ones."""
     w = weight.detach().cpu().flatten().numpy()
     m = mask.detach().cpu().flatten().numpy().astype(bool)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    own = ax is None
+    fig, (ax,) = _axes(ax, 1, (5, 3.2))
     edges = np.linspace(w.min(), w.max(), bins + 1)
     ax.hist(w[~m], bins=edges, color="tab:red", alpha=0.6, label=f"pruned ({(~m).sum()})")
     ax.hist(w[m], bins=edges, color="tab:blue", alpha=0.6, label=f"kept ({m.sum()})")
@@ -163,15 +183,39 @@ def plot_weight_histogram(weight: torch.Tensor, mask: torch.Tensor, title: str =
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, own)
+
+
+def plot_accuracy_bars(rows: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str] = ("natural", "fgsm", "pgd"),
+                       colors: Sequence[str] | None = None, ax=None):
+    """Grouped bars: one group per metric, one bar per row of `rows` (e.g. the teacher and a pruned model)."""
+    own = ax is None
+    fig, (ax,) = _axes(ax, 1, (5, 3.6))
+    width = 0.8 / max(len(rows), 1)
+    for i, (label, (_, row)) in enumerate(zip(labels, rows.iterrows())):
+        xs = [m + (i - (len(rows) - 1) / 2) * width for m in range(len(metrics))]
+        ax.bar(xs, [row[m] for m in metrics], width=width, label=label,
+               color=None if colors is None else colors[i])
+    ax.set_xticks(list(range(len(metrics))), list(metrics))
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=8)
+    return _finish(fig, own)
 
 
 def plot_adversarial_grid(x: torch.Tensor, x_adv: torch.Tensor, pred: torch.Tensor, pred_adv: torch.Tensor,
-                          y: torch.Tensor, n: int = 8):
-    """Top row natural images, bottom row adversarial ones, titles = predictions (red when wrong)."""
+                          y: torch.Tensor, n: int = 8, ax=None):
+    """Top row natural images, bottom row adversarial ones, titles = predictions (red when wrong).
+
+    `ax`: a 2 x n array of Axes to draw into."""
     n = min(n, len(x))
-    fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.2), squeeze=False)
+    if ax is None:
+        fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.2), squeeze=False)
+    else:
+        axes = np.asarray(ax).reshape(2, -1)
+        if axes.shape[1] != n:
+            raise ValueError(f"this plot draws 2 x {n} panels; got {axes.shape} Axes in ax=")
+        fig = axes[0][0].figure
     for i in range(n):
         for row, (imgs, preds) in enumerate([(x, pred), (x_adv, pred_adv)]):
             ax = axes[row][i]
@@ -181,5 +225,4 @@ def plot_adversarial_grid(x: torch.Tensor, x_adv: torch.Tensor, pred: torch.Tens
             ax.axis("off")
     axes[0][0].text(-0.3, 0.5, "natural", transform=axes[0][0].transAxes, rotation=90, va="center", ha="right")
     axes[1][0].text(-0.3, 0.5, "adversarial", transform=axes[1][0].transAxes, rotation=90, va="center", ha="right")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax is None)

@@ -5,13 +5,22 @@ so each pruned layer ends at sparsity 1 - 1/R (exactly so when numel is divisibl
 
 Read top to bottom:
 
-1. Which weights are pruned: every ``nn.Conv2d`` / ``nn.Linear`` ``.weight`` (``scope="all"``, the
-   default); every one but the first layer and the last linear layer (``scope="hidden"``, a common
-   convention: those two are the smallest layers, 288 and 1,290 weights in the digits CNN, and at 8x
-   they alone cost most of the robustness); or conv weights only (``scope="convs"``, the reference
-   code's choice; on LeNet-3 it leaves the 3.2M-weight fc1 dense, so the network as a whole is barely
-   pruned). Biases are never pruned.
-   Weights are named like parameters, e.g. ``"conv1.weight"`` or ``"module.features.0.weight"``.
+1. Which weights are pruned (``SCOPES``):
+
+   - ``"all"`` (the default): every ``nn.Conv2d`` / ``nn.Linear`` ``.weight``.
+   - ``"hidden"``: all but the first layer and the last linear layer (a common convention: those two are
+     the smallest layers, 288 and 1,280 weights in the digits CNN, and at 8x they alone cost most of the
+     robustness).
+   - ``"convs"``: ``nn.Conv2d`` weights only.
+   - ``"reference"``: the PwoA reference code's rule: a weight is pruned if it is a conv weight or its
+     name contains ``"fc.weight"``. The rule depends on layer names: on LeNet-3 (``fc1``, ``fc2``) it
+     selects the two convs only (52,000 of 3,273,504 weights, so at 4x the network is 1.2% sparse); on
+     ResNet-18 and WRN (classifier named ``fc``) it selects every conv, shortcuts included, plus ``fc``.
+
+   The rate R applies to the selected layers only; ``network_sparsity`` gives the fraction of zeros over
+   every conv and linear weight, whatever the scope, and ``rate_label`` puts both in one label.
+   Biases are never pruned. Weights are named like parameters, e.g. ``"conv1.weight"`` or
+   ``"module.features.0.weight"``.
 2. Masks: ``project_topk`` (projection onto the sparsity set) and ``magnitude_masks`` (per layer, as in
    the paper, or with one global threshold).
 3. ``ADMM``: the auxiliary variables Z, U and penalty weights rho used while the network is pushed
@@ -19,7 +28,7 @@ Read top to bottom:
 4. Hard prune + masked fine-tuning with ``torch.nn.utils.prune``: ``apply_masks`` turns ``weight`` into
    ``weight_orig * weight_mask`` so pruned weights stay exactly 0 whatever the optimizer (momentum,
    weight decay, Adam) does to ``weight_orig``. ``remove_masks`` makes it permanent.
-5. ``sparsity_report``: a table of per-layer sparsity.
+5. ``sparsity_report``: a table of per-layer sparsity; ``network_sparsity`` and ``rate_label``.
 6. Export: ``dense_state_dict`` (a plain state dict) and ``save_sparse`` / ``load_sparse`` (a compact
    file: packed bitmask + surviving values for each pruned weight).
 
@@ -31,6 +40,8 @@ fine-tuning phase (fresh momentum / Adam moments); ``check_optimizer`` tells you
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -47,10 +58,12 @@ __all__ = [
     "SCOPES", "MODES", "keep_count", "prunable_modules", "effective_weight", "prunable_weights",
     "project_topk", "topk_mask", "magnitude_masks", "ADMM",
     "apply_masks", "prune_by_magnitude", "remove_masks", "is_masked", "current_masks", "check_optimizer",
-    "sparsity_report", "plain_state_dict", "dense_state_dict", "save_sparse", "load_sparse",
+    "sparsity_report", "network_sparsity", "rate_label",
+    "plain_state_dict", "dense_state_dict", "save_sparse", "load_sparse",
 ]
 
-SCOPES = ("all", "hidden", "convs")
+SCOPES = ("all", "hidden", "convs", "reference")
+REFERENCE_NAME = "fc.weight"  # scope "reference": a linear weight is pruned iff its name contains this
 MODES = ("layer", "global")
 SPARSE_FORMAT = "pwoa-lab-sparse"
 SPARSE_VERSION = 1
@@ -71,10 +84,14 @@ def _layer_types(scope: str) -> tuple[type[nn.Module], ...]:
 def prunable_modules(model: nn.Module, scope: str = "all") -> dict[str, nn.Module]:
     """The layers whose ``.weight`` is pruned, keyed by weight name (``"conv1.weight"``), in model order.
 
-    scope="hidden" drops the first conv/linear layer and the last linear layer of "all" (model order)."""
+    scope="hidden" drops the first conv/linear layer and the last linear layer of "all" (model order);
+    scope="reference" keeps every conv and the linear layers whose weight name contains "fc.weight"."""
     types = _layer_types(scope)
     layers = {f"{name}.weight" if name else "weight": module
               for name, module in model.named_modules() if isinstance(module, types)}
+    if scope == "reference":
+        layers = {key: module for key, module in layers.items()
+                  if isinstance(module, nn.Conv2d) or REFERENCE_NAME in key}
     if scope == "hidden":
         keys = list(layers)
         last_linear = [k for k in keys if isinstance(layers[k], nn.Linear)][-1:]
@@ -341,6 +358,36 @@ def sparsity_report(model: nn.Module, scope: str = "all") -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["layer", "shape", "params", "nonzero"])
     table["sparsity"] = (1.0 - table["nonzero"] / table["params"]).where(table["params"] > 0, 0.0)
     return table
+
+
+def network_sparsity(model: nn.Module) -> float:
+    """Fraction in [0, 1] of ALL conv and linear weights (effective weights, biases excluded) that are
+    exactly zero, whatever scope was pruned: the network's real sparsity.
+
+    Equals the "total" row of ``sparsity_report(model, "all")``. Raises ValueError for a model without
+    conv or linear layers.
+    """
+    weights = prunable_weights(model, "all")
+    total = sum(w.numel() for w in weights.values())
+    if total == 0:
+        raise ValueError(f"{type(model).__name__} has no nn.Conv2d / nn.Linear weights")
+    return 1.0 - sum(int(torch.count_nonzero(w)) for w in weights.values()) / total
+
+
+def rate_label(rate: float, sparsity: float) -> str:
+    """A label for tables and plots: the pruning rate and the network's real sparsity (in %).
+
+    ``rate_label(8, 0.1234) == "8x (net 12.3%)"``; rate 1 (the dense teacher) is allowed:
+    ``"1x (net 0.0%)"``. `sparsity` is a fraction in [0, 1], e.g. from ``network_sparsity``.
+    """
+    for value, name in ((rate, "rate"), (sparsity, "sparsity")):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number; got {value!r}")
+    if rate < 1:
+        raise ValueError(f"rate must be >= 1 (1 = dense, R keeps 1/R of the pruned weights); got {rate}")
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparsity must be a fraction in [0, 1] (not a percentage); got {sparsity}")
+    return f"{float(rate):g}x (net {100.0 * float(sparsity):.1f}%)"
 
 
 # ----------------------------------------------------------------------------------------------- export

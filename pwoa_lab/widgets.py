@@ -20,9 +20,11 @@ import torch.nn as nn
 
 from .attacks import accuracy, fgsm, pgd_linf
 from .data import TensorData, dataset_info
-from .engine import preset_config
-from .experiments import EvalSettings, default_eval_settings, load_cached_model, prune_row, teacher_row
-from .plots import METHOD_STYLE, plot_adversarial_grid, plot_figure3, plot_information_plane
+from .evaluation import EvalSettings
+from .plots import (METHOD_STYLE, plot_accuracy_bars, plot_adversarial_grid, plot_figure3, plot_information_plane,
+                    plot_weight_histogram)
+from .presets import eval_settings, preset_config
+from .runs import load_cached_model, prune_row, teacher_row
 
 
 def _largest_layer(model: nn.Module) -> str:
@@ -38,7 +40,7 @@ def prune_rate_view(teacher: nn.Module, dataset: str = "digits", rate: float = 4
     The figure shows natural / FGSM / PGD accuracy of both, and the histogram of the teacher's largest
     layer split into the weights the pruned model kept and those it removed.
     """
-    settings = settings or default_eval_settings(dataset, preset)
+    settings = settings or eval_settings(dataset, preset)
     config = preset_config(dataset, preset, method=method, rate=rate)
     row, _ = prune_row(teacher, config, settings, cache_dir, root=root, progress=progress)
     t_row = teacher_row(teacher, dataset, config.resolved().eps, settings, cache_dir, root=root)
@@ -48,23 +50,9 @@ def prune_rate_view(teacher: nn.Module, dataset: str = "digits", rate: float = 4
     w_teacher = dict(teacher.named_parameters())[layer].detach().cpu()
     kept = dict(pruned.named_parameters())[layer].detach() != 0
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    metrics = ["natural", "fgsm", "pgd"]
-    xs = range(len(metrics))
-    ax1.bar([x - 0.2 for x in xs], table.iloc[0][metrics], width=0.4, color="black", label="dense teacher")
-    ax1.bar([x + 0.2 for x in xs], table.iloc[1][metrics], width=0.4,
-            color=METHOD_STYLE.get(method, {}).get("color", "gray"), label=f"{method} {rate:g}x")
-    ax1.set_xticks(list(xs), metrics)
-    ax1.set_ylim(0, 100)
-    ax1.set_ylabel("test accuracy (%)")
-    ax1.legend(fontsize=8)
-    w = w_teacher.flatten().numpy()
-    m = kept.flatten().numpy()
-    edges = torch.linspace(float(w.min()), float(w.max()), 61).numpy()
-    ax2.hist(w[~m], bins=edges, color="tab:red", alpha=0.6, label=f"pruned ({(~m).sum()})")
-    ax2.hist(w[m], bins=edges, color="tab:blue", alpha=0.6, label=f"kept ({m.sum()})")
-    ax2.set_yscale("log")
-    ax2.set_xlabel(f"teacher weight value ({layer})")
-    ax2.legend(fontsize=8)
+    plot_accuracy_bars(table, ["dense teacher", f"{method} {rate:g}x"],
+                       colors=["black", METHOD_STYLE.get(method, {}).get("color", "gray")], ax=ax1)
+    plot_weight_histogram(w_teacher, kept, title=f"teacher weight value ({layer})", ax=ax2)
     fig.suptitle(f"{dataset}: {method} at {rate:g}x")
     fig.tight_layout()
     return table, fig
@@ -98,7 +86,7 @@ def lambda_view(teacher: nn.Module, dataset: str = "digits", lambda_x: float = 2
                 settings: EvalSettings | None = None, progress: bool = True) -> tuple[pd.DataFrame, plt.Figure]:
     """PwoA with the given HBaR weights (cached) vs KD alone (lambda = 0): accuracies and the
     information plane (nHSIC(X, Z_j) vs nHSIC(Y, Z_j) over training)."""
-    settings = settings or default_eval_settings(dataset, preset)
+    settings = settings or eval_settings(dataset, preset)
     rows, histories = [], {}
     for name, method, lx, ly in [("L_D only", "kd", 0.0, 0.0), (f"PwoA lx={lambda_x:g} ly={lambda_y:g}", "pwoa",
                                                                     lambda_x, lambda_y)]:

@@ -87,3 +87,9 @@ def mnist_teacher():
     if not path.is_file():
         pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")
     return load_teacher("mnist")
+
+
+@pytest.fixture(scope="session")
+def teacher(digits_teacher):
+    """The shipped digits teacher's model alone (eval mode, shared: restore anything you change)."""
+    return digits_teacher[0]

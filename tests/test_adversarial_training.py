@@ -4,13 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pwoa_lab.adversarial_training import (
-    AT_METHODS,
-    TeacherConfig,
-    adversarial_batch,
-    fgsm_rs,
-    train_teacher,
-)
+from pwoa_lab.adversarial_training import AT_METHODS, adversarial_batch, fgsm_rs
+from pwoa_lab.methods import TeacherConfig
+from pwoa_lab.runs import train_teacher
 from pwoa_lab.attacks import accuracy, pgd_linf
 from pwoa_lab.data import load_dataset
 from pwoa_lab.models import build_model
@@ -20,13 +16,13 @@ EPS = 0.1
 
 def budget(method: str, seed: int = 0) -> TeacherConfig:
     """A short run on all 1,259 digits training images; only the method differs between the two runs."""
-    return TeacherConfig(dataset="digits", method=method, eps=EPS, epochs=3, batch_size=64, lr=3e-3, pgd_steps=3,
+    return TeacherConfig(dataset="digits", method=method, eps=EPS, epochs=3, batch_size=64, lr=3e-3, adv_steps=3,
                          eps_ramp_epochs=1, val_n=100, val_pgd_steps=3, seed=seed)
 
 
 def tiny(seed: int = 0, **kw) -> TeacherConfig:
     return TeacherConfig(**{**dict(dataset="digits", method="pgd", eps=EPS, epochs=2, batch_size=50,
-                                   n_per_class=10, pgd_steps=2, val_n=20, val_pgd_steps=2, seed=seed), **kw})
+                                   n_per_class=10, adv_steps=2, val_n=20, val_pgd_steps=2, seed=seed), **kw})
 
 
 def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -86,7 +82,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
     a, ha, ma = train_teacher(tiny(seed=5), progress=False)
     b, hb, mb = train_teacher(tiny(seed=5), progress=False)
     assert state_equal(a, b)
-    cols = ["epoch", "train_loss", "train_acc", "val_natural", "val_pgd"]
+    cols = ["epoch", "loss_ce", "adv_batch_fraction", "val_natural", "val_pgd"]
     assert ha[cols].equals(hb[cols])
     c, _, _ = train_teacher(tiny(seed=6), progress=False)
     assert not state_equal(a, c)

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pwoa_lab.adversarial_training import TeacherConfig, train_teacher
+from pwoa_lab.methods import TeacherConfig
+from pwoa_lab.runs import train_teacher
 from pwoa_lab.attacks import (
     ATTACK_NAMES,
     ATTACKS,
@@ -356,8 +357,8 @@ def test_undefended_smallcnn_is_far_less_robust_than_the_teacher(digits_teacher,
 def plain_lenet3(mnist_root):
     """LeNet-3 trained for one epoch with plain cross-entropy on 3,000 MNIST images (undefended)."""
     config = TeacherConfig(dataset="mnist", method="none", epochs=1, n_per_class=300, batch_size=64, val_n=200,
-                           val_pgd_steps=1, root=str(mnist_root), seed=0)
-    model, _, _ = train_teacher(config, progress=False)
+                           val_pgd_steps=1, seed=0)
+    model, _, _ = train_teacher(config, root=str(mnist_root), progress=False)
     return model
 
 

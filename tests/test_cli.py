@@ -74,9 +74,9 @@ def test_train_teacher_writes_a_loadable_checkpoint_and_refuses_to_overwrite(tmp
     assert main(args) == 0
     assert f"saved {out}" in capsys.readouterr().out
     model, meta = load_checkpoint(out, expect={"dataset": "digits", "model": "small_cnn"})
-    assert meta["kind"] == "teacher" and meta["seed"] == 0
+    assert meta["kind"] == "teacher" and meta["seed"] == 1234  # the one default seed of every command
     assert meta["config"]["epochs"] == 1 and meta["config"]["n_per_class"] == 10
-    assert meta["config"]["method"] == "pgd" and meta["config"]["pgd_steps"] == 2
+    assert meta["config"]["method"] == "pgd" and meta["config"]["adv_steps"] == 2
     assert meta["eps"] == pytest.approx(dataset_info("digits").eps)
     assert len(meta["history"]) == 1 and meta["metrics"]["best_epoch"] == 1
     with torch.no_grad():

@@ -10,18 +10,14 @@ import pytest
 matplotlib.use("Agg")
 
 from pwoa_lab.cache import ResultCache
-from pwoa_lab.checkpoint import load_teacher
-from pwoa_lab.experiments import (EvalSettings, figure1, load_cached_model, model_fingerprint, phenomenon,
-                                  prune_row, time_to_reach)
-from pwoa_lab.engine import preset_config
+from pwoa_lab.evaluation import EvalSettings
+from pwoa_lab.figures import figure1, phenomenon, time_to_reach
+from pwoa_lab.runs import load_cached_model, prune_row
+from pwoa_lab.utils import model_fingerprint
+from pwoa_lab.presets import preset_config
 from pwoa_lab.plots import plot_figure1
 
 SETTINGS = EvalSettings(n=60, aa_n=0)
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    return load_teacher("digits")[0]
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +138,7 @@ def test_figure1_with_two_worker_processes_gives_the_same_table(fig1, teacher, t
 
 def test_evaluation_does_not_depend_on_the_global_rng(teacher):
     import torch
-    from pwoa_lab.experiments import evaluate_row
+    from pwoa_lab.evaluation import evaluate_row
     torch.manual_seed(1)
     a = evaluate_row(teacher, "digits", 0.2, SETTINGS)
     torch.manual_seed(2)
@@ -160,7 +156,7 @@ def test_bad_workers_rejected(teacher, workers):
 # ----------------------------------------------------------------------------------------------- Figure 3
 
 def test_figure3_summary_time_ratios_and_training_subset(teacher, tmp_path):
-    from pwoa_lab.experiments import figure3
+    from pwoa_lab.figures import figure3
     curves, summary = figure3("digits", rate=4, mix_ratios=(0, 1), methods=("pwoa", "advprune"), preset="smoke",
                               teacher=teacher, settings=SETTINGS, cache_dir=tmp_path, progress=False,
                               n_per_class=5)
@@ -187,14 +183,15 @@ def test_figure3_summary_time_ratios_and_training_subset(teacher, tmp_path):
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "10", True])
 def test_figure3_rejects_bad_n_per_class(teacher, bad):
-    from pwoa_lab.experiments import figure3
+    from pwoa_lab.figures import figure3
     with pytest.raises(ValueError, match="n_per_class"):
         figure3("digits", mix_ratios=(0,), methods=("pwoa",), preset="smoke", teacher=teacher, settings=SETTINGS,
                 use_cache=False, progress=False, n_per_class=bad)
 
 
 def test_layer_sensitivity_prunes_one_layer_at_a_time(teacher):
-    from pwoa_lab.experiments import evaluate_row, layer_sensitivity
+    from pwoa_lab.analyses import layer_sensitivity
+    from pwoa_lab.evaluation import evaluate_row
     from pwoa_lab.pruning import keep_count
     df = layer_sensitivity(teacher, "digits", 8, n=60).set_index("pruned")
     assert list(df.index) == ["none", "conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "all", "hidden"]
@@ -210,14 +207,14 @@ def test_layer_sensitivity_prunes_one_layer_at_a_time(teacher):
 
 
 def test_run_jobs_with_priority_returns_results_in_job_order():
-    from pwoa_lab.experiments import run_jobs
+    from pwoa_lab.jobs import run_jobs
     jobs = [(pow, (2, i)) for i in range(5)]
     assert run_jobs(jobs, workers=2, progress=False, priority=[0, 4, 1, 3, 2]) == [1, 2, 4, 8, 16]
 
 
 def test_finetune_drift_starts_every_run_from_the_same_one_shot_model(teacher, tmp_path):
     from pwoa_lab.attacks import accuracy
-    from pwoa_lab.experiments import finetune_drift
+    from pwoa_lab.analyses import finetune_drift
     from pwoa_lab.data import load_dataset
     from pwoa_lab.plots import plot_finetune_drift
     df = finetune_drift(teacher, "digits", 8, methods=("naive", "kd"), lrs=(5e-4, 5e-5), epochs=2, preset="smoke",
@@ -246,6 +243,28 @@ def test_finetune_drift_starts_every_run_from_the_same_one_shot_model(teacher, t
 @pytest.mark.parametrize("kwargs", [dict(epochs=0), dict(epochs=1.5), dict(lrs=()), dict(lrs=(-1e-3,)),
                                     dict(methods=("advprune",)), dict(rate=1)])
 def test_finetune_drift_rejects_bad_input(teacher, kwargs):
-    from pwoa_lab.experiments import finetune_drift
+    from pwoa_lab.analyses import finetune_drift
     with pytest.raises(ValueError):
         finetune_drift(teacher, "digits", **{"rate": 8, **kwargs}, preset="smoke", use_cache=False, progress=False)
+
+
+def test_source_fingerprint_changes_when_a_module_is_edited(tmp_path):
+    import shutil
+    from pwoa_lab.cache import PACKAGE_DIR, code_fingerprint, source_fingerprint
+    copy = tmp_path / "pwoa_lab"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
+    assert source_fingerprint(copy) == code_fingerprint()        # the same files, the same fingerprint
+    hsic = copy / "hsic.py"
+    hsic.write_text(hsic.read_text() + "\n# an edit\n")
+    assert source_fingerprint(copy) != code_fingerprint()
+
+
+def test_cached_row_is_not_served_after_the_code_changed(teacher, tmp_path, monkeypatch):
+    import pwoa_lab.cache
+    config = preset_config("digits", "smoke", method="naive", rate=4, retrain_epochs=1, admm_epochs=1)
+    first, _ = prune_row(teacher, config, SETTINGS, tmp_path, progress=False)
+    again, _ = prune_row(teacher, config, SETTINGS, tmp_path, progress=False)
+    assert not first["cached"] and again["cached"]
+    monkeypatch.setattr(pwoa_lab.cache, "code_fingerprint", lambda: "edited-code")  # as if hsic.py had changed
+    edited, _ = prune_row(teacher, config, SETTINGS, tmp_path, progress=False)
+    assert not edited["cached"] and edited["key"] != first["key"]

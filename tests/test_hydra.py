@@ -10,18 +10,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pwoa_lab import hydra as H
+from pwoa_lab.methods import HydraConfig
+from pwoa_lab.presets import PRESETS, preset_config
+from pwoa_lab.runs import run_config
 from pwoa_lab.data import dataset_info, load_dataset
 from pwoa_lab.models import build_model
 from pwoa_lab.pruning import keep_count, load_sparse, prunable_modules, save_sparse, dense_state_dict, topk_mask
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a busy CPU run far faster on one thread than on competing ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def digits_model(seed: int = 0) -> nn.Module:
@@ -52,19 +46,19 @@ def teacher() -> nn.Module:
     return model.eval()
 
 
-def tiny_config(**overrides) -> H.HydraConfig:
+def tiny_config(**overrides) -> HydraConfig:
     """A smoke HydraConfig: a 300-image subset, 1 score + 2 finetune epochs, PGD-3 TRADES at eps 0.1
     (the naturally trained fixture teacher has no robustness to build on at larger radii)."""
-    options = dict(rate=4, n_per_class=30, batch_size=32, score_epochs=1, finetune_epochs=2, pgd_steps=3,
+    options = dict(rate=4, n_per_class=30, batch_size=32, score_epochs=1, finetune_epochs=2, adv_steps=3,
                    eps=0.1, val_n=100, val_pgd_steps=5, device="cpu")
-    return H.hydra_config("digits", "smoke", **{**options, **overrides})
+    return preset_config("digits", "smoke", method="hydra", **{**options, **overrides})
 
 
 @pytest.fixture(scope="module")
 def run4(teacher):
     """HYDRA with TRADES (mix ratio 1) at rate 4, shared by the tests below."""
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    result = H.hydra_prune(teacher, tiny_config(rate=4), progress=False)
+    result = run_config(teacher, tiny_config(rate=4), progress=False)
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items()), "teacher was modified"
     return result
 
@@ -72,13 +66,13 @@ def run4(teacher):
 @pytest.fixture(scope="module")
 def run4_natural(teacher):
     """The same schedule as run4 with natural batches only (mix ratio 0): no TRADES."""
-    return H.hydra_prune(teacher, tiny_config(rate=4, mix_ratio=0.0), progress=False)
+    return run_config(teacher, tiny_config(rate=4, mix_ratio=0.0), progress=False)
 
 
 @pytest.fixture(scope="module")
 def run8(teacher):
     """Rate 8, natural batches only (mix ratio 0): cheap, and still through both phases."""
-    return H.hydra_prune(teacher, tiny_config(rate=8, mix_ratio=0.0, finetune_epochs=1), progress=False)
+    return run_config(teacher, tiny_config(rate=8, mix_ratio=0.0, finetune_epochs=1), progress=False)
 
 
 # ----------------------------------------------------------------------------------------------- scores
@@ -209,29 +203,30 @@ def test_trades_adversarial_stays_in_eps_ball_and_unit_range():
 
 
 def test_hydra_config_defaults_and_presets():
-    cfg = H.HydraConfig().resolved()
+    cfg = HydraConfig().resolved()
     assert (cfg.score_epochs, cfg.finetune_epochs, cfg.lr_score, cfg.lr_finetune) == (20, 100, 0.1, 0.01)
     assert (cfg.momentum, cfg.weight_decay, cfg.beta, cfg.mix_ratio) == (0.9, 1e-4, 6.0, 1.0)
     eps = dataset_info("digits").eps
-    assert cfg.eps == eps and cfg.pgd_steps == 10 and cfg.pgd_alpha == pytest.approx(2.5 * eps / 10)
-    assert H.HydraConfig(dataset="mnist").resolved().pgd_steps == 10
-    quick = H.hydra_config("mnist", "quick")
+    assert cfg.eps == eps and cfg.adv_steps == 10 and cfg.adv_alpha == pytest.approx(2.5 * eps / 10)
+    assert HydraConfig(dataset="mnist").resolved().adv_steps == 10
+    quick = preset_config("mnist", "quick", method="hydra")
     assert (quick.n_per_class, quick.score_epochs, quick.finetune_epochs) == (600, 2, 3)
-    assert set(H.HYDRA_PRESETS["paper"]) >= {"digits", "mnist", "cifar10", "cifar100"}
-    d = H.hydra_config("digits", "quick", rate=8).resolved().to_dict()
-    assert d["method"] == "hydra" and d["rate"] == 8 and "device" not in d
+    assert all(PRESETS["paper"][d]["hydra"] for d in ("digits", "mnist", "cifar10", "cifar100"))
+    d = preset_config("digits", "quick", method="hydra", rate=8).resolved().to_dict()
+    assert d["kind"] == "HydraConfig" and d["rate"] == 8 and "device" not in d
+    assert preset_config("digits", "quick", method="hydra").method == "hydra"
     with pytest.raises(ValueError, match="preset"):
-        H.hydra_config("digits", "huge")
-    with pytest.raises(ValueError, match="no schedule"):
-        H.hydra_config("cifar10", "quick")
+        preset_config("digits", "huge", method="hydra")
+    with pytest.raises(ValueError, match="no hydra schedule"):
+        preset_config("cifar10", "quick", method="hydra")
     with pytest.raises(ValueError, match="unknown HydraConfig fields"):
-        H.hydra_config("digits", "quick", admm_epochs=3)
+        preset_config("digits", "quick", method="hydra", admm_epochs=3)
     with pytest.raises(ValueError, match="unknown HydraConfig fields"):
-        H.hydra_config("digits", "quick", method="pwoa")  # a class constant, not a field
+        preset_config("digits", "quick", method="hydra", method_name="pwoa")
     with pytest.raises(ValueError, match="rate"):
-        H.HydraConfig(rate=1).resolved()
+        HydraConfig(rate=1).resolved()
     with pytest.raises(ValueError, match="scope"):
-        H.HydraConfig(scope="fc").resolved()
+        HydraConfig(scope="fc").resolved()
 
 
 # ----------------------------------------------------------------------------------------------- runs
@@ -261,7 +256,7 @@ def test_hydra_history_follows_engine_rows(run4):
     assert (h.train_seconds.diff().dropna() > 0).all()
     assert run4.train_seconds == pytest.approx(h.train_seconds.iloc[-1])
     assert (h.adv_batch_fraction == 1.0).all()
-    assert isinstance(run4.config, H.HydraConfig) and run4.config.pgd_steps == 3
+    assert isinstance(run4.config, HydraConfig) and run4.config.adv_steps == 3
 
 
 def test_hydra_trades_run_is_robust_above_zero(run4, run4_natural):

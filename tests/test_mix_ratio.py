@@ -1,4 +1,4 @@
-"""The mix ratio r (engine and HYDRA): each batch is adversarial with probability r, checked statistically."""
+"""The mix ratio r (ADMM methods and HYDRA): each batch is adversarial with probability r, checked statistically."""
 from __future__ import annotations
 
 import math
@@ -7,22 +7,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pwoa_lab import engine
 from pwoa_lab.data import load_dataset, subset_per_class
-from pwoa_lab.hydra import HydraConfig, hydra_config, hydra_prune
+from pwoa_lab.methods import HydraConfig
 from pwoa_lab.models import build_model
+from pwoa_lab.presets import preset_config
+from pwoa_lab.runs import run_config
 
 RATIOS = (0.0, 0.3, 1.0)
 INVALID = (-0.1, 1.5, float("nan"), "a")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a busy CPU run far faster on one thread than on competing ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +49,9 @@ def check_fraction(fractions, per_epoch: int, r: float) -> None:
 @pytest.mark.parametrize("r", RATIOS)
 def test_engine_adversarial_batch_fraction(teacher, data, r):
     train, val = data
-    config = engine.preset_config("digits", "smoke", method="pwoa", mix_ratio=r, batch_size=16, mix_pgd_steps=1,
-                                  val_n=20, val_pgd_steps=2, device="cpu", seed=7)
-    history = engine.prune_and_finetune(teacher, config, train=train, val=val, progress=False).history
+    config = preset_config("digits", "smoke", method="pwoa", mix_ratio=r, batch_size=16, adv_steps=1,
+                           val_n=20, val_pgd_steps=2, device="cpu", seed=7)
+    history = run_config(teacher, config, train=train, val=val, progress=False).history
     assert len(history) == config.admm_epochs + config.retrain_epochs
     check_fraction(history.adv_batch_fraction, n_batches(len(train), 16), r)
 
@@ -67,9 +59,9 @@ def test_engine_adversarial_batch_fraction(teacher, data, r):
 @pytest.mark.parametrize("r", RATIOS)
 def test_hydra_adversarial_batch_fraction(teacher, data, r):
     train, val = data
-    config = hydra_config("digits", "smoke", mix_ratio=r, batch_size=16, score_epochs=2, finetune_epochs=2,
-                          pgd_steps=1, val_n=20, val_pgd_steps=2, device="cpu", seed=7)
-    history = hydra_prune(teacher, config, train=train, val=val, progress=False).history
+    config = preset_config("digits", "smoke", method="hydra", mix_ratio=r, batch_size=16, score_epochs=2,
+                           finetune_epochs=2, adv_steps=1, val_n=20, val_pgd_steps=2, device="cpu", seed=7)
+    history = run_config(teacher, config, train=train, val=val, progress=False).history
     assert len(history) == 4
     check_fraction(history.adv_batch_fraction, n_batches(len(train), 16), r)
     assert ("loss_kl" in history.columns) == (r > 0)  # the TRADES term appears only with TRADES batches
@@ -78,9 +70,9 @@ def test_hydra_adversarial_batch_fraction(teacher, data, r):
 @pytest.mark.parametrize("bad", INVALID)
 def test_engine_rejects_invalid_mix_ratio(teacher, bad):
     with pytest.raises(ValueError, match="mix_ratio"):
-        engine.preset_config("digits", "smoke", mix_ratio=bad).resolved()
+        preset_config("digits", "smoke", mix_ratio=bad).resolved()
     with pytest.raises(ValueError, match="mix_ratio"):
-        engine.prune_and_finetune(teacher, engine.preset_config("digits", "smoke", mix_ratio=bad), progress=False)
+        run_config(teacher, preset_config("digits", "smoke", mix_ratio=bad), progress=False)
 
 
 @pytest.mark.parametrize("bad", INVALID)
@@ -88,4 +80,4 @@ def test_hydra_rejects_invalid_mix_ratio(teacher, bad):
     with pytest.raises(ValueError, match="mix_ratio"):
         HydraConfig(mix_ratio=bad).resolved()
     with pytest.raises(ValueError, match="mix_ratio"):
-        hydra_prune(teacher, hydra_config("digits", "smoke", mix_ratio=bad), progress=False)
+        run_config(teacher, preset_config("digits", "smoke", method="hydra", mix_ratio=bad), progress=False)

@@ -1,4 +1,4 @@
-"""The prune-and-finetune engine and the distillation loss, on real (tiny) digits runs."""
+"""The one training loop (through the ADMM methods) and the distillation loss, on real (tiny) digits runs."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,16 +8,13 @@ import pytest
 import torch
 
 from pwoa_lab.cache import entry_key
-from pwoa_lab.checkpoint import load_teacher
 from pwoa_lab.data import load_dataset
 from pwoa_lab.distillation import frozen_teacher, kd_loss, soft_labels
-from pwoa_lab.engine import NonFiniteLoss, PruneConfig, preset_config, prune_and_finetune
+from pwoa_lab.loop import NonFiniteLoss
+from pwoa_lab.methods import PruneConfig
+from pwoa_lab.presets import preset_config
+from pwoa_lab.runs import run_config
 from pwoa_lab.pruning import prunable_modules
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    return load_teacher("digits")[0]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +75,7 @@ def test_frozen_teacher_is_a_copy_in_eval_mode(teacher):
 def test_every_method_prunes_to_the_rate(teacher, small_data, method):
     train, val = small_data
     rate = 4
-    result = prune_and_finetune(teacher, tiny(method, rate), train=train, val=val, progress=False)
+    result = run_config(teacher, tiny(method, rate), train=train, val=val, progress=False)
     for name, module in prunable_modules(result.model).items():
         w = module.weight
         kept = int((w != 0).sum())
@@ -96,7 +93,7 @@ def test_every_method_prunes_to_the_rate(teacher, small_data, method):
 
 def test_pwoa_history_has_hsic_terms_and_loss_terms(teacher, small_data):
     train, val = small_data
-    h = prune_and_finetune(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
+    h = run_config(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
     assert {"loss_kd", "loss_admm", "hsic_xz_1", "hsic_yz_3"} <= set(h.columns)
     retrain = h[h.phase == "retrain"]
     assert retrain.loss_hsic.notna().all()                      # HSIC in the retraining phase (default)
@@ -106,24 +103,24 @@ def test_pwoa_history_has_hsic_terms_and_loss_terms(teacher, small_data):
 
 def test_hsic_in_both_phases_option(teacher, small_data):
     train, val = small_data
-    h = prune_and_finetune(teacher, tiny("pwoa", hsic_phase="both"), train=train, val=val, progress=False).history
+    h = run_config(teacher, tiny("pwoa", hsic_phase="both"), train=train, val=val, progress=False).history
     assert h[h.phase == "admm"].loss_hsic.notna().all()
 
 
 def test_methods_differ_only_in_loss(teacher, small_data):
     """Same seed, same schedule: naive and kd give different students; the same method twice is identical."""
     train, val = small_data
-    a = prune_and_finetune(teacher, tiny("naive"), train=train, val=val, progress=False).model
-    b = prune_and_finetune(teacher, tiny("kd"), train=train, val=val, progress=False).model
-    c = prune_and_finetune(teacher, tiny("naive"), train=train, val=val, progress=False).model
+    a = run_config(teacher, tiny("naive"), train=train, val=val, progress=False).model
+    b = run_config(teacher, tiny("kd"), train=train, val=val, progress=False).model
+    c = run_config(teacher, tiny("naive"), train=train, val=val, progress=False).model
     assert any(not torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
 
 
 def test_same_config_and_seed_give_identical_history(teacher, small_data):
     train, val = small_data
-    h1 = prune_and_finetune(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
-    h2 = prune_and_finetune(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
+    h1 = run_config(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
+    h2 = run_config(teacher, tiny("pwoa"), train=train, val=val, progress=False).history
     cols = [c for c in h1.columns if c != "train_seconds"]
     assert h1[cols].equals(h2[cols])
 
@@ -132,9 +129,9 @@ def test_same_config_and_seed_give_identical_history(teacher, small_data):
 def test_validating_more_often_does_not_change_the_trained_model(teacher, small_data, method):
     """The validation PGD draws its random start from a forked RNG, so eval_every changes only the history."""
     train, val = small_data
-    a = prune_and_finetune(teacher, tiny(method, eval_every=1, mix_pgd_steps=2), train=train, val=val,
+    a = run_config(teacher, tiny(method, eval_every=1, adv_steps=2), train=train, val=val,
                            progress=False)
-    b = prune_and_finetune(teacher, tiny(method, eval_every=100, mix_pgd_steps=2), train=train, val=val,
+    b = run_config(teacher, tiny(method, eval_every=100, adv_steps=2), train=train, val=val,
                            progress=False)
     assert a.history.val_pgd.notna().sum() > b.history.val_pgd.notna().sum()
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
@@ -152,7 +149,7 @@ def test_cached_teacher_logits_give_bit_identical_training(small_data):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)   # the kernels' blocking (and so their rounding) depends on batch size with threads
     try:
-        runs = [prune_and_finetune(lenet, dataclasses.replace(config, cache_teacher=c), train=train, val=val,
+        runs = [run_config(lenet, dataclasses.replace(config, cache_teacher=c), train=train, val=val,
                                    progress=False).model for c in (True, False)]
     finally:
         torch.set_num_threads(threads)
@@ -161,11 +158,11 @@ def test_cached_teacher_logits_give_bit_identical_training(small_data):
 
 def test_global_mode_and_convs_scope(teacher, small_data):
     train, val = small_data
-    res = prune_and_finetune(teacher, tiny("naive", 8, mode="global"), train=train, val=val, progress=False)
+    res = run_config(teacher, tiny("naive", 8, mode="global"), train=train, val=val, progress=False)
     total = sum(m.weight.numel() for m in prunable_modules(res.model).values())
     kept = sum(int((m.weight != 0).sum()) for m in prunable_modules(res.model).values())
     assert kept == round(total / 8)
-    res = prune_and_finetune(teacher, tiny("naive", 8, scope="convs"), train=train, val=val, progress=False)
+    res = run_config(teacher, tiny("naive", 8, scope="convs"), train=train, val=val, progress=False)
     assert int((res.model.fc1.weight == 0).sum()) == 0
     assert int((res.model.conv2.weight != 0).sum()) == round(res.model.conv2.weight.numel() / 8)
 
@@ -174,7 +171,7 @@ def test_nan_loss_stops_with_a_message_naming_epoch_and_term(teacher, small_data
     train, val = small_data
     config = tiny("pwoa", lambda_x=float("nan"))
     with pytest.raises(NonFiniteLoss, match=r"'hsic'.*retrain phase, epoch"):
-        prune_and_finetune(teacher, config, train=train, val=val, progress=False)
+        run_config(teacher, config, train=train, val=val, progress=False)
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -223,15 +220,15 @@ def test_model_without_forward_features_gets_a_clear_error(small_data):
     train, val = small_data
     plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 10))
     with pytest.raises(TypeError, match="forward_features"):
-        prune_and_finetune(plain, tiny("pwoa"), train=train, val=val, progress=False)
-    assert math.isfinite(prune_and_finetune(plain, tiny("naive"), train=train, val=val,
+        run_config(plain, tiny("pwoa"), train=train, val=val, progress=False)
+    assert math.isfinite(run_config(plain, tiny("naive"), train=train, val=val,
                                             progress=False).history.val_natural.iloc[-1])
 
 
 def test_interrupted_run_resumes_after_its_last_completed_epoch(teacher, small_data, tmp_path):
     train, val = small_data
     config = tiny("pwoa")
-    full = prune_and_finetune(teacher, config, train=train, val=val, progress=False)
+    full = run_config(teacher, config, train=train, val=val, progress=False)
     state = tmp_path / "state.pt"
 
     def stop_in_retraining(row):
@@ -239,11 +236,11 @@ def test_interrupted_run_resumes_after_its_last_completed_epoch(teacher, small_d
             raise KeyboardInterrupt  # Ctrl-C in the first retraining epoch
 
     with pytest.raises(KeyboardInterrupt):
-        prune_and_finetune(teacher, config, train=train, val=val, progress=False, state_path=state,
+        run_config(teacher, config, train=train, val=val, progress=False, state_path=state,
                            on_epoch=stop_in_retraining)
     assert state.exists() and not list(tmp_path.glob(".*.tmp"))   # no half-written file left behind
     seen = []
-    resumed = prune_and_finetune(teacher, config, train=train, val=val, progress=False, state_path=state,
+    resumed = run_config(teacher, config, train=train, val=val, progress=False, state_path=state,
                                  on_epoch=seen.append)
     assert [r["phase"] for r in seen] == ["retrain"] * config.retrain_epochs   # the ADMM epochs were not redone
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
@@ -255,9 +252,9 @@ def test_interrupted_run_resumes_after_its_last_completed_epoch(teacher, small_d
 def test_state_of_another_config_is_not_resumed(teacher, small_data, tmp_path):
     train, val = small_data
     state = tmp_path / "state.pt"
-    prune_and_finetune(teacher, tiny("kd"), train=train, val=val, progress=False, state_path=state)
+    run_config(teacher, tiny("kd"), train=train, val=val, progress=False, state_path=state)
     seen = []
-    prune_and_finetune(teacher, tiny("naive"), train=train, val=val, progress=False, state_path=state,
+    run_config(teacher, tiny("naive"), train=train, val=val, progress=False, state_path=state,
                        on_epoch=seen.append)
     assert seen[0]["phase"] == "admm" and len(seen) == 4
 
@@ -266,7 +263,112 @@ def test_nan_loss_keeps_the_last_good_epoch(teacher, small_data, tmp_path):
     train, val = small_data
     state = tmp_path / "state.pt"
     with pytest.raises(NonFiniteLoss):
-        prune_and_finetune(teacher, tiny("pwoa", lambda_x=float("nan")), train=train, val=val, progress=False,
+        run_config(teacher, tiny("pwoa", lambda_x=float("nan")), train=train, val=val, progress=False,
                            state_path=state)
     saved = torch.load(state, weights_only=False)
     assert saved["done"] == 2 and [r["phase"] for r in saved["history"]] == ["admm", "admm"]
+
+
+# ----------------------------------------------------------------------------------------------- the loop's contract
+
+class _Payload:
+    """Unpickling this object would create a file: the side effect a planted resume state would have."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_state_that_needs_arbitrary_unpickling_is_refused(teacher, small_data, tmp_path):
+    from pwoa_lab.loop import STATE_FORMAT
+    from pwoa_lab.runs import state_key
+    train, val = small_data
+    config = tiny("kd")
+    marker = tmp_path / "code-ran"
+    state = tmp_path / "state.pt"
+    # a file of the right format and key, with a pickled object inside: only weights_only=False would load it
+    torch.save({"format": STATE_FORMAT, "key": state_key(config.resolved(), teacher), "done": 1,
+                "history": [_Payload(marker)]}, state)
+    seen = []
+    with pytest.warns(UserWarning, match="arbitrary unpickling"):
+        result = run_config(teacher, config, train=train, val=val, progress=False, state_path=state,
+                            on_epoch=seen.append)
+    assert not marker.exists()                                   # nothing in the file was executed
+    assert seen[0]["phase"] == "admm" and len(seen) == 4         # a fresh run, from the first epoch
+    fresh = run_config(teacher, config, train=train, val=val, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.model.state_dict().values(),
+                                                 result.model.state_dict().values()))
+    assert torch.load(state, weights_only=True)["done"] == 4     # the refused file was replaced by a real state
+
+
+def test_hydra_run_resumes_after_an_interrupt(small_data, tmp_path):
+    torch.manual_seed(0)
+    from pwoa_lab.models import build_model
+    model = build_model(None, "digits").eval()
+    train, val = small_data
+    config = preset_config("digits", "smoke", method="hydra", rate=4, batch_size=40, val_n=40, finetune_epochs=2,
+                           adv_steps=2)
+    full = run_config(model, config, train=train, val=val, progress=False)
+    state = tmp_path / "state.pt"
+
+    def stop_in_finetuning(row):
+        if row["phase"] == "finetune":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_config(model, config, train=train, val=val, progress=False, state_path=state,
+                   on_epoch=stop_in_finetuning)
+    seen = []
+    resumed = run_config(model, config, train=train, val=val, progress=False, state_path=state, on_epoch=seen.append)
+    # Ctrl-C came in the first finetune epoch, before its state was saved: the score epoch is not redone, and the
+    # resumed run rebuilds the scored layers, restores them, then makes the hard prune to top-k(|scores|) afresh
+    assert [r["phase"] for r in seen] == ["finetune", "finetune"]
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    cols = [c for c in full.history.columns if c != "train_seconds"]
+    assert full.history[cols].equals(resumed.history[cols])
+
+
+def test_best_validation_epoch_is_the_one_returned(teacher, small_data):
+    """select="best_val_pgd" returns the weights of the sparse epoch with the best validation PGD accuracy, and
+    selection never changes the training itself."""
+    train, val = small_data
+    config = tiny("naive", retrain_epochs=4, eval_every=1)
+    last = run_config(teacher, config, train=train, val=val, progress=False)
+    best = run_config(teacher, dataclasses.replace(config, select="best_val_pgd"), train=train, val=val,
+                      progress=False)
+    cols = [c for c in last.history.columns if c != "train_seconds"]
+    assert last.history[cols].equals(best.history[cols])
+    sparse = best.history[best.history.phase == "retrain"]
+    assert best.selected_epoch == int(sparse.epoch[sparse.val_pgd == sparse.val_pgd.max()].iloc[-1])
+    assert last.selected_epoch == int(last.history.epoch.iloc[-1])
+    # the same run stopped at the selected epoch holds exactly those weights
+    stopped = run_config(teacher, dataclasses.replace(config, retrain_epochs=best.selected_epoch - config.admm_epochs),
+                         train=train, val=val, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(stopped.model.state_dict().values(),
+                                                 best.model.state_dict().values()))
+
+
+def test_a_new_method_is_a_loss_and_needs_no_change_to_the_loop(teacher, small_data):
+    """A method written outside the kit (CE on natural batches plus an L1 penalty) runs through `fit` as it is."""
+    from pwoa_lab.loop import Phase, fit
+    from pwoa_lab.methods import MethodBase
+    train, val = small_data
+
+    class L1(MethodBase):
+        name = "l1"
+
+        def loss(self, student, batch, phase):
+            ce = torch.nn.functional.cross_entropy(student(batch.inputs), batch.y)
+            l1 = 1e-4 * sum(p.abs().sum() for p in student.parameters())
+            return ce + l1, {"ce": ce.item(), "l1": l1.item()}
+
+    student = frozen_teacher(teacher)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    before = sum(float(p.abs().sum()) for p in student.parameters())
+    result = fit(student, [Phase("train", 2, 1e-3)], L1(), tiny("naive").resolved(), train, val, progress=False)
+    assert list(result.history.phase) == ["train", "train"] and "loss_l1" in result.history
+    assert sum(float(p.abs().sum()) for p in result.model.parameters()) < before

@@ -1,0 +1,108 @@
+"""Where robustness is lost: which layers (`layer_sensitivity`), and pruning or fine-tuning (`finetune_drift`)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .data import TensorData, dataset_info, load_dataset
+from .evaluation import EVAL_SEED, EvalSettings, evaluate_row
+from .jobs import prune_rows
+from .loop import validation_metrics
+from .presets import preset_config
+from .pruning import apply_masks, magnitude_masks, prunable_modules, remove_masks
+from .runs import resolve_teacher
+from .utils import check_rate, forked_rng, get_device
+
+
+def one_shot(model: nn.Module, rate: float, scope: str = "all", mode: str = "layer") -> nn.Module:
+    """A copy of `model` magnitude-pruned at `rate` (plain weights with exact zeros), no training."""
+    pruned = copy.deepcopy(model)
+    apply_masks(pruned, magnitude_masks(pruned, rate, scope, mode))
+    remove_masks(pruned)
+    return pruned
+
+
+def layer_sensitivity(model: nn.Module, dataset: str, rate: float, n: int | None = 200, eps: float | None = None,
+                      root=None) -> pd.DataFrame:
+    """One-shot magnitude pruning at `rate`, no fine-tuning: which layers carry the robustness?
+
+    Prunes (a copy of) `model` one layer at a time, then every layer (scope "all") and every layer but the first
+    and the classifier (scope "hidden"), and evaluates natural and PGD accuracy (%) on the first `n` test images
+    (the dataset's PGD; seeded like `evaluate_row`). Returns a DataFrame: pruned (layer name, "none", "all" or
+    "hidden"), weights (how many were pruned), natural, pgd.
+    """
+    rate = check_rate(rate)
+    info = dataset_info(dataset)
+    eps = info.eps if eps is None else eps
+    settings = EvalSettings(n=n, aa_n=0)
+    full = magnitude_masks(model, rate, "all")
+    hidden = set(prunable_modules(model, "hidden"))
+    choices = {"none": {}, **{key: {key: mask} for key, mask in full.items()}, "all": full,
+               "hidden": {k: m for k, m in full.items() if k in hidden}}
+    rows = []
+    for name, masks in choices.items():
+        pruned = copy.deepcopy(model).eval()
+        if masks:
+            apply_masks(pruned, masks)
+            remove_masks(pruned)
+        row = evaluate_row(pruned, dataset, eps, settings, root)
+        rows.append({"pruned": name, "weights": int(sum(int((~m).sum()) for m in masks.values())),
+                     "natural": row["natural"], "pgd": row["pgd"]})
+    return pd.DataFrame(rows)
+
+
+def finetune_drift(teacher: nn.Module, dataset: str = "digits", rate: float = 8,
+                   methods: Sequence[str] = ("naive", "kd", "pwoa"), lrs: Sequence[float] = (5e-4,),
+                   epochs: int = 3, preset: str = "quick", scope: str = "all", mode: str = "layer", seed: int = 1234,
+                   cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
+                   progress: bool = True, **overrides: Any) -> pd.DataFrame:
+    """Where does robustness go: into the pruning, or into the fine-tuning after it?
+
+    Prunes the teacher once by magnitude at `rate` (no ADMM: epoch 0), then fine-tunes the masked model on
+    natural images for `epochs` epochs with each method's loss (`naive`: cross-entropy, `kd`, `pwoa`) at each
+    Adam learning rate in `lrs` (constant; the rest of the schedule from `preset`). Validation natural and PGD
+    accuracy (%) after every epoch. Each run is a cached `prune_row` (test-set natural / PGD of its final model,
+    no AutoAttack). `overrides` go into every run config (e.g. lambda_x, temperature, batch_size).
+
+    Returns a DataFrame: method ("teacher" for the dense model), lr, epoch (0: before any fine-tuning),
+    train_seconds, val_natural, val_pgd. At epoch 0 every method and lr has the same (one-shot pruned) model.
+    """
+    rate = check_rate(rate)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a whole number >= 1; got {epochs!r}")
+    lrs = [float(lr) for lr in lrs]
+    if not lrs or not all(lr > 0 for lr in lrs):
+        raise ValueError(f"lrs must be one or more learning rates > 0; got {lrs!r}")
+    if not methods or not set(methods) <= {"naive", "kd", "pwoa"}:
+        raise ValueError(f"methods must be some of naive, kd, pwoa; got {list(methods)!r}")
+    device = get_device(device)
+    teacher = resolve_teacher(dataset, teacher, device)
+    configs = [preset_config(dataset, preset, method=m, rate=rate, scope=scope, mode=mode, admm_epochs=0,
+                             retrain_epochs=epochs, lr_retrain=lr, lr_schedule="constant", eval_every=1, seed=seed,
+                             device=str(device), **overrides)
+               for m in methods for lr in lrs]
+    base = configs[0].resolved()
+    val = load_dataset(dataset, "val", root).head(base.val_n)
+    val = TensorData(val.x.to(device), val.y.to(device), val.name, "val")
+    start = {}
+    for name, model in {"teacher": teacher, "pruned": one_shot(teacher, rate, scope, mode)}.items():
+        with forked_rng():  # the PGD random start: the same numbers whatever ran before
+            torch.manual_seed(EVAL_SEED)
+            start[name] = validation_metrics(model.eval(), val, base.eps, base.val_pgd_steps)
+    settings = EvalSettings(n=500, aa_n=0)  # the first 500 test images (all of them on smaller test sets)
+    done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,
+                         desc=f"fine-tuning drift ({dataset}, {rate:g}x)")
+    rows = [{"method": "teacher", "lr": float("nan"), "epoch": 0, "train_seconds": 0.0, **start["teacher"]}]
+    for config, (_, history) in zip(configs, done):
+        rows.append({"method": config.method, "lr": config.lr_retrain, "epoch": 0, "train_seconds": 0.0,
+                     **start["pruned"]})
+        for r in history.itertuples():
+            rows.append({"method": config.method, "lr": config.lr_retrain, "epoch": int(r.epoch),
+                         "train_seconds": float(r.train_seconds), "val_natural": float(r.val_natural),
+                         "val_pgd": float(r.val_pgd)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,176 @@
+"""Runs: a config run once (`run_config`), and the cached run store behind every figure and analysis.
+
+- `run_config(teacher, config)`: set-up (seed, data, student, method) and `loop.fit`; returns a FitResult.
+  Works for every config of `pwoa_lab.methods`: a pruning run (PruneConfig, HydraConfig) or a teacher
+  (TeacherConfig, `train_teacher`).
+- `prune_row(teacher, config, settings)`: run + evaluate once, or the cached result. Cached by the full
+  configuration, the teacher's weights, the evaluation settings and the kit's code (`cache.entry_key`), with the
+  pruned weights as a compact sparse file; an interrupted run resumes from its state in the cache folder.
+- `teacher_row`: the dense teacher evaluated like a pruned model (rate 1), cached the same way.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .cache import ResultCache, cache_error, code_fingerprint, entry_key
+from .checkpoint import load_checkpoint, load_teacher
+from .data import TensorData, load_dataset
+from .distillation import frozen_teacher
+from .evaluation import EvalSettings, evaluate_row
+from .loop import FitResult, RunConfig, fit
+from .methods import TeacherConfig
+from .pruning import load_sparse, save_sparse, sparsity_report
+from .utils import get_device, model_fingerprint, set_seed, versions
+
+
+def state_key(config: RunConfig, teacher: nn.Module | None) -> str:
+    """The key a resume state must carry to be resumed by this run (config, teacher weights, kit code)."""
+    return entry_key("train_state", {"config": config.to_dict(),
+                                     "teacher": model_fingerprint(teacher) if teacher is not None else None})
+
+
+def run_config(teacher: nn.Module | None, config: RunConfig, train: TensorData | None = None,
+               val: TensorData | None = None, root: str | None = None, progress: bool = True,
+               on_epoch: Callable[[dict], None] | None = None, state_path: str | Path | None = None) -> FitResult:
+    """Run `config` from `teacher` (None for a TeacherConfig); returns a FitResult whose `config` is resolved.
+
+    `train` / `val` default to the dataset's training split (subset per `n_per_class`) and validation split.
+    `state_path`: resume points (see `pwoa_lab.loop`)."""
+    config = config.resolved()
+    device = get_device(config.device)
+    set_seed(config.seed)
+    if train is None:
+        train = load_dataset(config.dataset, "train", root, n_per_class=config.n_per_class, seed=config.seed)
+    if val is None:
+        val = load_dataset(config.dataset, "val", root)
+    if teacher is not None:
+        teacher = frozen_teacher(teacher).to(device)
+    student = config.make_student(teacher).to(device)
+    method = config.make_method(teacher, student, train)
+    key = state_key(config, teacher) if state_path is not None else ""
+    return fit(student, config.phases(), method, config, train, val, mix_ratio=config.mix_ratio,
+               select=config.select, state_path=state_path, state_key=key,
+               hsic_monitor=not isinstance(config, TeacherConfig), progress=progress, on_epoch=on_epoch)
+
+
+def train_teacher(config: TeacherConfig, root: str | None = None, progress: bool = True
+                  ) -> tuple[nn.Module, pd.DataFrame, dict]:
+    """Train a (robust) teacher; returns (model of the best validation epoch in eval mode, per-epoch history,
+    metrics of that epoch: val_natural, val_pgd, best_epoch, train_seconds, eps)."""
+    result = run_config(None, config, root=root, progress=progress,
+                        on_epoch=_print_epoch if progress else None)
+    best = result.history.set_index("epoch").loc[result.selected_epoch]
+    metrics = {"val_natural": float(best.val_natural), "val_pgd": float(best.val_pgd),
+               "best_epoch": int(result.selected_epoch), "train_seconds": result.train_seconds,
+               "eps": result.config.eps}
+    return result.model, result.history, metrics
+
+
+def _print_epoch(row: dict) -> None:
+    from tqdm.auto import tqdm
+    tqdm.write(f"epoch {row['epoch']}: loss {row.get('loss_ce', float('nan')):.3f} val natural "
+               f"{row['val_natural']:.1f}% val PGD {row['val_pgd']:.1f}% ({row['train_seconds']:.0f} s training)")
+
+
+# ----------------------------------------------------------------------------------------------- the run store
+
+def resolve_teacher(dataset: str, teacher: nn.Module | str | Path | None, device) -> nn.Module:
+    """A teacher model from a model, a checkpoint path, or None (the shipped teacher of the dataset)."""
+    if teacher is None:
+        return load_teacher(dataset, device)[0]
+    if isinstance(teacher, (str, Path)):
+        return load_checkpoint(teacher, device, expect={"dataset": dataset})[0]
+    return teacher.to(device).eval()
+
+
+def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(),
+              cache_dir: str | Path | None = None, use_cache: bool = True, root=None,
+              progress: bool = True, keep_model: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Prune + evaluate once, or return the cached result: (row dict, per-epoch history DataFrame).
+
+    With `keep_model`, the pruned weights are cached too (sparse file); reload them with `load_cached_model`.
+    """
+    config = config.resolved()
+    key = _row_key(teacher, config, settings)
+    cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
+    hit = _cached(cache, key)
+    if hit is not None:
+        return hit
+    device = get_device(config.device)
+    # resumable: an interrupted run continues after its last completed epoch
+    state_path = cache.folder(key) / "state.pt" if use_cache else None
+    result = run_config(teacher, config, root=root, progress=progress, state_path=state_path)
+    row = {"dataset": config.dataset, "method": config.method, "rate": config.rate, "mix_ratio": config.mix_ratio,
+           **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
+           # over every conv and linear weight, whatever the scope pruned: the network's real sparsity
+           "sparsity": float(sparsity_report(result.model, "all").iloc[-1]["sparsity"]),
+           "train_seconds": result.train_seconds, "selected_epoch": result.selected_epoch}
+    record = {"row": row, "history": result.history.to_dict("records"), "config": config.to_dict(),
+              "eval": settings.__dict__, "seed": config.seed, "versions": versions(), "code": code_fingerprint(),
+              "device": str(device)}
+    if use_cache:
+        try:
+            if keep_model:
+                save_sparse(result.model.cpu(), cache.folder(key) / "model.pt",
+                            metadata={"dataset": config.dataset, "method": config.method, "rate": config.rate},
+                            overwrite=True)
+            cache.put(key, record)
+            (cache.folder(key) / "state.pt").unlink(missing_ok=True)  # the finished result replaces it
+        except OSError as err:  # a read-only or full cache must not throw the computed result away
+            warnings.warn(str(cache_error(cache.root, err)), stacklevel=2)
+    return {**row, "cached": False, "key": key}, result.history
+
+
+def _row_key(teacher: nn.Module, config: RunConfig, settings: EvalSettings) -> str:
+    return entry_key("prune_row", {"teacher": model_fingerprint(teacher), "config": config.to_dict(),
+                                   "eval": settings.__dict__})
+
+
+def cached_prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(),
+                     cache_dir: str | Path | None = None, use_cache: bool = True
+                     ) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """What `prune_row` would return from the cache, or None when it would have to compute."""
+    if not use_cache:
+        return None
+    return _cached(ResultCache("prune_row", cache_dir), _row_key(teacher, config.resolved(), settings))
+
+
+def _cached(cache: ResultCache, key: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    return {**hit["row"], "cached": True, "key": key}, pd.DataFrame(hit["history"])
+
+
+def load_cached_model(key: str, teacher: nn.Module, cache_dir: str | Path | None = None) -> nn.Module:
+    """The pruned model stored by `prune_row` under `key` (same architecture as `teacher`)."""
+    state, _, _ = load_sparse(ResultCache("prune_row", cache_dir).folder(key) / "model.pt")
+    model = copy.deepcopy(teacher).cpu()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSettings,
+                cache_dir: str | Path | None = None, use_cache: bool = True, root=None) -> dict[str, Any]:
+    """The unpruned teacher as a Figure-1 row (rate 1), cached like the others."""
+    key = entry_key("teacher_row", {"teacher": model_fingerprint(teacher), "dataset": dataset, "eps": eps,
+                                    "eval": settings.__dict__})
+    cache = ResultCache("teacher_row", cache_dir, enabled=use_cache)
+    hit = cache.get(key)
+    if hit is not None:
+        return {**hit["row"], "cached": True}
+    row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
+           **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
+    if use_cache:
+        try:
+            cache.put(key, {"row": row, "versions": versions()})
+        except OSError as err:
+            warnings.warn(str(err), stacklevel=2)
+    return {**row, "cached": False}
