@@ -5,8 +5,10 @@ A checkpoint file is a `torch.save` of
     {"format": "pwoa-lab-checkpoint", "version": 1, "state_dict": {...}, "meta": {...}}
 
 with `meta` holding at least `model` and `dataset` (to rebuild the architecture) and, as available, `eps`,
-`seed`, `metrics`, `command`, `versions`, `storage_dtype`. Loading is strict: a truncated file, a foreign
-file, or weights that do not fit the named architecture give a `CheckpointError` that says what to do.
+`seed`, `metrics`, `command`, `versions`, `storage_dtype`, and `normalize` ({"mean": [...], "std": [...]})
+for a model that normalizes its [0, 1] inputs (`models.Normalized`, e.g. an imported public teacher; recorded
+from the model itself). Loading is strict: a truncated file, a foreign file, or weights that do not fit the
+named architecture give a `CheckpointError` that says what to do.
 Files are written atomically and never overwrite an existing file unless asked to.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 import torch.nn as nn
 from torch.torch_version import TorchVersion
 
-from .models import build_model
+from .models import build_model, normalization_of
 from .utils import atomic_write, versions
 
 FORMAT = "pwoa-lab-checkpoint"
@@ -37,12 +39,29 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name] + sys.argv[1:])
 
 
+def _same_normalization(a: Any, b: dict[str, list[float]] | None) -> bool:
+    """Whether metadata `a` describes the normalization `b` (float32 rounding aside)."""
+    try:
+        return b is not None and set(a) == set(b) and all(
+            torch.allclose(torch.tensor(a[k], dtype=torch.float32), torch.tensor(b[k])) for k in b)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], storage_dtype: str = "float32",
                     overwrite: bool = False) -> Path:
     """Save `model`'s weights and `meta` to `path` atomically (float16 storage halves the file)."""
     if "model" not in meta or "dataset" not in meta:
         raise ValueError("checkpoint metadata needs 'model' and 'dataset' to rebuild the architecture")
     dtype = {"float32": torch.float32, "float16": torch.float16}[storage_dtype]
+    norm = normalization_of(model)
+    claimed = meta.get("normalize")
+    if claimed is not None and not _same_normalization(claimed, norm):
+        raise ValueError(f"metadata says normalize={claimed!r} but the model applies {norm!r}; leave 'normalize' "
+                         "out of the metadata (save_checkpoint records it from the model)")
+    meta = {k: v for k, v in meta.items() if k != "normalize"}
+    if norm is not None:
+        meta["normalize"] = norm
     from .pruning import dense_state_dict
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().clone()
              for k, v in dense_state_dict(model).items()}
@@ -86,9 +105,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
             raise CheckpointError(f"{path} holds {key}={meta.get(key)!r}, but {key}={value!r} was asked for; "
                                   f"use a checkpoint made for {value!r}")
     try:
-        model = build_model(meta["model"], meta["dataset"])
-    except (KeyError, ValueError) as err:
-        raise CheckpointError(f"{path}: its metadata names an unknown architecture ({err})") from err
+        model = build_model(meta["model"], meta["dataset"], normalize=meta.get("normalize"))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its metadata names an unknown architecture or a malformed "
+                              f"normalization ({err})") from err
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
     try:
         model.load_state_dict(state, strict=True)

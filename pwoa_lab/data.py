@@ -6,7 +6,9 @@ training set, for model selection), `test`.
 
 Where files are looked for: the `root` argument, else the `PWOA_DATA_ROOT` environment variable, else the
 project's `data/` folder. The root may be read-only: MNIST-style `.gz` archives are parsed in place and CIFAR
-pickles are read in place; nothing is written there unless a download is needed (torchvision, online).
+pickles are read in place; nothing is written there unless a download is needed (torchvision, online). CIFAR
+pickles are read by a restricted unpickler (`read_cifar_pickle`) that builds numpy arrays and plain
+containers only, so a tampered batch file cannot run code.
 """
 from __future__ import annotations
 
@@ -248,6 +250,45 @@ def _load_mnist_like(name: str, train: bool, root: Path, download: bool) -> tupl
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds only what CIFAR batch pickles hold: dicts, lists, str, int, bytes and numpy arrays.
+
+    Containers and scalars need no global lookup; the only globals allowed are numpy's array, scalar and dtype
+    reconstruction and `_codecs.encode` (how Python 3 writes bytes into a protocol-2 pickle). Any other global
+    (os.system, builtins.eval, ...) raises UnpicklingError before it is imported."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to load the global {module}.{name}: CIFAR batch pickles hold only numpy arrays, "
+                "lists, dicts, str and int, and unpickling anything else can run code")
+        new = hasattr(np, "_core") and hasattr(np._core, "multiarray")  # numpy 2 renamed numpy.core (old name warns)
+        if new and module.startswith("numpy.core."):
+            module = "numpy._core." + module.removeprefix("numpy.core.")
+        elif not new and module.startswith("numpy._core."):
+            module = "numpy.core." + module.removeprefix("numpy._core.")
+        return super().find_class(module, name)
+
+
+def read_cifar_pickle(path: str | Path) -> dict:
+    """One CIFAR batch pickle (`data_batch_1`, `test_batch`, `train`, ...) as a dict, read with a restricted
+    unpickler (latin-1 strings, as torchvision reads them). A file that asks for anything beyond numpy arrays
+    and plain containers raises ValueError naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            entry = _CifarUnpickler(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as err:
+        raise ValueError(f"{path} is not a readable CIFAR batch pickle ({type(err).__name__}: {err}); replace it "
+                         "with the original file from https://www.cs.toronto.edu/~kriz/cifar.html") from err
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path} holds a {type(entry).__name__}, not the dict of a CIFAR batch")
+    return entry
+
+
 def _load_cifar(name: str, train: bool, root: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     base, train_files, test_files, label_key = _CIFAR[name]
     folder = root / base
@@ -263,8 +304,9 @@ def _load_cifar(name: str, train: bool, root: Path, download: bool) -> tuple[tor
             raise _missing(name, folder, files) from err
     xs, ys = [], []
     for f in files:  # read in place (works on a read-only root; the MD5s of rebuilt pickles may differ)
-        with open(folder / f, "rb") as fh:
-            entry = pickle.load(fh, encoding="latin1")
+        entry = read_cifar_pickle(folder / f)
+        if "data" not in entry or label_key not in entry:
+            raise ValueError(f"{folder / f} has no 'data' / {label_key!r} entries: not a {name} batch file")
         xs.append(np.asarray(entry["data"], dtype=np.uint8))
         ys.extend(entry[label_key])
     data = np.concatenate(xs)

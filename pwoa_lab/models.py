@@ -3,7 +3,9 @@
 Every model here has `forward_features(x) -> (logits, hiddens)`, where `hiddens` is the list of block
 outputs Z_j that the HSIC term of PwoA uses (LeNet-3: relu(conv1), relu(conv2), relu(fc1); ResNet-18: stem,
 8 blocks, pooled feature; WRN-34-10: stem, 15 blocks, pooled feature). A plain `model(x)` returns the logits
-only. `logits_and_hiddens(model, x)` is the one way the rest of the kit asks for both.
+only. `logits_and_hiddens(model, x)` is the one way the rest of the kit asks for both. `Normalized(model, mean,
+std)` puts a per-channel input normalization in front of any of them (imported teachers trained on normalized
+inputs; `build_model(..., normalize=...)` rebuilds it from checkpoint metadata).
 """
 from __future__ import annotations
 
