@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)  ## the quick Figure 1 on the embedded digits data (no files needed)
-	$(VENV)/bin/pwoa-lab figure1 --dataset digits --preset quick --rates 2,4,8 --out results/figure1_digits
+	$(VENV)/bin/pwoa-lab figure1 --dataset digits --preset quick --rates 2,4,8 --scope hidden --seeds 0,1,2 \
+		--out results/figure1_digits
 
 test: $(STAMP)  ## the whole test suite (notebooks in smoke mode included; the real-browser test is separate)
 	$(PY) -m pytest -q -m "not browser"

@@ -4,7 +4,7 @@ Models: LeNet-3 on MNIST-shaped inputs (1x28x28, the mnist quick preset: Adam) a
 inputs (3x32x32, the cifar10 quick preset: SGD with momentum, HSIC over its 10 hidden outputs). Each model is
 measured in a fresh subprocess, which builds the student, a frozen teacher, a random batch in [0, 1], the
 teacher's logits and the optimizer, then records the peak resident set (resource.getrusage(RUSAGE_SELF)
-.ru_maxrss) before and after one step of `engine.batch_loss("pwoa", use_hsic=True)` + backward + optimizer step.
+.ru_maxrss) before and after one step of the PwoA loss (`methods.AdmmPruning.loss` in the retraining phase) + backward + optimizer step.
 
 Figure: ru_maxrss after - before (MiB): how far the step raises the process's peak. Details also give the
 peak over the resident set just before the step (ru_maxrss counts the import-time peak too) and, on CUDA,
@@ -34,8 +34,11 @@ def child(name: str, seed: int, batch: int) -> dict:
     import torch
     from pwoa_lab.data import dataset_info
     from pwoa_lab.distillation import frozen_teacher
-    from pwoa_lab.engine import batch_loss, make_optimizer, preset_config
+    from pwoa_lab.data import TensorData
+    from pwoa_lab.loop import Batch, Phase, make_optimizer
+    from pwoa_lab.methods import AdmmPruning
     from pwoa_lab.models import build_model
+    from pwoa_lab.presets import preset_config
     from pwoa_lab.utils import get_device, set_seed
 
     def rss_now_kib() -> int:
@@ -51,8 +54,9 @@ def child(name: str, seed: int, batch: int) -> dict:
     teacher = frozen_teacher(student).to(device)
     x = torch.rand(batch, *info.shape, device=device)
     y = torch.randint(0, info.num_classes, (batch,), device=device)
-    with torch.no_grad():
-        t_logits = teacher(x)
+    # the method's own step: teacher logits precomputed (its cache), L_D + L_H in the retraining phase
+    method = AdmmPruning(config, teacher, student, TensorData(x.cpu(), y.cpu(), dataset, "train"))
+    retrain = Phase("retrain", 1, config.lr_retrain)
     opt = make_optimizer(student.parameters(), config, config.lr_retrain)
     cuda = device.type == "cuda"
     if cuda:
@@ -61,7 +65,7 @@ def child(name: str, seed: int, batch: int) -> dict:
         cuda_before = torch.cuda.memory_allocated()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss        # KiB on Linux
     rss_before = rss_now_kib()
-    loss, terms = batch_loss("pwoa", student, x, y, t_logits, config, True, info.num_classes)
+    loss, terms = method.loss(student, Batch(x, y, torch.arange(batch)), retrain)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

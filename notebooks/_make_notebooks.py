@@ -30,6 +30,7 @@ RUNTIME = {
     "03": ("about 20 s", "about 35 s (after 02; more when run alone)", "about 10 s (estimate)"),
     "04": ("about 40 s", "about 7 min", "about 1 min (estimate)"),
     "05": ("about 30 s", "about 6 min (after 02)", "about 1 min (estimate)"),
+    "06": ("about 1 min", "about 25 min (48 runs)", "about 5 min (estimate)"),
 }
 
 
@@ -135,6 +136,7 @@ $$L_{\\text{PwoA}}(\\theta) = \\underbrace{T^2\\,\\mathrm{KL}\\big(\\sigma(f_{\\
 | `03_distillation_and_hsic` | temperature and soft labels; HSIC on toy data; the HBaR loss; the information plane; λ sliders | Sec. IV |
 | `04_efficiency_and_mix_ratio` | PwoA vs AdvPrune vs HYDRA: robustness per second of training; the mix ratio | Fig. 3 |
 | `05_rigorous_evaluation` | AutoAttack, gradient-masking sanity checks, the paper's tables, running the `paper` preset on a GPU | Tables II–IV |
+| `06_pruning_design_space` | weight vs structured pruning, magnitude vs gradient importance, one-shot vs ADMM vs iterative; robust accuracy against real file size and CPU latency | beyond the paper |
 
 Read them in order; each one only needs the package and the shipped teacher, so you may also jump in anywhere.
 """),
@@ -552,6 +554,7 @@ reproduce here on `digits`.
 """ + runtime_note("02")),
         md('<a id="setup"></a>\n## 1. Parameters and set-up'),
         code(params_cell('RATES = (4, 16) if SMOKE else (2, 4, 8, 16)   # pruning rates R: keep 1/R of the weights\n'
+                         'SEEDS = (0,) if SMOKE else (0, 1, 2)          # every run once per seed: mean and spread\n'
                          'N = 40 if SMOKE else 200                      # test images for the one-shot demo')),
         code(SETUP + """
 
@@ -633,6 +636,32 @@ drift = analyses.finetune_drift(teacher, "digits", SENS_RATE, methods=("naive", 
 display(drift.pivot_table(index=["method", "lr"], columns="epoch", values="val_pgd").round(1))
 show(plots.plot_finetune_drift(drift, title=f"one-shot {SENS_RATE}x (scope hidden), then fine-tuning"))"""),
         md("""
+If fine-tuning on natural images is what loses the robustness, does it lose it because it sees *more data*, or
+because it takes *more optimizer steps*? `analyses.learning_curve` separates the two (both after one-shot
+pruning): (a) the number of training images at a fixed number of optimizer steps, and (b) the number of steps
+on a fixed set of images. On MNIST (the README's table) PwoA at 8x fell from 77 (600 images per class) to 52
+(the whole training split) with the same number of epochs; ten times the data at the same epochs is also ten
+times the steps. Here on digits (126 images per class at most):
+"""),
+        code("""
+curve = analyses.learning_curve(teacher, "digits", rates=(SENS_RATE,), methods=("naive", "pwoa"),
+                                sizes=(12, 120) if SMOKE else (12, 40, 120), fixed_steps=40 if SMOKE else 120,
+                                steps=(40,) if SMOKE else (38, 114, 342), fixed_size=120, preset=PRESET,
+                                scope="hidden", cache_dir=cache_dir, progress=PROGRESS)
+display(curve.round(1))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+for ax, axis, x in zip(axes, ("data", "steps"), ("images", "steps")):
+    for method, part in curve[curve.axis == axis].groupby("method"):
+        ax.plot(part[x], part.pgd, marker="o", label=method, color=plots.METHOD_STYLE[method]["color"])
+    ax.axhline(float(curve.loc[curve.method == "oneshot", "pgd"].iloc[0]), ls=":", color="gray",
+               label="one-shot, no training")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{x} ({'fixed steps' if axis == 'data' else 'fixed images'})")
+    ax.grid(alpha=0.3)
+axes[0].set_ylabel("test PGD accuracy (%)")
+axes[0].legend(fontsize=8)
+show(fig)"""),
+        md("""
 <a id="admm"></a>
 ## 3. ADMM pruning and the naive loss
 
@@ -656,20 +685,31 @@ $L_D + L_H$ (notebook 03). `figures.figure1` runs both at every rate and evaluat
 """),
         md('<a id="fig1"></a>\n## 4. Figure 1(b): robustness vs pruning rate'),
         code("""
-fig1 = figures.figure1(dataset="digits", rates=RATES, methods=("naive", "pwoa"), preset=PRESET,
-                           cache_dir=cache_dir, progress=PROGRESS)
-display(fig1.round(2))"""),
+fig1 = figures.figure1(dataset="digits", rates=RATES, methods=("oneshot", "naive", "pwoa"), preset=PRESET,
+                       seeds=SEEDS, cache_dir=cache_dir, progress=PROGRESS)
+summary = figures.seed_summary(fig1)
+display(summary.round(2))"""),
         code("""
 show(plots.plot_figure1(fig1, metrics=("natural", "pgd", "aa"),
                         title=f"Figure 1(b) on digits (preset {PRESET})"))"""),
         md("""
+Each point is the mean over `SEEDS` with a bar of one standard deviation; the x axis gives each rate with the share
+of the *whole network's* weights that are zero. The grey line is the control **one-shot pruning with no training
+at all**: magnitude pruning of the teacher, nothing else. Compare it with the two fine-tuned methods. It keeps
+much of the teacher's robust accuracy; it is natural accuracy that fine-tuning buys back, and on natural images
+that fine-tuning is what costs robustness. Distillation (PwoA) slows that loss; naive cross-entropy does not.
+
 The paper's claim, checked on this table: relative to the dense teacher, naive pruning keeps natural accuracy but
-its robust (PGD) accuracy falls, while PwoA stays close to the teacher. `figures.phenomenon` puts the numbers
-side by side (`naive_over_teacher`: the fraction of the teacher's robust accuracy naive pruning keeps;
-`pwoa_gap`: how many points PwoA is below the teacher). With the `smoke` preset the runs are too short to show it.
+its robust (PGD) accuracy falls, while PwoA stays close to the teacher. `figures.phenomenon` puts the means side
+by side (`naive_over_teacher`: the fraction of the teacher's robust accuracy naive pruning keeps; `pwoa_gap`:
+how many points PwoA is below the teacher), and `figures.claim_in_words` says per rate whether the claim holds.
+With the `smoke` preset the runs are too short to show it.
 """),
         code("""
-display(figures.phenomenon(fig1, "pgd", rates=RATES).round(2))"""),
+check = figures.phenomenon(summary, "pgd")
+display(check.round(2))
+for line in figures.claim_in_words(check, "pgd"):
+    print(line)"""),
         md("The training curve of one naive run (validation accuracy per epoch; ADMM, then the hard prune, then "
            "masked retraining): natural accuracy recovers after the hard prune, robust accuracy does not."),
         code("""
@@ -1201,6 +1241,7 @@ GPU.
                          'N = 40 if SMOKE else None               # test images for natural / FGSM / PGD / CW (None: all 359)\n'
                          'AA_N = 20 if SMOKE else 100             # test images for AutoAttack\n'
                          'AA_VERSION = "fast" if SMOKE else "standard"\n'
+                         'SEEDS = (0,) if SMOKE else (0, 1, 2)     # Tables II-IV: mean and spread over seeds\n'
                          'STEPS = (5, 10, 20) if SMOKE else (5, 10, 20, 50, 100)   # PGD steps for the monotonicity check')),
         code(SETUP + """
 
@@ -1317,37 +1358,47 @@ comes from `runs.prune_row` (cached; notebooks 02 and 03 may already have traine
 with FGSM, PGD-20, CW-20 and AutoAttack. $L_D$ is run with $\\lambda_x=\\lambda_y=0$, i.e. without the HSIC term.
 """),
         code("""
-LOSSES = {"naive": "L_CE", "kd": "L_D", "pwoa": "L_D + L_H"}
+LOSSES = {"oneshot": "one-shot (no training)", "naive": "L_CE", "kd": "L_D", "pwoa": "L_D + L_H"}
 SETTINGS = presets.eval_settings("digits", PRESET)
 rows = []
-for rate in RATES:
-    for method, loss_name in LOSSES.items():
-        extra = {"lambda_x": 0.0, "lambda_y": 0.0} if method == "kd" else {}
-        row, _ = runs.prune_row(teacher, preset_config("digits", PRESET, method=method, rate=rate, **extra),
-                                       SETTINGS, cache_dir, progress=PROGRESS)
-        model = runs.load_cached_model(row["key"], teacher, cache_dir)
-        table = attacks.evaluate(model, test, ["natural", "fgsm", "pgd", "cw"], eps=EPS, n=N, attack_options=OPTIONS,
-                                 progress=False)
-        result = {r.attack: r.accuracy for r in table.itertuples()}
-        result["aa"] = float(attacks.evaluate(model, test, ["aa"], eps=EPS, n=AA_N, attack_options=OPTIONS,
-                                              progress=False).accuracy.iloc[0])
-        rows.append({"rate": f"{rate:g}x", "loss": loss_name, **result, "sparsity": row["sparsity"]})
-paper_table = pd.DataFrame(rows).set_index(["rate", "loss"])
+for seed in SEEDS:
+    for rate in RATES:
+        for method, loss_name in LOSSES.items():
+            extra = {"lambda_x": 0.0, "lambda_y": 0.0} if method == "kd" else {}
+            config = preset_config("digits", PRESET, method=method, rate=rate, seed=seed, **extra)
+            row, _ = runs.prune_row(teacher, config, SETTINGS, cache_dir, progress=PROGRESS)
+            model = runs.load_cached_model(row["key"], teacher, cache_dir)
+            table = attacks.evaluate(model, test, ["natural", "fgsm", "pgd", "cw"], eps=EPS, n=N,
+                                     attack_options=OPTIONS, progress=False)
+            result = {r.attack: r.accuracy for r in table.itertuples()}
+            result["aa"] = float(attacks.evaluate(model, test, ["aa"], eps=EPS, n=AA_N, attack_options=OPTIONS,
+                                                  progress=False).accuracy.iloc[0])
+            rows.append({"rate": f"{rate:g}x", "loss": loss_name, "seed": seed, **result,
+                         "sparsity": row["sparsity"]})
+per_seed = pd.DataFrame(rows)
+metrics = ["natural", "fgsm", "pgd", "cw", "aa"]
+grouped = per_seed.groupby(["rate", "loss"], sort=False)
+paper_table = grouped[metrics + ["sparsity"]].mean()
+spread = grouped[metrics].std(ddof=1)   # NaN with one seed
 paper_table.columns = ["Natural", "FGSM", "PGD", "CW", f"AA ({AA_VERSION}, n={AA_N})", "sparsity"]
+spread.columns = paper_table.columns[:-1]
+shown = paper_table.copy().astype(object)
+for col in spread.columns:
+    shown[col] = [f"{m:.2f}" + ("" if s != s else f" ± {s:.2f}") for m, s in zip(paper_table[col], spread[col])]
+shown["sparsity"] = paper_table["sparsity"].map("{:.3f}".format)
 dense = aa_table.set_index("attack").accuracy
-display(paper_table.style.format("{:.2f}").set_caption(
-    f"digits, eps = {EPS}; dense teacher on the first {AA_N} images: natural {dense['natural']:.1f}, "
-    f"PGD {dense['pgd']:.1f}, AA {dense['aa']:.1f}"))"""),
+display(shown.style.set_caption(
+    f"digits, eps = {EPS}, mean ± std over seeds {SEEDS}; dense teacher on the first {AA_N} images: natural "
+    f"{dense['natural']:.1f}, PGD {dense['pgd']:.1f}, AA {dense['aa']:.1f}"))"""),
         code("""
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
-colors = {"L_CE": plots.METHOD_STYLE["naive"]["color"], "L_D": plots.METHOD_STYLE["kd"]["color"],
-          "L_D + L_H": plots.METHOD_STYLE["pwoa"]["color"]}
+colors = {name: plots.METHOD_STYLE[method]["color"] for method, name in LOSSES.items()}
 flat = paper_table.reset_index()
 for ax, metric in zip(axes, ["PGD", paper_table.columns[4]]):
     for k, loss_name in enumerate(LOSSES.values()):
         part = flat[flat.loss == loss_name]
-        ax.bar(np.arange(len(part)) + 0.27 * (k - 1), part[metric], width=0.27, color=colors[loss_name],
-               label=loss_name)
+        ax.bar(np.arange(len(part)) + 0.2 * (k - 1.5), part[metric], width=0.2, color=colors[loss_name],
+               yerr=spread.reset_index().loc[lambda d: d.loss == loss_name, metric], label=loss_name)
     ax.axhline(dense["aa" if metric.startswith("AA") else "pgd"], color="black", ls="--", label="dense teacher")
     ax.set_xticks(range(len(RATES)), [f"{r:g}x" for r in RATES])
     ax.set_xlabel("pruning rate")
@@ -1410,6 +1461,265 @@ Independent numbers to compare with (Piras et al. 2024, CIFAR-10 ResNet-18, clea
     ])
 
 
+# The measured answer of notebook 06 (Section 7): filled in from the runs named in it.
+ANSWER_06 = """
+<a id="answer"></a>
+## 7. PwoA-S vs naive structured pruning: the measured answer
+
+(to be measured)
+"""
+
+
+# =============================================================================================== 06
+
+def nb06():
+    return notebook([
+        md("""
+# 06 · The pruning design space and its security cost
+
+Notebooks 02–05 prune single weights on the paper's schedule (ADMM, then one hard prune). A pruning course
+also teaches the other choices, and each one changes what a pruned robust model keeps:
+
+| axis | choices | what changes |
+| --- | --- | --- |
+| **structure** | weight (masks) · structured (whole channels) | only structured pruning makes the model physically smaller and faster |
+| **importance** | magnitude $\\lvert w\\rvert$ · gradient $\\lvert w\\,\\partial L/\\partial w\\rvert$ | which weights or channels count as unimportant |
+| **schedule** | one-shot · ADMM · iterative (cubic) | how the network gets from dense to sparse |
+| **loss** | naive $L_{CE}$ · PwoA $L_D+L_H$ | what the fine-tuning asks for: the paper's question |
+
+This notebook builds each axis, then runs the grid (cached) and plots robust accuracy (PGD, AutoAttack) against
+what a user pays: the **file to ship** and the **CPU latency**. The paper's losses with a structured rate are
+called **PwoA-S** here.
+
+**Contents**
+1. [Parameters and set-up](#setup)
+2. [Weight vs structured pruning: what "smaller" means](#structure)
+3. [Magnitude vs gradient importance](#importance)
+4. [One-shot, ADMM and iterative schedules](#schedule)
+5. [The experiment: accuracy vs size and latency](#grid)
+6. [Choose the axes (widget)](#widget)
+7. [PwoA-S vs naive structured pruning: the measured answer](#answer)
+8. [Things to try](#try)
+
+""" + runtime_note("06")),
+        md('<a id="setup"></a>\n## 1. Parameters and set-up'),
+        code(params_cell('RATES = (4,) if SMOKE else (2, 4)            # the full study: 2x-8x, 3 seeds (Section 7)\n'
+                         'SEEDS = (0,)\n'
+                         'STRUCTURES = ("weight", "structured")\n'
+                         'IMPORTANCES = ("magnitude",) if SMOKE else ("magnitude", "gradient")\n'
+                         'SCHEDULES = ("oneshot",) if SMOKE else ("oneshot", "admm", "iterative")\n'
+                         'LOSSES = ("naive", "pwoa")\n'
+                         'OVERRIDES = dict(admm_epochs=1, retrain_epochs=1, n_per_class=30) if SMOKE else {}   # PruneConfig fields\n'
+                         'N = 50 if SMOKE else None                   # test images for the one-shot checks (None: all)\n'
+                         'REPEATS = 3 if SMOKE else 21                # latency: timed repeats (median)\n'
+                         'THREADS = 1                                  # torch threads for the latency')),
+        code(SETUP + """
+
+from pwoa_lab import (attacks, checkpoint, data, design_space, footprint, plots, presets, pruning, structured,
+                      widgets)
+from pwoa_lab.presets import preset_config
+
+teacher, meta = checkpoint.load_teacher("digits")
+EPS = meta["eps"]
+SHAPE = data.dataset_info("digits").shape            # one input: (1, 16, 16)
+train, test = data.load_dataset("digits", "train"), data.load_dataset("digits", "test")
+OPTIONS = attacks.default_attack_options("digits", EPS)
+print(f"teacher: {meta['model']}, {structured.parameter_count(teacher):,} parameters, eps = {EPS}")"""),
+        md("""
+<a id="structure"></a>
+## 2. Weight vs structured pruning: what "smaller" means
+
+**Weight pruning** sets single weights to 0 (masks). The layer shapes do not change, so the model computes as
+much as before; only a compact sparse file (bitmask + kept values, `pruning.save_sparse`) is smaller.
+
+**Structured pruning** removes whole output channels (filters of a conv, neurons of a linear layer) *and* the
+matching inputs of every layer that reads them. The result is a smaller dense network of the same family:
+fewer parameters, a smaller plain file, fewer multiply-adds. The kit leaves the surgery to Torch-Pruning's
+dependency graph (`pwoa_lab.structured`), which traces one forward pass and finds every coupled tensor (through
+pooling, `flatten`, BatchNorm and residual additions). The classifier's outputs and the image's channels stay.
+
+**What rate R means for a structured model.** A layer between two pruned layers loses inputs *and* outputs,
+so removing a fraction $p$ of the channels of every layer keeps about $(1-p)^2$ of its weights. The kit picks
+the smallest $p$ (in steps of 1/1000) for which the whole model holds at most $1/R$ of the teacher's
+parameters (`structured.fraction_for_rate`): about half of the channels at 4x. Weight pruning at rate $R$ keeps
+$1/R$ of the weights, so the two have about the same number of non-zero parameters: a fair comparison.
+"""),
+        code("""
+RATE = 4
+weight_model = copy.deepcopy(teacher)
+pruning.prune_by_magnitude(weight_model, RATE)
+pruning.remove_masks(weight_model)
+struct_model = copy.deepcopy(teacher)
+fraction = structured.fraction_for_rate(struct_model, SHAPE, RATE)
+removed = structured.structured_prune(struct_model, SHAPE, fraction)
+print(f"rate {RATE}x -> channel fraction p = {fraction:.3f}; channels removed per layer:",
+      {k: len(v) for k, v in removed.items()})
+print(struct_model)
+
+models = {"dense teacher": teacher, f"weight {RATE}x": weight_model, f"structured {RATE}x": struct_model}
+fp = footprint.footprint_table(models, SHAPE, reference=teacher, repeats=REPEATS, threads=THREADS)
+display(fp)"""),
+        code("""
+def layer_counts(model):
+    return {name: int((p != 0).sum()) for name, p in model.named_parameters() if name.endswith("weight")}
+
+counts = pd.DataFrame({name: layer_counts(m) for name, m in models.items()})
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
+counts.plot.bar(ax=ax1, logy=True, rot=0, color=["black", "tab:blue", "tab:green"])
+ax1.set_ylabel("non-zero weights")
+ax1.set_title(f"where the weights are, {RATE}x")
+x = np.arange(len(fp))
+ax2.bar(x - 0.2, fp.ship_bytes / 1e3, width=0.4, label="file to ship (kB)", color="tab:gray")
+ax2b = ax2.twinx()
+ax2b.bar(x + 0.2, fp.latency_ms_128, width=0.4, label="latency, batch 128 (ms)", color="tab:orange")
+ax2.set_xticks(x, fp.model)
+ax2.set_ylabel("file to ship (kB)")
+ax2b.set_ylabel("CPU latency, batch 128 (ms)")
+ax2.set_title("size and speed")
+fig.legend(loc="upper right", fontsize=8)
+fig.tight_layout()
+show(fig)"""),
+        md("""
+The weight-pruned model has the teacher's parameter count and latency: its zeros are still multiplied. Its
+sparse file is about a quarter of the dense one plus a bitmask (1 bit per weight). The structured model is a
+quarter of the teacher in parameters *and* in its plain file, and it runs faster; how much faster depends on
+the layer (on this tiny CNN the first conv layer's activations dominate at batch 1; `bench/bench_footprint.py`
+measures LeNet-3 on MNIST).
+
+<a id="importance"></a>
+## 3. Magnitude vs gradient importance
+
+Magnitude pruning assumes that small weights matter little. The **first-order Taylor** (SNIP-style) importance
+asks instead how much the loss would change if a weight were set to 0:
+
+$$L(w - w_i e_i) \\approx L(w) - w_i\\,\\frac{\\partial L}{\\partial w_i}
+\\quad\\Rightarrow\\quad s_i = \\Big\\lvert w_i\\,\\frac{\\partial L}{\\partial w_i}\\Big\\rvert,$$
+
+with $L$ the cross-entropy on natural training images (`pruning.gradient_importance`; the kit uses 512).
+Channels score the sum over their filter (Molchanov et al. 2019). On a *trained* network the gradient of the
+training loss is small and noisy, so the two rankings can disagree a lot:
+"""),
+        code("""
+x_imp, y_imp = train.x[:512], train.y[:512]
+grad_scores = pruning.gradient_importance(teacher, x_imp, y_imp)
+mag_scores = {k: w.abs() for k, w in pruning.prunable_weights(teacher).items()}
+rows = []
+for layer in mag_scores:
+    a = pruning.importance_masks({layer: mag_scores[layer]}, RATE)[layer]
+    b = pruning.importance_masks({layer: grad_scores[layer]}, RATE)[layer]
+    rows.append({"layer": layer, "weights": a.numel(), "kept by both": int((a & b).sum()),
+                 "overlap (Jaccard)": float((a & b).sum() / (a | b).sum())})
+display(pd.DataFrame(rows))
+
+one_shot = []
+for name, scores in (("magnitude", mag_scores), ("gradient", grad_scores)):
+    model = copy.deepcopy(teacher)
+    pruning.apply_masks(model, pruning.importance_masks(scores, RATE))
+    table = attacks.evaluate(model, test, ["natural", "pgd"], eps=EPS, n=N, attack_options=OPTIONS, progress=False)
+    one_shot.append({"importance": name, **{r.attack: r.accuracy for r in table.itertuples()}})
+display(pd.DataFrame(one_shot).set_index("importance").rename(columns=lambda c: f"{c}, one-shot {RATE}x, no training"))
+
+layer = max(mag_scores, key=lambda k: mag_scores[k].numel())
+fig, ax = plt.subplots(figsize=(5.5, 3.6))
+ax.loglog(mag_scores[layer].flatten() + 1e-12, grad_scores[layer].flatten() + 1e-12, ".", ms=1, alpha=0.3)
+ax.set_xlabel("|w|")
+ax.set_ylabel("|w dL/dw|")
+ax.set_title(f"{layer}: two importances of the same weights")
+ax.grid(alpha=0.3, which="both")
+show(fig)"""),
+        md("""
+<a id="schedule"></a>
+## 4. One-shot, ADMM and iterative schedules
+
+All three are fields of the same pipeline (`PruneConfig(schedule=...)`), with the same training budget
+(`admm_epochs + retrain_epochs` epochs) and any loss:
+
+- **one-shot**: prune to the final rate by importance, then fine-tune with the loss for all epochs.
+- **ADMM** (the paper): `admm_epochs` epochs pull the weights towards the sparse set (the penalty
+  $\\rho/2\\,\\lVert W-Z+U\\rVert^2$; structured: towards few non-zero *rows*), then one hard prune and
+  `retrain_epochs` of masked fine-tuning.
+- **iterative** (Zhu & Gupta 2017): the sparsity grows over the first `admm_epochs` epochs on a cubic schedule,
+  $s_t = s_f\\,\\big(1-(1-t/n)^3\\big)$, fast at first and slowly at the end, recomputing the masks by importance
+  at every step among the weights still kept (pruned weights stay 0); then `retrain_epochs` at $s_f$.
+  Structured: channel masks while the fraction grows, the physical removal when retraining begins.
+
+The sparsity each schedule trains at, epoch by epoch (digits `quick` preset: 6 + 12 epochs):
+"""),
+        code("""
+cfg = preset_config("digits", "quick", rate=RATE)
+n, total = cfg.admm_epochs, cfg.admm_epochs + cfg.retrain_epochs
+final = 1 - 1 / RATE
+epochs = np.arange(1, total + 1)
+fig, ax = plt.subplots(figsize=(6.5, 3.5))
+ax.step(epochs, [final] * total, where="post", ls=":", label="one-shot")
+ax.step(epochs, [0.0 if e <= n else final for e in epochs], where="post", label="ADMM (hard prune after epoch n)")
+ax.step(epochs, [pruning.cubic_sparsity(min(e, n), n, final) for e in epochs], where="post", ls="--",
+        label="iterative (cubic)")
+ax.set_xlabel("epoch")
+ax.set_ylabel("sparsity of the pruned layers")
+ax.set_title(f"{RATE}x: sparsity while training (ADMM is dense but pulled towards Z)", fontsize=9)
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+show(fig)"""),
+        md("""
+<a id="grid"></a>
+## 5. The experiment: accuracy vs size and latency
+
+`design_space.design_space` runs every combination of the chosen axes, rates and seeds through
+`runs.prune_row` (cached: a second run of this cell reads everything back) and measures each model's footprint
+(`footprint`: parameters, files, CPU latency; latency once per architecture). With `SMOKE` the grid is tiny.
+"""),
+        code("""
+SETTINGS = presets.eval_settings("digits", PRESET)
+ds = design_space.design_space(teacher, "digits", rates=RATES, seeds=SEEDS, structures=STRUCTURES,
+                               importances=IMPORTANCES, schedules=SCHEDULES, losses=LOSSES, preset=PRESET,
+                               settings=SETTINGS, cache_dir=cache_dir, repeats=REPEATS, threads=THREADS,
+                               progress=PROGRESS, **OVERRIDES)
+display(design_space.mean_std_table(ds[ds.method != "teacher"], ("natural", "pgd", "aa")))"""),
+        code("""
+fig, axes = plt.subplots(1, 2, figsize=(15, 4.8), sharey=True)
+plots.plot_design_space(ds, x="ship_bytes", metric="pgd", ax=axes[0])
+plots.plot_design_space(ds, x="latency_ms_128", metric="pgd", ax=axes[1])
+axes[0].get_legend().remove()                     # one legend, right of the second panel
+fig.suptitle(f"digits, preset {PRESET}: PGD accuracy against the file to ship and the CPU latency")
+fig.tight_layout()
+show(fig)"""),
+        md("""
+<a id="widget"></a>
+## 6. Choose the axes (widget)
+
+`widgets.design_space_view(ds, x=..., metric=..., structures=..., ...)` filters the table above and redraws;
+nothing trains. Plain call first, then the widget (x axis, metric, and which values of each axis to show):
+"""),
+        code("""
+table, fig = widgets.design_space_view(ds, x="latency_ms_128", metric="aa" if ds.aa.notna().any() else "pgd",
+                                       losses=("pwoa",))
+display(table)
+show(fig)"""),
+        code("""
+display(widgets.design_space_widget(ds))"""),
+        md(ANSWER_06),
+        md("""
+<a id="try"></a>
+## 8. Things to try
+
+1. Add `scope="hidden"` to `design_space.design_space(...)` (it passes PruneConfig fields on): keeping the first
+   layer and the classifier dense helped weight pruning at 8x (README). Does it help structured pruning?
+2. Run the grid at 8x (`RATES = (2, 4, 8)`): where does structured pruning stop keeping any robustness?
+3. `importance="gradient"` uses cross-entropy on natural images. Write a gradient importance on the
+   *distillation* loss instead (`pruning.gradient_importance(..., loss_fn=...)` takes any loss): does the
+   ranking move towards the magnitude one?
+4. Time the models with `THREADS = 2` and at batch 1 (`footprint.latency_table(..., batches=(1,))`): when does
+   structured pruning stop paying off, and why (hint: per-call overhead vs multiply-adds)?
+5. Prune a ResNet-18 structurally (`structured.structured_prune(build_model("resnet18", "cifar10"), (3, 32, 32),
+   0.5)`) and print it: which channels had to go together because of the residual additions
+   (`structured.channel_groups`)?
+6. Export the structured model for a user: `structured.save_structured(model, "small.pt")`, then
+   `structured.load_structured("small.pt")` in a fresh kernel: a plain `nn.Module`, no masks, no kit state.
+"""),
+    ])
+
+
 NOTEBOOKS = {
     "00_start_here.ipynb": nb00,
     "01_adversarial_examples.ipynb": nb01,
@@ -1417,6 +1727,7 @@ NOTEBOOKS = {
     "03_distillation_and_hsic.ipynb": nb03,
     "04_efficiency_and_mix_ratio.ipynb": nb04,
     "05_rigorous_evaluation.ipynb": nb05,
+    "06_pruning_design_space.ipynb": nb06,
 }
 
 

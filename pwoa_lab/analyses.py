@@ -1,4 +1,5 @@
-"""Where robustness is lost: which layers (`layer_sensitivity`), and pruning or fine-tuning (`finetune_drift`)."""
+"""Where robustness is lost: which layers (`layer_sensitivity`), pruning or fine-tuning (`finetune_drift`), and
+whether the fine-tuning loses it through more data or through more optimizer steps (`learning_curve`)."""
 from __future__ import annotations
 
 import copy
@@ -105,4 +106,56 @@ def finetune_drift(teacher: nn.Module, dataset: str = "digits", rate: float = 8,
             rows.append({"method": config.method, "lr": config.lr_retrain, "epoch": int(r.epoch),
                          "train_seconds": float(r.train_seconds), "val_natural": float(r.val_natural),
                          "val_pgd": float(r.val_pgd)})
+    return pd.DataFrame(rows)
+
+
+def learning_curve(teacher: nn.Module | None = None, dataset: str = "mnist", rates: Sequence[float] = (4, 8),
+                   methods: Sequence[str] = ("naive", "pwoa"), sizes: Sequence[int] = (60, 600, 5000),
+                   fixed_steps: int = 400, steps: Sequence[int] = (140, 420, 1170), fixed_size: int = 600,
+                   preset: str = "quick", seed: int = 1234, settings: EvalSettings = EvalSettings(n=500, aa_n=0),
+                   cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
+                   progress: bool = True, workers: int = 1, **overrides: Any) -> pd.DataFrame:
+    """Where does the gap to the paper come from: the amount of data, or the number of optimizer steps?
+
+    Every run prunes the teacher once by magnitude (no ADMM) and fine-tunes the masked model on natural images
+    with each method's loss (the rest of the schedule from `preset`; the final epoch's model, no checkpoint
+    selection). Two axes, each a table:
+    - "data": `sizes` training images per class at about `fixed_steps` optimizer steps (whole epochs: the
+      epochs are round(fixed_steps / batches per epoch), at least 1, so the real count is in `steps`);
+    - "steps": about `steps` optimizer steps on `fixed_size` images per class.
+    The one-shot control (pruned, never trained) is one row per rate with steps 0. Test-set natural and PGD
+    accuracy (%) by `settings`. Returns a DataFrame: axis, method, rate, n_per_class, images, epochs, steps,
+    natural, pgd, train_seconds.
+    """
+    rates = [check_rate(r) for r in rates]
+    if not methods or not set(methods) <= {"naive", "kd", "pwoa"}:
+        raise ValueError(f"methods must be some of naive, kd, pwoa; got {list(methods)!r}")
+    for name, values in (("sizes", list(sizes) + [fixed_size]), ("steps", list(steps) + [fixed_steps])):
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"{name} must be whole numbers >= 1; got {values!r}")
+    device = get_device(device)
+    teacher = resolve_teacher(dataset, teacher, device)
+    base = preset_config(dataset, preset, method="naive", seed=seed, **overrides)
+    classes = dataset_info(dataset).num_classes
+    plan = [("data", n, fixed_steps) for n in sizes] + [("steps", fixed_size, s) for s in steps]
+    runs, configs = [], []
+    for axis, n, target in plan:
+        batches = -(-classes * n // base.batch_size)  # per epoch (class-balanced subset of n per class)
+        epochs = max(1, round(target / batches))
+        for method in methods:
+            for rate in rates:
+                runs.append({"axis": axis, "method": method, "rate": rate, "n_per_class": n, "images": classes * n,
+                             "epochs": epochs, "steps": epochs * batches})
+                configs.append(preset_config(dataset, preset, method=method, rate=rate, seed=seed, n_per_class=n,
+                                             admm_epochs=0, retrain_epochs=epochs, eval_every=epochs,
+                                             lr_schedule="constant", select="last", device=str(device), **overrides))
+    for rate in rates:
+        runs.append({"axis": "control", "method": "oneshot", "rate": rate, "n_per_class": 0, "images": 0,
+                     "epochs": 0, "steps": 0})
+        configs.append(preset_config(dataset, preset, method="oneshot", rate=rate, seed=seed, device=str(device),
+                                     **overrides))
+    done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, workers, progress,
+                         desc=f"learning curve ({dataset})")
+    rows = [{**run, "natural": row["natural"], "pgd": row["pgd"], "train_seconds": row["train_seconds"]}
+            for run, (row, _) in zip(runs, done)]
     return pd.DataFrame(rows)

@@ -178,29 +178,65 @@ def resolve_workers(workers: int | str, device: str | None) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _seeds(args: argparse.Namespace) -> list[int]:
+    """--seeds 0,1,2 (each run once per seed), else the one --seed."""
+    if not args.seeds:
+        return [args.seed]
+    try:
+        return [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds takes whole numbers separated by commas, e.g. 0,1,2; got {args.seeds!r}") from None
+
+
+def _mean_std_table(summary, metrics) -> str:
+    """A seed summary as text: each metric as 'mean ± std' (just the mean for one seed)."""
+    import math
+    rows = []
+    for r in summary.itertuples():
+        row = {"method": r.method, "rate": f"{r.rate:g}x", "net sparsity": f"{100 * r.sparsity:.1f}%", "seeds": r.seeds}
+        for m in metrics:
+            mean, std = getattr(r, m), getattr(r, f"{m}_std")
+            row[m] = f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+        rows.append(row)
+    import pandas as pd
+    return pd.DataFrame(rows).to_string(index=False)
+
+
 def cmd_figure1(args: argparse.Namespace) -> int:
-    from .figures import figure1, phenomenon
+    from .figures import claim_in_words, figure1, phenomenon, seed_summary
     from .plots import plot_figure1
     rates = [float(r) for r in args.rates.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
+    seeds = _seeds(args)
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
-    df = figure1(args.dataset, rates=rates, methods=methods, preset=args.preset, seed=args.seed, teacher=teacher,
+    df = figure1(args.dataset, rates=rates, methods=methods, preset=args.preset, seeds=seeds, teacher=teacher,
                  root=args.root, device=args.device, use_cache=not args.no_cache,
                  workers=resolve_workers(args.workers, args.device),
                  **_overrides(args))
+    summary = seed_summary(df)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    csv = unique_path(out / f"figure1_{args.dataset}_{args.preset}.csv")
-    png = unique_path(out / f"figure1_{args.dataset}_{args.preset}.png")
+    stem = f"figure1_{args.dataset}_{args.preset}"
+    csv, summary_csv, png = (unique_path(out / f"{stem}.csv"), unique_path(out / f"{stem}_summary.csv"),
+                             unique_path(out / f"{stem}.png"))
     df.to_csv(csv, index=False)
-    fig = plot_figure1(df, title=f"Figure 1: {args.dataset}, preset {args.preset}")
+    summary.to_csv(summary_csv, index=False)
+    scope = args.scope or "all"
+    fig = plot_figure1(df, title=f"Figure 1: {args.dataset}, preset {args.preset}, scope {scope}, "
+                                 f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
     fig.savefig(png, dpi=120)
-    print(df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(f"scope {scope} (which weights are pruned), seeds {', '.join(map(str, seeds))}; mean ± standard "
+          "deviation over seeds")
+    print(_mean_std_table(summary, ["natural", "pgd", "aa", "pgd_last"]))
+    print("aa: per test point the worst case of PGD and AutoAttack (AutoAttack runs only on the points PGD did not break); pgd_last: "
+          "the last epoch's model, where checkpoint selection (best validation PGD) kept another one")
     if {"naive", "pwoa"} <= set(methods):
-        check = phenomenon(df, "pgd", [r for r in rates if r in (4.0, 8.0)] or rates[:2])
-        print("\nPGD accuracy vs the teacher (paper: naive collapses, PwoA stays close):")
-        print(check.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"\nwrote {csv} and {png}")
+        print("\nThe paper's claim (naive pruning collapses, PwoA stays close to the teacher), per rate:")
+        for metric in ("pgd", "aa"):
+            if summary[metric].notna().any():
+                for line in claim_in_words(phenomenon(summary, metric), metric):
+                    print("- " + line)
+    print(f"\nwrote {csv}, {summary_csv} and {png}")
     return 0
 
 
@@ -211,7 +247,7 @@ def cmd_figure3(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",")]
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
     curves, summary = figure3(args.dataset, rate=args.rate, mix_ratios=ratios, methods=methods, preset=args.preset,
-                              seed=args.seed, teacher=teacher, root=args.root, device=args.device,
+                              seeds=_seeds(args), teacher=teacher, root=args.root, device=args.device,
                               use_cache=not args.no_cache, n_per_class=args.n_per_class)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +266,8 @@ def cmd_figure3(args: argparse.Namespace) -> int:
 
 
 SCOPE_HELP = ("which weights are pruned: all (default: every conv and linear weight), hidden (all but the first "
-              "layer and the classifier) or convs")
+              "layer and the classifier), convs, or reference (the PwoA reference code's rule: every conv and a "
+              "layer named fc)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,7 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="digits")
     p.add_argument("--preset", default="quick", help="smoke, quick or paper")
     p.add_argument("--rates", default="2,4,8,16")
-    p.add_argument("--methods", default="naive,pwoa", help="comma list of naive, kd, pwoa, advprune")
+    p.add_argument("--methods", default="oneshot,naive,pwoa",
+                   help="comma list of oneshot (no training: the control), naive, kd, pwoa, advprune, hydra")
+    p.add_argument("--seeds", default=None, help="run every (method, rate) once per seed, e.g. 0,1,2 "
+                                                 "(default: the one --seed)")
     p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
     p.add_argument("--scope", default=None, help=SCOPE_HELP)
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
@@ -327,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix-ratios", default=None,
                    help="comma-separated (default: 0,0.2,0.4,0.6,0.8,1 with --preset paper, else 0,0.5,1)")
     p.add_argument("--methods", default="pwoa,advprune,hydra")
+    p.add_argument("--seeds", default=None, help="repeat every run once per seed, e.g. 0,1,2")
     p.add_argument("--n-per-class", type=int, default=None,
                    help="train every run on this many images per class (default: the preset's subset; "
                         "MNIST quick: 300)")

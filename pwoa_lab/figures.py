@@ -3,6 +3,7 @@ training time over mix ratios), each run a cached `prune_row`, plus the checks t
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,50 +17,114 @@ from .presets import eval_settings, fig3_defaults, preset_config
 from .runs import resolve_teacher, teacher_row
 from .utils import check_rate, get_device
 
-FIG1_COLUMNS = ["dataset", "method", "rate", "natural", "fgsm", "pgd", "aa", "sparsity", "train_seconds",
-                "eval_seconds", "cached"]
+FIG1_COLUMNS = ["dataset", "method", "rate", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
+                "selected_epoch", "last_epoch", "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached"]
+SUMMARY_METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
+METHOD_ORDER = ("teacher", "oneshot", "naive", "kd", "pwoa", "advprune", "hydra")
 
 
-def figure1(dataset: str = "digits", rates: Sequence[float] = (2, 4, 8, 16), methods: Sequence[str] = ("naive", "pwoa"),
-            preset: str = "quick", seed: int = 1234, teacher: nn.Module | str | Path | None = None,
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """One or more distinct whole-number seeds, else a ValueError that says so."""
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be one or more distinct whole numbers, e.g. (0, 1, 2); got {seeds!r}")
+    return seeds
+
+
+def figure1(dataset: str = "digits", rates: Sequence[float] = (2, 4, 8, 16),
+            methods: Sequence[str] = ("oneshot", "naive", "pwoa"), preset: str = "quick", seed: int = 1234,
+            seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
             settings: EvalSettings | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
             root=None, device=None, progress: bool = True, workers: int = 1, **overrides: Any) -> pd.DataFrame:
-    """Figure 1(b): natural / FGSM / PGD / AutoAttack accuracy (%) vs pruning rate, per method.
+    """Figure 1(b): natural / FGSM / PGD / AutoAttack accuracy (%) vs pruning rate, per method and seed.
 
-    One row per (method, rate) plus the unpruned teacher (method "teacher", rate 1). `overrides` go into
-    every run config (e.g. scope="convs"). Each row is cached by its full configuration. `workers` > 1 runs
-    that many prune runs at once in separate processes (same results; see `jobs.prune_rows`).
+    One row per (method, rate, seed) plus the unpruned teacher (method "teacher", rate 1, evaluated once).
+    `seeds` (default: just `seed`) runs every (method, rate) once per seed, each cached on its own; aggregate with
+    `seed_summary`. `oneshot` is the control with no training at all. `aa` is the per-point worst case of PGD and
+    AutoAttack (`evaluation`); `natural_last` / `pgd_last` are the final epoch's model when checkpoint selection
+    (`select`) kept another epoch. `overrides` go into every run config (e.g. scope="reference"). `workers` > 1
+    runs that many prune runs at once in separate processes (same results; see `jobs.prune_rows`).
     """
     rates = [check_rate(r) for r in rates]
+    seeds = check_seeds([seed] if seeds is None else seeds)
     settings = settings or eval_settings(dataset, preset)
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
-    configs = [preset_config(dataset, preset, method=m, rate=r, seed=seed, device=str(device), **overrides)
-               for m in methods for r in rates]
+    configs = [preset_config(dataset, preset, method=m, rate=r, seed=s, device=str(device), **overrides)
+               for s in seeds for m in methods for r in rates]
     eps = preset_config(dataset, preset, **overrides).resolved().eps
     workers = check_workers(workers)
     teacher_job = (teacher_row, (teacher if workers == 1 else copy.deepcopy(teacher).cpu(), dataset, eps, settings,
                                  cache_dir, use_cache, root))
     done, (teacher_result,) = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, workers, progress,
                                          desc=f"figure 1 ({dataset}, {preset})", extra_jobs=[teacher_job])
-    rows = [teacher_result] + [row for row, _ in done]
+    rows = [teacher_result] + [{**row, "seed": c.seed} for (row, _), c in zip(done, configs)]
     df = pd.DataFrame(rows)
     return df[[c for c in FIG1_COLUMNS if c in df.columns]]
 
 
-def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] = (4, 8)) -> pd.DataFrame:
-    """The paper's claim checked on a Figure-1 table: per rate, naive vs PwoA relative to the teacher.
+def seed_summary(df: pd.DataFrame, metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds per (dataset, method, rate) of a Figure-1 table.
 
-    Columns: rate, teacher, naive, pwoa, naive_over_teacher, pwoa_gap (teacher - pwoa, points).
+    Columns: dataset, method, rate, seeds (how many), sparsity (mean), and for each metric present `m` (mean) and
+    `m_std` (NaN for a single seed); rows ordered teacher, oneshot, naive, kd, pwoa, advprune, hydra, then by rate.
     """
-    teacher = float(df.loc[df.method == "teacher", metric].iloc[0])
+    metrics = [m for m in metrics if m in df.columns]
+    keys = ["dataset", "method", "rate"]
+    grouped = df.groupby(keys, sort=False)
+    out = grouped[metrics + ["sparsity"]].mean()
+    out.insert(0, "seeds", grouped.size())
+    for m in metrics:
+        out[f"{m}_std"] = grouped[m].std(ddof=1)
+    out = out.reset_index()
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    out["_order"] = out.method.map(lambda m: order.get(m, len(order)))
+    return out.sort_values(["_order", "rate"]).drop(columns="_order").reset_index(drop=True)
+
+
+def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] | None = None,
+               tolerance: float = 3.0, collapse: float = 1 / 3) -> pd.DataFrame:
+    """The paper's claim checked per rate on a Figure-1 table (per-seed rows or a `seed_summary`).
+
+    The claim holds at a rate when naive pruning collapses (mean `metric` at most `collapse` x the teacher's)
+    and PwoA stays close (mean within `tolerance` points of the teacher). Columns: rate, sparsity, teacher,
+    oneshot, naive, pwoa (means) with their `_std`, naive_over_teacher, pwoa_gap (teacher - pwoa, points), holds.
+    """
+    summary = df if "seeds" in df.columns else seed_summary(df, [metric])
+    teacher = float(summary.loc[summary.method == "teacher", metric].iloc[0])
+    rates = sorted(summary.loc[summary.method != "teacher", "rate"].unique()) if rates is None else rates
     out = []
     for rate in rates:
-        sel = df[df.rate == rate].set_index("method")[metric]
-        naive, pwoa = float(sel.get("naive", float("nan"))), float(sel.get("pwoa", float("nan")))
-        out.append({"rate": rate, "teacher": teacher, "naive": naive, "pwoa": pwoa,
-                    "naive_over_teacher": naive / teacher if teacher else float("nan"), "pwoa_gap": teacher - pwoa})
+        sel = summary[summary.rate == rate].set_index("method")
+        row = {"rate": float(rate), "sparsity": float(sel.sparsity.mean()), "teacher": teacher}
+        for method in ("oneshot", "naive", "pwoa"):
+            row[method] = float(sel[metric].get(method, float("nan")))
+            row[f"{method}_std"] = float(sel[f"{metric}_std"].get(method, float("nan")))
+        row["naive_over_teacher"] = row["naive"] / teacher if teacher else float("nan")
+        row["pwoa_gap"] = teacher - row["pwoa"]
+        row["holds"] = bool(row["naive"] <= collapse * teacher and row["pwoa_gap"] <= tolerance)
+        out.append(row)
     return pd.DataFrame(out)
+
+
+def claim_in_words(check: pd.DataFrame, metric: str = "pgd", tolerance: float = 3.0) -> list[str]:
+    """One sentence per rate of a `phenomenon` table: does the paper's claim hold there, with the numbers."""
+    def pm(mean: float, std: float) -> str:
+        return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+    lines = []
+    for r in check.itertuples():
+        naive_ok = r.naive <= r.teacher / 3
+        pwoa_ok = r.pwoa_gap <= tolerance
+        verdict = "holds" if naive_ok and pwoa_ok else "does not hold"
+        why = [f"naive {pm(r.naive, r.naive_std)} is {'at most' if naive_ok else 'more than'} a third of the "
+               f"teacher's {r.teacher:.1f}",
+               f"PwoA {pm(r.pwoa, r.pwoa_std)} is {'within' if pwoa_ok else 'more than'} {tolerance:g} points "
+               f"{'of it' if pwoa_ok else 'below it'}"]
+        if not math.isnan(r.oneshot):
+            why.append(f"one-shot pruning with no training keeps {pm(r.oneshot, r.oneshot_std)}")
+        lines.append(f"{r.rate:g}x ({100 * r.sparsity:.1f}% of the network's weights are zero): the claim "
+                     f"{verdict} on {metric}: " + "; ".join(why) + ".")
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------- Figure 3
@@ -76,7 +141,8 @@ def time_to_reach(history: pd.DataFrame, target: float, metric: str = "val_pgd")
 
 def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float] | None = None,
             methods: Sequence[str] = ("pwoa", "advprune", "hydra"), preset: str = "quick", seed: int = 1234,
-            teacher: nn.Module | str | Path | None = None, settings: EvalSettings | None = None,
+            seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
+            settings: EvalSettings | None = None,
             cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
             progress: bool = True, n_per_class: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 3: robust accuracy vs training time for each method over its mix ratios.
@@ -86,10 +152,11 @@ def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float
     MNIST on 300 images per class, and natural / FGSM / PGD on at most 500 and AutoAttack on at most 100 test
     images, since Figure 3 evaluates many models.
 
-    Returns (curves, summary). `curves`: one row per run and epoch (method, mix_ratio, phase, epoch,
+    Returns (curves, summary). `curves`: one row per run and epoch (method, mix_ratio, seed, phase, epoch,
     train_seconds, val_natural, val_pgd). `summary`: one row per run with the final test natural / PGD /
     AutoAttack accuracy, seconds and `time_ratio` = (its time to first reach PwoA's r = 0 final validation
-    PGD accuracy with a sparse model) / (PwoA's r = 0 total time); NaN when never reached.
+    PGD accuracy with a sparse model) / (PwoA's r = 0 total time), both of the same seed; NaN when never reached.
+    `seeds` (default: just `seed`) repeats every run per seed.
     """
     rate = check_rate(rate)
     defaults = fig3_defaults(dataset, preset)
@@ -104,24 +171,26 @@ def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float
     jobs = [(m, float(r)) for m in methods for r in mix_ratios]
     if ("pwoa", 0.0) not in jobs:
         jobs.insert(0, ("pwoa", 0.0))  # the reference run of the time ratio
-    configs = [preset_config(dataset, preset, method=method, rate=rate, mix_ratio=r, seed=seed, device=str(device),
-                             **subset) for method, r in jobs]
+    jobs = [(method, r, s) for s in check_seeds([seed] if seeds is None else seeds) for method, r in jobs]
+    configs = [preset_config(dataset, preset, method=method, rate=rate, mix_ratio=r, seed=s, device=str(device),
+                             **subset) for method, r, s in jobs]
     # one run at a time (no workers): the x axis is wall-clock training time, which parallel runs would distort
     done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,
                          desc=f"figure 3 ({dataset}, {preset})")
-    rows = [row for row, _ in done]
-    curves = [history.assign(method=method, mix_ratio=r) for (_, history), (method, r) in zip(done, jobs)]
-    curves_df = pd.concat(curves, ignore_index=True)
-    summary = pd.DataFrame(rows)
-    ref = curves_df[(curves_df.method == "pwoa") & (curves_df.mix_ratio == 0)]
-    target, ref_time = float(ref.val_pgd.iloc[-1]), float(ref.train_seconds.iloc[-1])
-    ratios = []
+    curves_df = pd.concat([history.assign(method=method, mix_ratio=r, seed=s)
+                           for (_, history), (method, r, s) in zip(done, jobs)], ignore_index=True)
+    summary = pd.DataFrame([row for row, _ in done])
+    targets, ratios = [], []
     for row in summary.itertuples():
-        hist = curves_df[(curves_df.method == row.method) & (curves_df.mix_ratio == row.mix_ratio)]
+        of_seed = curves_df[curves_df.seed == row.seed]
+        ref = of_seed[(of_seed.method == "pwoa") & (of_seed.mix_ratio == 0)]
+        target, ref_time = float(ref.val_pgd.iloc[-1]), float(ref.train_seconds.iloc[-1])
+        hist = of_seed[(of_seed.method == row.method) & (of_seed.mix_ratio == row.mix_ratio)]
+        targets.append(target)
         ratios.append(time_to_reach(hist, target) / ref_time)
     summary["time_ratio"] = ratios
-    summary["target_val_pgd"] = target
-    keep = ["method", "mix_ratio", "phase", "epoch", "train_seconds", "val_natural", "val_pgd"]
-    cols = ["dataset", "method", "rate", "mix_ratio", "natural", "fgsm", "pgd", "aa", "sparsity", "train_seconds",
-            "time_ratio", "target_val_pgd", "cached"]
+    summary["target_val_pgd"] = targets
+    keep = ["method", "mix_ratio", "seed", "phase", "epoch", "train_seconds", "val_natural", "val_pgd"]
+    cols = ["dataset", "method", "rate", "mix_ratio", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
+            "train_seconds", "time_ratio", "target_val_pgd", "cached"]
     return curves_df[keep], summary[[c for c in cols if c in summary.columns]]

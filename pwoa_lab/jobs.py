@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -78,13 +79,18 @@ def prune_rows(teacher: nn.Module, configs: Sequence[RunConfig], settings: EvalS
     Cached rows come back at once; the others (and `extra_jobs`) go through `run_jobs` with `workers`."""
     workers = check_workers(workers)
     out: list = [cached_prune_row(teacher, c, settings, cache_dir, use_cache) for c in configs]
-    todo = [i for i, hit in enumerate(out) if hit is None]
+    missing = [i for i, hit in enumerate(out) if hit is None]
+    same = {}  # a run asked for twice (e.g. a control that no seed changes) is computed once
+    for i in missing:
+        same.setdefault(json.dumps(configs[i].resolved().to_dict(), sort_keys=True, default=str), []).append(i)
+    todo = [group[0] for group in same.values()]
     if todo and workers > 1:
         teacher = copy.deepcopy(teacher).cpu()  # what goes to the worker processes
     run = functools.partial(prune_row, progress=False)
     jobs = list(extra_jobs) + [(run, (teacher, configs[i], settings, cache_dir, use_cache, root)) for i in todo]
     priority = [3.0] * len(extra_jobs) + [run_priority(configs[i]) for i in todo]
     results = run_jobs(jobs, workers if todo else 1, progress, desc, priority)
-    for i, result in zip(todo, results[len(extra_jobs):]):
-        out[i] = result
+    for group, result in zip(same.values(), results[len(extra_jobs):]):
+        for i in group:
+            out[i] = result
     return out, results[:len(extra_jobs)]

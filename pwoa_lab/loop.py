@@ -74,6 +74,7 @@ class RunConfig:
     sigma: float = 5.0                 # Gaussian kernel width of the nHSIC terms (loss and history)
     centering: str = "hkh"             # kernel centering of nHSIC: hkh | kh
     select: str | None = None          # which epoch's weights a run returns (SELECT_RULES); None: the method's
+    #                                    (pruning: best_val_pgd among the epochs after the hard prune)
     seed: int = 1234
     device: str | None = None
 
@@ -330,10 +331,30 @@ def _validate(run: _Run, hsic_batch) -> dict[str, float]:
                               info.num_classes, run.config.sigma, run.config.centering)
 
 
-def _select(run: _Run, phase: Phase, row: dict, select: str) -> None:
-    """Remember the weights of the best validated epoch so far (ties go to the later epoch)."""
+def select_epoch(history: pd.DataFrame, select: str, selectable: Sequence[str]) -> int:
+    """The epoch a selection rule keeps, from a history (one row per epoch: phase, epoch, val_* columns).
+
+    "last": the final epoch. "best_val_pgd" / "best_val_natural": among the validated epochs of the `selectable`
+    phases, the one with the highest validation accuracy, ties to the later epoch; the final epoch when none
+    was validated. Only validation columns are read: the test split plays no part."""
+    check_choice(select, SELECT_RULES, "checkpoint selection")
+    if not len(history):
+        return 0
+    last = int(history.epoch.iloc[-1])
     metric = select[len("best_"):]
-    if select == "last" or not phase.selectable or metric not in row:
+    if select == "last" or metric not in history.columns:
+        return last
+    pool = history[history.phase.isin(selectable) & history[metric].notna()]
+    if not len(pool):
+        return last
+    best = pool[pool[metric] == pool[metric].max()]
+    return int(best.epoch.iloc[-1])
+
+
+def _select(run: _Run, phase: Phase, row: dict, select: str) -> None:
+    """Keep the weights of the best validated epoch so far (the rule of `select_epoch`, applied as epochs end)."""
+    metric = select[len("best_"):]
+    if select == "last" or not phase.selectable or row.get(metric) is None or math.isnan(row[metric]):
         return
     score = row[metric]
     if run.best is None or score >= run.best[0]:

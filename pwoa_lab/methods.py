@@ -19,6 +19,11 @@ epochs updates Z <- top-k(W + U), U <- U + W - Z, rho <- rho_growth rho; "retrai
 prune to the support of Z (or one global magnitude threshold in mode "global") and trains with the pruned
 weights held at exactly 0.
 
+The pruning design space (`PruneConfig.structure`, `importance`, `schedule`; defaults: the pipeline above):
+weight or structured (whole channels, a physically smaller model), magnitude or gradient importance, and
+the schedules admm, oneshot (prune, then fine-tune) or iterative (cubic sparsity growth). `pwoa_lab.prune_schedules`
+says exactly what each does; the losses are the same whatever the choice ("PwoA-S": pwoa, structured).
+
 Adding a method: a loss `(student, batch, phase, ctx) -> (loss, terms)` in `LOSSES` when it fits the ADMM
 pipeline; otherwise a config class (fields, `phases()`, `make_method()`) and a `MethodBase` subclass with the
 hooks it needs (see `pwoa_lab.loop` for when each hook runs). The loop itself does not change.
@@ -41,7 +46,9 @@ from .hsic import hbar_loss
 from .hydra import TRAIN_PGD_STEPS, add_scores, remove_scores, trades_adversarial, trades_objective
 from .loop import Batch, Phase, RunConfig
 from .models import build_model, logits_and_hiddens
+from .prune_schedules import IMPORTANCES, SCHEDULES, STRUCTURES, PruneSchedule, is_default
 from .pruning import (ADMM, MODES, SCOPES, apply_masks, is_masked, magnitude_masks, remove_masks)
+from .structured import STRUCTURED_SCOPES
 from .utils import check_choice, check_rate
 
 
@@ -130,6 +137,9 @@ class PruneConfig(RunConfig):
     rate: float = 4.0                  # keep 1/rate of every pruned weight tensor
     scope: str = "all"                 # all | hidden | convs (see pwoa_lab.pruning)
     mode: str = "layer"                # layer: ADMM, uniform per layer (paper); global: one magnitude threshold
+    structure: str = "weight"          # weight | structured: whole channels, a smaller model (pwoa_lab.prune_schedules)
+    importance: str = "magnitude"      # magnitude |w| | gradient |w dL/dw| on natural images
+    schedule: str = "admm"             # admm (paper) | oneshot: prune, then fine-tune | iterative: cubic (Zhu & Gupta)
     admm_epochs: int = 10
     admm_every: int = 3
     rho0: float = 0.01
@@ -152,8 +162,14 @@ class PruneConfig(RunConfig):
         check_choice(self.hsic_phase, ("retrain", "both"), "hsic_phase")
         check_choice(self.mode, MODES, "pruning mode")
         check_choice(self.scope, SCOPES, "scope")
+        check_choice(self.structure, STRUCTURES, "structure")
+        check_choice(self.importance, IMPORTANCES, "importance")
+        check_choice(self.schedule, SCHEDULES, "schedule")
+        if self.structure == "structured":
+            check_choice(self.scope, STRUCTURED_SCOPES, "scope of structured pruning")
         eps = self.resolved_eps()
-        return replace(self, rate=check_rate(self.rate), eps=eps, select=self.select or "last",
+        seed = 0 if self.method == "oneshot" else self.seed  # no training, nothing random: one run for any seed
+        return replace(self, rate=check_rate(self.rate), eps=eps, select=self.select or "best_val_pgd", seed=seed,
                        mix_ratio=self.resolved_mix(1.0 if self.method == "advprune" else 0.0),
                        adv_steps=self.adv_steps or dataset_info(self.dataset).pgd_steps,
                        adv_alpha=self.adv_alpha or default_attack_options(self.dataset, eps)["pgd"]["alpha"])
@@ -161,6 +177,11 @@ class PruneConfig(RunConfig):
     def phases(self) -> list[Phase]:
         if self.method == "oneshot":
             return []  # the hard prune happens in `finish`: the teacher's own weights, magnitude-pruned
+        if self.schedule == "oneshot":   # the same training budget as admm + retrain
+            return [Phase("retrain", self.admm_epochs + self.retrain_epochs, self.lr_retrain, self.lr_schedule)]
+        if self.schedule == "iterative":
+            return [Phase("gradual", self.admm_epochs, self.lr_admm, selectable=False),
+                    Phase("retrain", self.retrain_epochs, self.lr_retrain, self.lr_schedule)]
         admm = [Phase("admm", self.admm_epochs, self.lr_admm, selectable=False)] if self.mode == "layer" else []
         return admm + [Phase("retrain", self.retrain_epochs, self.lr_retrain, self.lr_schedule)]
 
@@ -182,8 +203,10 @@ class AdmmPruning(MethodBase):
     """ADMM towards the sparsity set, the hard prune, masked retraining; the loss is `LOSSES[config.method]`."""
 
     def __init__(self, config: PruneConfig, teacher: nn.Module, student: nn.Module, train: TensorData):
-        self.config, self.name = config, f"{config.method} {config.rate:g}x"
-        self.admm = ADMM(student, config.rate, config.scope, config.rho0, config.rho_growth)
+        self.config, self.name, self.student = config, f"{config.method} {config.rate:g}x", student
+        self.plan = None if is_default(config) else PruneSchedule(config, student, train)
+        self.admm = ADMM(student, config.rate, config.scope, config.rho0, config.rho_growth) \
+            if self.plan is None else self.plan.admm
         self.device = next(student.parameters()).device
         info = dataset_info(config.dataset)
         self._cache = None
@@ -202,7 +225,9 @@ class AdmmPruning(MethodBase):
             return self.ctx.teacher(batch.inputs)
 
     def begin_phase(self, phase: Phase, student: nn.Module) -> None:
-        if phase.name == "retrain":
+        if self.plan is not None:
+            self.plan.begin_phase(phase, student)
+        elif phase.name == "retrain":
             self.hard_prune(student)
 
     def hard_prune(self, student: nn.Module) -> None:
@@ -223,6 +248,8 @@ class AdmmPruning(MethodBase):
         return loss, terms
 
     def end_epoch(self, phase, epoch_in_phase):
+        if phase.name == "gradual":
+            return self.plan.end_epoch(phase, epoch_in_phase, self.student)
         if phase.name != "admm":
             return {}
         row = {"admm_residual": self.admm.primal_residual()}
@@ -231,14 +258,18 @@ class AdmmPruning(MethodBase):
         return row
 
     def finish(self, student):
+        if self.plan is not None:
+            return self.plan.finish(student)
         if not is_masked(student):  # no retraining phase ran (oneshot, or retrain_epochs=0): prune now
             self.hard_prune(student)
         return remove_masks(student)
 
     def state_dict(self):
-        return {"admm": self.admm.state_dict()}
+        return {"admm": self.admm.state_dict()} if self.plan is None else {"plan": self.plan.state_dict()}
 
     def load_state_dict(self, state):
+        if self.plan is not None:
+            return self.plan.load_state_dict(state["plan"])
         self.admm.load_state_dict(state["admm"])
 
 
@@ -272,7 +303,7 @@ class HydraConfig(RunConfig):
             raise ValueError(f"adv_steps must be >= 1; got {steps}")
         alpha = 2.5 * eps / steps if self.adv_alpha is None else self.adv_alpha
         return replace(self, rate=check_rate(self.rate), mix_ratio=self.resolved_mix(1.0), eps=eps,
-                       adv_steps=steps, adv_alpha=alpha, select=self.select or "last")
+                       adv_steps=steps, adv_alpha=alpha, select=self.select or "best_val_pgd")
 
     def phases(self) -> list[Phase]:
         return [Phase("score", self.score_epochs, self.lr_score, self.lr_schedule, selectable=False),

@@ -11,6 +11,7 @@ of the caller's; without it, it makes its own figure. The widgets compose these 
 - `plot_information_plane`: nHSIC(X, Z_j) vs nHSIC(Y, Z_j) per layer over training.
 - `plot_weight_histogram`: kept vs pruned weights of a layer; `plot_accuracy_bars`: accuracies side by side.
 - `plot_adversarial_grid`: natural vs adversarial images with predictions.
+- `plot_design_space`: robust accuracy vs real model size or latency over the pruning design space.
 """
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .pruning import rate_label
+
 METHOD_STYLE = {
     "teacher": dict(color="black", label="dense robust teacher"),
+    "oneshot": dict(color="tab:gray", marker="x", label="one-shot, no training"),
     "naive": dict(color="tab:red", marker="o", label="naive (L_CE)"),
     "kd": dict(color="tab:orange", marker="s", label="L_D (distillation)"),
     "pwoa": dict(color="tab:blue", marker="D", label="PwoA (L_D + L_H)"),
@@ -30,7 +34,7 @@ METHOD_STYLE = {
     "hydra": dict(color="tab:purple", marker="v", label="HYDRA"),
 }
 METRIC_LABEL = {"natural": "natural accuracy (%)", "fgsm": "FGSM accuracy (%)", "pgd": "PGD accuracy (%)",
-                "cw": "CW accuracy (%)", "aa": "AutoAttack accuracy (%)"}
+                "cw": "CW accuracy (%)", "aa": "PGD + AutoAttack, worst (%)"}
 
 
 def _style(method: str) -> dict:
@@ -58,21 +62,29 @@ def _finish(fig, own: bool, title: str | None = None):
 
 def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "aa"), title: str | None = None,
                  ax=None):
-    """Accuracy vs pruning rate (log2 axis), one panel per metric, the teacher as a dashed line."""
+    """Accuracy vs pruning rate (log2 axis), one panel per metric, the teacher as a dashed line.
+
+    `df`: a Figure-1 table with one row per (method, rate, seed): each method's mean over seeds with +-1 standard
+    deviation error bars (seaborn). The x labels give each rate with the network's real sparsity beside it."""
+    import seaborn as sns
     metrics = [m for m in metrics if m in df.columns and df[m].notna().any()]
-    fig, axes = _axes(ax, len(metrics), (4.2 * len(metrics), 3.6))
+    fig, axes = _axes(ax, len(metrics), (4.2 * len(metrics), 3.8))
     pruned = df[df.method != "teacher"]
     teacher = df[df.method == "teacher"]
     rates = sorted(pruned.rate.unique())
+    labels = [rate_label(r, float(pruned.loc[pruned.rate == r, "sparsity"].mean())).replace(" (", "\n(")
+              for r in rates]
     for ax_, metric in zip(axes, metrics):
         for method, part in pruned.groupby("method", sort=False):
-            part = part.sort_values("rate")
-            ax_.plot(part.rate, part[metric], **_style(method))
+            style = _style(method)
+            sns.lineplot(data=part, x="rate", y=metric, errorbar="sd", err_style="bars", color=style.get("color"),
+                         marker=style.get("marker"), label=style["label"], ax=ax_, legend=False)
         if len(teacher):
             ax_.axhline(float(teacher[metric].iloc[0]), ls="--", **_style("teacher"))
         ax_.set_xscale("log", base=2)
-        ax_.set_xticks(rates, [f"{r:g}x" for r in rates])
-        ax_.set_xlabel("pruning rate")
+        ax_.set_xticks(rates, labels, fontsize=7)
+        ax_.minorticks_off()
+        ax_.set_xlabel("pruning rate (network sparsity)")
         ax_.set_ylabel(METRIC_LABEL.get(metric, metric))
         ax_.set_ylim(-2, 102)
         ax_.grid(alpha=0.3)
@@ -89,11 +101,14 @@ def plot_figure3(curves: pd.DataFrame, metric: str = "val_pgd", target: float | 
     """
     own = ax is None
     fig, (ax,) = _axes(ax, 1, (6.5, 4.2))
-    for (method, r), part in curves.groupby(["method", "mix_ratio"], sort=False):
+    keys = ["method", "mix_ratio"] + (["seed"] if "seed" in curves.columns else [])
+    labelled = set()
+    for (method, r, *_), part in curves.groupby(keys, sort=False):  # one line per seed: their clocks differ
         style = _style(method)
         alpha = 0.35 + 0.65 * float(r) if method != "pwoa" or r > 0 else 1.0
         lw = 3 if method == "pwoa" and r == 0 else 1.3
-        label = f"{style['label']} r={r:g}"
+        label = f"{style['label']} r={r:g}" if (method, r) not in labelled else None
+        labelled.add((method, r))
         ax.plot(part.train_seconds, part[metric], color=style.get("color"), alpha=alpha, lw=lw,
                 marker=style.get("marker"), ms=3, label=label)
     if target is not None:
@@ -226,3 +241,48 @@ def plot_adversarial_grid(x: torch.Tensor, x_adv: torch.Tensor, pred: torch.Tens
     axes[0][0].text(-0.3, 0.5, "natural", transform=axes[0][0].transAxes, rotation=90, va="center", ha="right")
     axes[1][0].text(-0.3, 0.5, "adversarial", transform=axes[1][0].transAxes, rotation=90, va="center", ha="right")
     return _finish(fig, ax is None)
+
+
+DESIGN_X_LABEL = {"ship_bytes": "file to ship (MB)", "dense_bytes": "dense file (MB)", "sparse_bytes": "sparse file (MB)",
+                  "params": "parameters", "nonzero": "non-zero parameters", "latency_ms_1": "CPU latency, batch 1 (ms)",
+                  "latency_ms_128": "CPU latency, batch 128 (ms)"}
+SCHEDULE_LINE = {"admm": "-", "oneshot": ":", "iterative": "--"}
+DESIGN_MARKER = {("weight", "magnitude"): "o", ("weight", "gradient"): "^", ("structured", "magnitude"): "s",
+                 ("structured", "gradient"): "D"}
+
+
+def plot_design_space(df: pd.DataFrame, x: str = "ship_bytes", metric: str = "pgd", title: str | None = None,
+                      ax=None):
+    """Robust accuracy against real model size or latency (`design_space.design_space` rows).
+
+    One line per (structure, importance, schedule, loss) through its rates, each point the mean over seeds with
+    +-1 std error bars; colour: the loss, line style: the schedule (solid admm, dotted one-shot, dashed
+    iterative), marker: structure and importance (circle / triangle weight magnitude / gradient, square /
+    diamond structured). The dense teacher is the black star and the dashed line. Bytes are drawn in MB; the
+    x axis is logarithmic."""
+    own = ax is None
+    fig, (ax,) = _axes(ax, 1, (7.5, 4.6))
+    scale = 1e-6 if x.endswith("bytes") else 1.0
+    pruned, teacher = df[df.method != "teacher"], df[df.method == "teacher"]
+    keys = ["structure", "importance", "schedule", "method"]
+    for (structure, importance, schedule, method), part in pruned.groupby(keys, sort=False):
+        g = part.groupby("rate")
+        xs, ys, err = g[x].mean() * scale, g[metric].mean(), g[metric].std().fillna(0)
+        ax.errorbar(xs, ys, yerr=err, color=_style(method).get("color"), ls=SCHEDULE_LINE.get(schedule, "-"),
+                    marker=DESIGN_MARKER.get((structure, importance), "o"), ms=5, capsize=2, lw=1.2,
+                    label=f"{method}, {structure}, {importance}, {schedule}")
+        for rate, xv, yv in zip(xs.index, xs, ys):
+            ax.annotate(f"{rate:g}x", (xv, yv), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if len(teacher):
+        tx, ty = float(teacher[x].iloc[0]) * scale, float(teacher[metric].iloc[0])
+        ax.plot([tx], [ty], "*", color="black", ms=12, label="dense teacher")
+        ax.axhline(ty, ls="--", color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(DESIGN_X_LABEL.get(x, x))
+    ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+    ax.set_ylim(-2, min(102, float(df[metric].max()) + 8))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, own)

@@ -23,10 +23,11 @@ from .cache import ResultCache, cache_error, code_fingerprint, entry_key
 from .checkpoint import load_checkpoint, load_teacher
 from .data import TensorData, load_dataset
 from .distillation import frozen_teacher
-from .evaluation import EvalSettings, evaluate_row
+from .evaluation import EvalSettings, evaluate_row, natural_and_pgd
 from .loop import FitResult, RunConfig, fit
 from .methods import TeacherConfig
-from .pruning import load_sparse, save_sparse, sparsity_report
+from .pruning import load_sparse, network_sparsity, save_sparse
+from .structured import resize_to_state
 from .utils import get_device, model_fingerprint, set_seed, versions
 
 
@@ -108,10 +109,14 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
     state_path = cache.folder(key) / "state.pt" if use_cache else None
     result = run_config(teacher, config, root=root, progress=progress, state_path=state_path)
     row = {"dataset": config.dataset, "method": config.method, "rate": config.rate, "mix_ratio": config.mix_ratio,
-           **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
+           "seed": config.seed, **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
            # over every conv and linear weight, whatever the scope pruned: the network's real sparsity
-           "sparsity": float(sparsity_report(result.model, "all").iloc[-1]["sparsity"]),
-           "train_seconds": result.train_seconds, "selected_epoch": result.selected_epoch}
+           "sparsity": network_sparsity(result.model), "train_seconds": result.train_seconds,
+           "selected_epoch": result.selected_epoch, "last_epoch": _last_epoch(result.history)}
+    # the final epoch's model beside the selected one (natural / PGD only): what selection changed
+    last = natural_and_pgd(result.last_model.to(device), config.dataset, config.eps, settings, root) \
+        if result.last_model is not None else {"natural": row["natural"], "pgd": row["pgd"]}
+    row.update(natural_last=last["natural"], pgd_last=last["pgd"])
     record = {"row": row, "history": result.history.to_dict("records"), "config": config.to_dict(),
               "eval": settings.__dict__, "seed": config.seed, "versions": versions(), "code": code_fingerprint(),
               "device": str(device)}
@@ -126,6 +131,10 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
         except OSError as err:  # a read-only or full cache must not throw the computed result away
             warnings.warn(str(cache_error(cache.root, err)), stacklevel=2)
     return {**row, "cached": False, "key": key}, result.history
+
+
+def _last_epoch(history: pd.DataFrame) -> int:
+    return int(history.epoch.iloc[-1]) if len(history) else 0
 
 
 def _row_key(teacher: nn.Module, config: RunConfig, settings: EvalSettings) -> str:
@@ -150,9 +159,10 @@ def _cached(cache: ResultCache, key: str) -> tuple[dict[str, Any], pd.DataFrame]
 
 
 def load_cached_model(key: str, teacher: nn.Module, cache_dir: str | Path | None = None) -> nn.Module:
-    """The pruned model stored by `prune_row` under `key` (same architecture as `teacher`)."""
+    """The pruned model stored by `prune_row` under `key` (`teacher`'s architecture; a structured run's layers
+    are resized to the stored shapes: a plain, smaller model)."""
     state, _, _ = load_sparse(ResultCache("prune_row", cache_dir).folder(key) / "model.pt")
-    model = copy.deepcopy(teacher).cpu()
+    model = resize_to_state(copy.deepcopy(teacher).cpu(), state)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -168,6 +178,7 @@ def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSett
         return {**hit["row"], "cached": True}
     row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
            **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
+    row.update(natural_last=row["natural"], pgd_last=row["pgd"])
     if use_cache:
         try:
             cache.put(key, {"row": row, "versions": versions()})

@@ -5,6 +5,7 @@ a Figure; notebooks call the view once in a plain cell (widget callbacks swallow
 - `eps_view` / `eps_widget`: eps -> adversarial images and accuracy of several models.
 - `lambda_view` / `lambda_widget`: HBaR weights lambda_x, lambda_y -> accuracies and the information plane.
 - `mix_ratio_view` / `mix_ratio_widget`: mix ratio + methods -> the Figure 3 curves up to that ratio.
+- `design_space_view` / `design_space_widget`: x axis, metric and the design axes -> accuracy vs size or latency.
 
 Settings computed before come from the on-disk cache at once; new ones compute (progress bar) and are cached.
 """
@@ -181,3 +182,53 @@ def mix_ratio_widget(curves: pd.DataFrame, summary: pd.DataFrame):
     return _interactive(view, mix_ratio=widgets.SelectionSlider(options=ratios, value=ratios[-1],
                                                                 description="mix ratio",
                                                                 continuous_update=False), **boxes)
+
+
+# ----------------------------------------------------------------------------------------------- design space
+
+def design_space_view(df: pd.DataFrame, x: str = "ship_bytes", metric: str = "pgd",
+                      structures: Sequence[str] | None = None, importances: Sequence[str] | None = None,
+                      schedules: Sequence[str] | None = None, losses: Sequence[str] | None = None
+                      ) -> tuple[pd.DataFrame, plt.Figure]:
+    """The design-space rows (``design_space.design_space``) restricted to the chosen values of each axis (None:
+    all) -> (mean ± std table over seeds, ``plots.plot_design_space`` figure). Reads `df` only: no training."""
+    from .design_space import mean_std_table
+    from .plots import plot_design_space
+    keep = df.method == "teacher"
+    chosen = (df.method != "teacher")
+    for col, values in (("structure", structures), ("importance", importances), ("schedule", schedules),
+                        ("method", losses)):
+        if values is not None:
+            chosen &= df[col].isin(list(values))
+    sel = df[keep | chosen]
+    fig = plot_design_space(sel, x=x, metric=metric,
+                            title=f"{metric.upper()} accuracy vs {x.replace('_', ' ')}")
+    table = mean_std_table(sel[sel.method != "teacher"], ("natural", "pgd", "aa"))
+    return table, fig
+
+
+def design_space_widget(df: pd.DataFrame):
+    """Axis choices (x: file size or latency; metric; one value or "all" of each design axis) wired to
+    `design_space_view`: the plot redraws from `df` (the cached runs), nothing trains."""
+    import ipywidgets as widgets
+    pruned = df[df.method != "teacher"]
+
+    def pick(col: str, description: str):
+        # a Dropdown: SelectMultiple inside ipywidgets.interactive never lets a headless kernel go idle (nbclient)
+        return widgets.Dropdown(options=["all"] + list(dict.fromkeys(pruned[col])), value="all",
+                                description=description)
+
+    def only(value: str) -> tuple[str, ...] | None:
+        return None if value == "all" else (value,)
+
+    xs = [c for c in ("ship_bytes", "latency_ms_128", "latency_ms_1", "params") if c in df]
+    metrics = [m for m in ("pgd", "aa", "natural", "fgsm") if m in df and df[m].notna().any()]
+
+    def view(x, metric, structure, importance, schedule, loss):
+        return design_space_view(df, x, metric, only(structure), only(importance), only(schedule), only(loss))
+
+    return _interactive(view,
+                        x=widgets.Dropdown(options=xs, value=xs[0], description="x axis"),
+                        metric=widgets.Dropdown(options=metrics, value=metrics[0], description="metric"),
+                        structure=pick("structure", "structure"), importance=pick("importance", "importance"),
+                        schedule=pick("schedule", "schedule"), loss=pick("method", "loss"))

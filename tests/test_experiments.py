@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import matplotlib
 import pandas as pd
@@ -250,13 +251,13 @@ def test_finetune_drift_rejects_bad_input(teacher, kwargs):
 
 def test_source_fingerprint_changes_when_a_module_is_edited(tmp_path):
     import shutil
-    from pwoa_lab.cache import PACKAGE_DIR, code_fingerprint, source_fingerprint
+    from pwoa_lab.cache import PACKAGE_DIR, source_fingerprint
     copy = tmp_path / "pwoa_lab"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
-    assert source_fingerprint(copy) == code_fingerprint()        # the same files, the same fingerprint
+    assert source_fingerprint(copy) == source_fingerprint(PACKAGE_DIR)   # the same files, the same fingerprint
     hsic = copy / "hsic.py"
     hsic.write_text(hsic.read_text() + "\n# an edit\n")
-    assert source_fingerprint(copy) != code_fingerprint()
+    assert source_fingerprint(copy) != source_fingerprint(PACKAGE_DIR)
 
 
 def test_cached_row_is_not_served_after_the_code_changed(teacher, tmp_path, monkeypatch):
@@ -268,3 +269,82 @@ def test_cached_row_is_not_served_after_the_code_changed(teacher, tmp_path, monk
     monkeypatch.setattr(pwoa_lab.cache, "code_fingerprint", lambda: "edited-code")  # as if hsic.py had changed
     edited, _ = prune_row(teacher, config, SETTINGS, tmp_path, progress=False)
     assert not edited["cached"] and edited["key"] != first["key"]
+
+
+# ----------------------------------------------------------------------------------------------- seeds, controls
+
+def test_seed_summary_gives_mean_and_sample_std_per_method_and_rate():
+    from pwoa_lab.figures import seed_summary
+    df = pd.DataFrame({"dataset": "digits", "method": ["teacher", "pwoa", "pwoa", "pwoa", "naive", "naive"],
+                       "rate": [1.0, 4.0, 4.0, 4.0, 4.0, 4.0], "seed": [0, 0, 1, 2, 0, 1],
+                       "pgd": [34.0, 30.0, 33.0, 27.0, 1.0, 3.0], "sparsity": [0.0, 0.75, 0.75, 0.75, 0.75, 0.75]})
+    s = seed_summary(df, ["pgd"]).set_index("method")
+    assert list(s.index) == ["teacher", "naive", "pwoa"]           # teacher, then the methods in the kit's order
+    assert s.loc["pwoa", "pgd"] == pytest.approx(30.0) and s.loc["pwoa", "seeds"] == 3
+    assert s.loc["pwoa", "pgd_std"] == pytest.approx(3.0)          # sample std of 30, 33, 27
+    assert s.loc["naive", "pgd_std"] == pytest.approx(2 ** 0.5)
+    assert math.isnan(s.loc["teacher", "pgd_std"])                  # one evaluation: no spread to report
+    check = phenomenon(df, "pgd", rates=(4,))
+    assert check.pwoa.item() == pytest.approx(30.0) and check.pwoa_std.item() == pytest.approx(3.0)
+    assert check.pwoa_gap.item() == pytest.approx(4.0) and not check.holds.item()   # 4 points below: not within 3
+    assert phenomenon(df, "pgd", rates=(4,), tolerance=5).holds.item()
+
+
+def test_figure1_runs_every_method_and_rate_once_per_seed(teacher, tmp_path):
+    df = figure1("digits", rates=(4,), methods=("oneshot", "naive"), preset="smoke", seeds=(0, 1), teacher=teacher,
+                 settings=SETTINGS, cache_dir=tmp_path, progress=False, retrain_epochs=1, admm_epochs=1)
+    runs = df[df.method != "teacher"]
+    assert sorted(zip(runs.method, runs.seed)) == [("naive", 0), ("naive", 1), ("oneshot", 0), ("oneshot", 1)]
+    once = runs[runs.method == "oneshot"]
+    assert once.pgd.nunique() == 1 and (once.train_seconds == 0).all()   # no training: the seed changes nothing
+    with pytest.raises(ValueError, match="seeds"):
+        figure1("digits", rates=(4,), methods=("naive",), preset="smoke", seeds=(0, 0), teacher=teacher)
+
+
+def test_oneshot_trains_nothing_and_equals_magnitude_pruning(teacher):
+    import copy
+    import torch
+    from pwoa_lab.pruning import apply_masks, magnitude_masks, remove_masks
+    from pwoa_lab.runs import run_config
+    for mode in ("layer", "global"):
+        result = run_config(teacher, preset_config("digits", "smoke", method="oneshot", rate=8, scope="hidden",
+                                                   mode=mode), progress=False)
+        expected = copy.deepcopy(teacher)
+        apply_masks(expected, magnitude_masks(expected, 8, "hidden", mode))
+        remove_masks(expected)
+        assert len(result.history) == 0 and result.train_seconds == 0 and result.selected_epoch == 0
+        for (name, a), b in zip(expected.state_dict().items(), result.model.state_dict().values()):
+            assert torch.equal(a, b), (mode, name)
+
+
+def test_selection_picks_the_epoch_it_says_on_a_crafted_history():
+    from pwoa_lab.loop import select_epoch
+    h = pd.DataFrame({"phase": ["admm", "admm", "retrain", "retrain", "retrain", "retrain"],
+                      "epoch": [1, 2, 3, 4, 5, 6],
+                      "val_pgd": [95.0, 60.0, 45.8, float("nan"), 45.8, 31.4],
+                      "val_natural": [90.0, 91.0, 92.0, 93.0, 94.0, 99.0]})
+    assert select_epoch(h, "last", ["retrain"]) == 6
+    # the ADMM epoch's 95 is not a sparse model; the tie 45.8 goes to the later epoch; the unvalidated epoch 4 never
+    assert select_epoch(h, "best_val_pgd", ["retrain"]) == 5
+    assert select_epoch(h, "best_val_natural", ["retrain"]) == 6
+    assert select_epoch(h.drop(columns="val_pgd"), "best_val_pgd", ["retrain"]) == 6   # nothing validated: last
+    with pytest.raises(ValueError, match="selection"):
+        select_epoch(h, "best_test_pgd", ["retrain"])
+
+
+def test_selection_never_reads_the_test_split(teacher, monkeypatch):
+    import pwoa_lab.data
+    from pwoa_lab.loop import select_epoch
+    from pwoa_lab.runs import run_config
+    real = pwoa_lab.data.load_dataset
+
+    def no_test(name, split="train", *args, **kwargs):
+        assert split != "test", "a training run read the test split"
+        return real(name, split, *args, **kwargs)
+
+    monkeypatch.setattr(pwoa_lab.data, "load_dataset", no_test)
+    monkeypatch.setattr(pwoa_lab.runs, "load_dataset", no_test)
+    config = preset_config("digits", "smoke", method="naive", rate=4, retrain_epochs=3, admm_epochs=1, eval_every=1)
+    result = run_config(teacher, config, progress=False)
+    assert result.config.select == "best_val_pgd"                           # the default of a pruning run
+    assert result.selected_epoch == select_epoch(result.history, "best_val_pgd", ["retrain"])

@@ -335,7 +335,7 @@ def test_best_validation_epoch_is_the_one_returned(teacher, small_data):
     """select="best_val_pgd" returns the weights of the sparse epoch with the best validation PGD accuracy, and
     selection never changes the training itself."""
     train, val = small_data
-    config = tiny("naive", retrain_epochs=4, eval_every=1)
+    config = tiny("naive", retrain_epochs=4, eval_every=1, select="last")
     last = run_config(teacher, config, train=train, val=val, progress=False)
     best = run_config(teacher, dataclasses.replace(config, select="best_val_pgd"), train=train, val=val,
                       progress=False)
