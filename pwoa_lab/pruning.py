@@ -166,12 +166,19 @@ class ADMM:
     def __init__(self, model: nn.Module, rate: float, scope: str = "all", rho0: float = 0.01,
                  rho_growth: float = 1.35, rho_max: float = 1.0) -> None:
         self.rate = check_rate(rate)
-        if not (rho0 > 0 and rho_growth >= 1 and rho_max >= rho0):
-            raise ValueError(f"need rho0 > 0, rho_growth >= 1, rho_max >= rho0; got {rho0}, {rho_growth}, {rho_max}")
-        self.rho_growth, self.rho_max = float(rho_growth), float(rho_max)
+        self._set_rho_schedule(rho0, rho_growth, rho_max)
         self.modules = prunable_modules(model, scope)
         if not self.modules:
             raise ValueError(f"the model has no prunable layers for scope={scope!r}")
+        self._start(rho0)
+
+    def _set_rho_schedule(self, rho0: float, rho_growth: float, rho_max: float) -> None:
+        if not (rho0 > 0 and rho_growth >= 1 and rho_max >= rho0):
+            raise ValueError(f"need rho0 > 0, rho_growth >= 1, rho_max >= rho0; got {rho0}, {rho_growth}, {rho_max}")
+        self.rho_growth, self.rho_max = float(rho_growth), float(rho_max)
+
+    def _start(self, rho0: float) -> None:
+        """Z_l <- projection of W_l (`_set_z`), U_l <- 0, rho_l <- rho0 for every layer in `self.modules`."""
         self.Z: dict[str, torch.Tensor] = {}
         self.U: dict[str, torch.Tensor] = {}
         self.rho: dict[str, float] = {}

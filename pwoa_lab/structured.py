@@ -359,17 +359,11 @@ class ChannelADMM(ADMM):
 
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], fraction: float, rho0: float = 0.01,
                  rho_growth: float = 1.35, rho_max: float = 1.0) -> None:
-        if not (rho0 > 0 and rho_growth >= 1 and rho_max >= rho0):
-            raise ValueError(f"need rho0 > 0, rho_growth >= 1, rho_max >= rho0; got {rho0}, {rho_growth}, {rho_max}")
-        self.rate, self.rho_growth, self.rho_max = float("nan"), float(rho_growth), float(rho_max)
+        self.rate = float("nan")
+        self._set_rho_schedule(rho0, rho_growth, rho_max)
         self.modules = {f"{g.root}.weight": model.get_submodule(g.root) for g in groups}
         self.keep = {f"{g.root}.weight": g.channels - removal_count(g.channels, fraction) for g in groups}
-        self.Z, self.U, self.rho, self._support = {}, {}, {}, {}
-        for key, module in self.modules.items():
-            w = effective_weight(module).detach()
-            self._set_z(key, w)
-            self.U[key] = torch.zeros_like(w)
-            self.rho[key] = float(rho0)
+        self._start(rho0)
 
     def _set_z(self, key: str, v: torch.Tensor) -> None:
         norms = _rows(v).pow(2).sum(1)
