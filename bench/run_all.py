@@ -26,7 +26,7 @@ import _common  # noqa: E402
 
 # cheapest and most predictable first; the demo (the longest) last, with the rest of the budget as its timeout
 BENCHMARKS = ["bench_pgd_cost", "bench_hbar_step", "bench_memory", "bench_teacher_cache", "bench_method_cost",
-              "bench_footprint", "bench_demo"]
+              "bench_footprint", "bench_sweep_ray", "bench_demo"]
 
 
 def run_one(name: str, quick: bool, timeout: float) -> dict:

@@ -12,9 +12,10 @@ import torch.nn as nn
 
 from .data import check_n_per_class
 from .evaluation import EvalSettings
-from .jobs import check_workers, prune_rows
+from .jobs import check_backend, check_workers
 from .presets import eval_settings, fig3_defaults, preset_config
 from .runs import resolve_teacher, teacher_row
+from .sweep import check_seeds, sweep
 from .utils import check_rate, get_device
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
@@ -23,43 +24,39 @@ SUMMARY_METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
 METHOD_ORDER = ("teacher", "oneshot", "naive", "kd", "pwoa", "advprune", "hydra")
 
 
-def check_seeds(seeds: Sequence[int]) -> list[int]:
-    """One or more distinct whole-number seeds, else a ValueError that says so."""
-    seeds = list(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be one or more distinct whole numbers, e.g. (0, 1, 2); got {seeds!r}")
-    return seeds
-
-
 def figure1(dataset: str = "digits", rates: Sequence[float] = (2, 4, 8, 16),
             methods: Sequence[str] = ("oneshot", "naive", "pwoa"), preset: str = "quick", seed: int = 1234,
             seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
             settings: EvalSettings | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
-            root=None, device=None, progress: bool = True, workers: int = 1, **overrides: Any) -> pd.DataFrame:
+            root=None, device=None, progress: bool = True, workers: int = 1, backend: str = "local",
+            address: str | None = None, **overrides: Any) -> pd.DataFrame:
     """Figure 1(b): natural / FGSM / PGD / AutoAttack accuracy (%) vs pruning rate, per method and seed.
 
-    One row per (method, rate, seed) plus the unpruned teacher (method "teacher", rate 1, evaluated once).
-    `seeds` (default: just `seed`) runs every (method, rate) once per seed, each cached on its own; aggregate with
-    `seed_summary`. `oneshot` is the control with no training at all. `aa` is the per-point worst case of PGD and
-    AutoAttack (`evaluation`); `natural_last` / `pgd_last` are the final epoch's model when checkpoint selection
-    (`select`) kept another epoch. `overrides` go into every run config (e.g. scope="reference"). `workers` > 1
-    runs that many prune runs at once in separate processes (same results; see `jobs.prune_rows`).
+    One row per (method, rate, seed) plus the unpruned teacher (method "teacher", rate 1, evaluated once): a
+    `sweep` over method x rate. `seeds` (default: just `seed`) runs every (method, rate) once per seed, each
+    cached on its own; aggregate with `seed_summary`. `oneshot` is the control with no training at all. `aa` is
+    the per-point worst case of PGD and AutoAttack (`evaluation`); `natural_last` / `pgd_last` are the final
+    epoch's model when checkpoint selection (`select`) kept another epoch. `overrides` go into every run config
+    (e.g. scope="reference"). `workers` > 1 runs that many prune runs at once in separate processes, `backend="ray"`
+    on a Ray cluster (same results; see `pwoa_lab.jobs`).
     """
     rates = [check_rate(r) for r in rates]
     seeds = check_seeds([seed] if seeds is None else seeds)
     settings = settings or eval_settings(dataset, preset)
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
-    configs = [preset_config(dataset, preset, method=m, rate=r, seed=s, device=str(device), **overrides)
-               for s in seeds for m in methods for r in rates]
     eps = preset_config(dataset, preset, **overrides).resolved().eps
     workers = check_workers(workers)
-    teacher_job = (teacher_row, (teacher if workers == 1 else copy.deepcopy(teacher).cpu(), dataset, eps, settings,
-                                 cache_dir, use_cache, root))
-    done, (teacher_result,) = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, workers, progress,
-                                         desc=f"figure 1 ({dataset}, {preset})", extra_jobs=[teacher_job])
-    rows = [teacher_result] + [{**row, "seed": c.seed} for (row, _), c in zip(done, configs)]
-    df = pd.DataFrame(rows)
+    teacher_args = (dataset, eps, settings, cache_dir, use_cache, root)
+    local = check_backend(backend) == "local"
+    # locally the teacher's evaluation runs beside the pruning runs; on a cluster here (its cache is this machine's)
+    extra = [(teacher_row, (teacher if workers == 1 else copy.deepcopy(teacher).cpu(), *teacher_args))] \
+        if local else []
+    result = sweep({"method": list(methods), "rate": rates}, seeds, dataset, preset, teacher, settings, cache_dir,
+                   use_cache, root, device, backend, address, workers, progress, f"figure 1 ({dataset}, {preset})",
+                   errors="raise", extra_jobs=extra, **overrides)
+    teacher_result = result.extras[0] if local else teacher_row(teacher, *teacher_args)
+    df = pd.DataFrame([teacher_result] + result.runs.to_dict("records"))
     return df[[c for c in FIG1_COLUMNS if c in df.columns]]
 
 
@@ -166,20 +163,15 @@ def figure3(dataset: str = "digits", rate: float = 4, mix_ratios: Sequence[float
     if n_per_class is not None:  # fail before the first run, not inside it
         check_n_per_class(n_per_class)
     subset = {} if n_per_class is None else {"n_per_class": n_per_class}
-    device = get_device(device)
-    teacher = resolve_teacher(dataset, teacher, device)
-    jobs = [(m, float(r)) for m in methods for r in mix_ratios]
-    if ("pwoa", 0.0) not in jobs:
-        jobs.insert(0, ("pwoa", 0.0))  # the reference run of the time ratio
-    jobs = [(method, r, s) for s in check_seeds([seed] if seeds is None else seeds) for method, r in jobs]
-    configs = [preset_config(dataset, preset, method=method, rate=rate, mix_ratio=r, seed=s, device=str(device),
-                             **subset) for method, r, s in jobs]
+    points = [{"method": m, "mix_ratio": float(r)} for m in methods for r in mix_ratios]
+    if {"method": "pwoa", "mix_ratio": 0.0} not in points:
+        points.insert(0, {"method": "pwoa", "mix_ratio": 0.0})  # the reference run of the time ratio
     # one run at a time (no workers): the x axis is wall-clock training time, which parallel runs would distort
-    done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,
-                         desc=f"figure 3 ({dataset}, {preset})")
-    curves_df = pd.concat([history.assign(method=method, mix_ratio=r, seed=s)
-                           for (_, history), (method, r, s) in zip(done, jobs)], ignore_index=True)
-    summary = pd.DataFrame([row for row, _ in done])
+    result = sweep(points, check_seeds([seed] if seeds is None else seeds), dataset, preset, teacher, settings,
+                   cache_dir, use_cache, root, device, progress=progress, desc=f"figure 3 ({dataset}, {preset})",
+                   errors="raise", rate=rate, **subset)
+    curves_df = result.curves
+    summary = result.runs
     targets, ratios = [], []
     for row in summary.itertuples():
         of_seed = curves_df[curves_df.seed == row.seed]

@@ -43,7 +43,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attacks import accuracy, pgd_linf
-from .data import TensorData, augment_batch, dataset_info
+from .data import TensorData, augment_batch, check_n_per_class, dataset_info
 from .hsic import hsic_xz_yz
 from .models import logits_and_hiddens
 from .pruning import sparsity_report
@@ -86,6 +86,8 @@ class RunConfig:
         check_choice(self.centering, ("hkh", "kh"), "centering")
         if self.select is not None:
             check_choice(self.select, SELECT_RULES, "checkpoint selection")
+        if self.n_per_class is not None:
+            check_n_per_class(self.n_per_class)
         for name in ("batch_size", "val_n", "val_pgd_steps", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -31,7 +31,7 @@ hooks it needs (see `pwoa_lab.loop` for when each hook runs). The loop itself do
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
 import torch
@@ -122,6 +122,10 @@ def pwoa_loss(student: nn.Module, batch: Batch, phase: Phase, ctx: LossContext):
 
 
 LOSSES: dict[str, Callable] = {"naive": ce_loss, "kd": distillation_loss, "pwoa": pwoa_loss, "advprune": ce_loss}
+# fields a built-in loss never reads: `resolved` sets them to their defaults, so that a sweep over lambda_x runs
+# naive pruning once, not once per value it ignores
+_LOSS_FREE = ("temperature", "lambda_x", "lambda_y", "hsic_phase")
+UNUSED_FIELDS = {"naive": _LOSS_FREE, "advprune": _LOSS_FREE, "kd": _LOSS_FREE[1:], "oneshot": _LOSS_FREE}
 USES_TEACHER = {"kd", "pwoa"}
 # oneshot: the control with no training at all (magnitude pruning of the teacher, per layer or global)
 PRUNE_METHODS = tuple(LOSSES) + ("oneshot",)
@@ -169,7 +173,8 @@ class PruneConfig(RunConfig):
             check_choice(self.scope, STRUCTURED_SCOPES, "scope of structured pruning")
         eps = self.resolved_eps()
         seed = 0 if self.method == "oneshot" else self.seed  # no training, nothing random: one run for any seed
-        return replace(self, rate=check_rate(self.rate), eps=eps, select=self.select or "best_val_pgd", seed=seed,
+        unused = {f.name: f.default for f in fields(PruneConfig) if f.name in UNUSED_FIELDS.get(self.method, ())}
+        return replace(self, **unused, rate=check_rate(self.rate), eps=eps, select=self.select or "best_val_pgd", seed=seed,
                        mix_ratio=self.resolved_mix(1.0 if self.method == "advprune" else 0.0),
                        adv_steps=self.adv_steps or dataset_info(self.dataset).pgd_steps,
                        adv_alpha=self.adv_alpha or default_attack_options(self.dataset, eps)["pgd"]["alpha"])

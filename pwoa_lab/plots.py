@@ -12,6 +12,7 @@ of the caller's; without it, it makes its own figure. The widgets compose these 
 - `plot_weight_histogram`: kept vs pruned weights of a layer; `plot_accuracy_bars`: accuracies side by side.
 - `plot_adversarial_grid`: natural vs adversarial images with predictions.
 - `plot_design_space`: robust accuracy vs real model size or latency over the pruning design space.
+- `plot_sweep`: a metric against one grid field of a sweep, one line per value of another.
 """
 from __future__ import annotations
 
@@ -283,6 +284,43 @@ def plot_design_space(df: pd.DataFrame, x: str = "ship_bytes", metric: str = "pg
     ax.set_ylim(-2, min(102, float(df[metric].max()) + 8))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, own)
+
+
+def plot_sweep(runs: pd.DataFrame, x: str, metric: str = "pgd", hue: str | None = None, title: str | None = None,
+               ax=None):
+    """`metric` against the grid field `x` of a sweep's per-run table (`sweep.SweepResult.runs`), one line per
+    value of `hue`: the mean over seeds with +-1 standard deviation bars. A numeric `x` spanning a factor of 20
+    or more (learning rates, lambdas) is drawn on a log axis; a text `x` (method, scope) as categories."""
+    own = ax is None
+    fig, (ax,) = _axes(ax, 1, (6.4, 4.2))
+    for name in [x, metric] + ([hue] if hue else []):
+        if name not in runs.columns:
+            raise ValueError(f"no column {name!r} in the sweep's table; it has: {', '.join(runs.columns)}")
+    groups = runs.groupby(hue, sort=True, dropna=False) if hue else [(None, runs)]
+    numeric = pd.api.types.is_numeric_dtype(runs[x])
+    categories = list(dict.fromkeys(runs[x].astype(str))) if not numeric else None
+    for value, part in groups:
+        g = part.groupby(x if numeric else part[x].astype(str), sort=numeric)[metric]
+        mean, std = g.mean(), g.std().fillna(0)
+        xs = mean.index if numeric else [categories.index(v) for v in mean.index]
+        style = _style(value) if hue == "method" else {}
+        label = style.get("label", f"{hue} = {value}") if hue else metric
+        ax.errorbar(xs, mean.values, yerr=std.values, marker=style.get("marker", "o"), color=style.get("color"),
+                    capsize=3, lw=1.4, label=label)
+    if numeric:
+        positive = runs[x][runs[x] > 0]
+        if len(positive) and positive.max() / positive.min() >= 20:
+            ax.set_xscale("log")
+    else:
+        ax.set_xticks(range(len(categories)), categories)
+    ax.set_xlabel(x)
+    ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+    ax.grid(alpha=0.3)
+    if hue:
+        ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     return _finish(fig, own)

@@ -451,14 +451,12 @@ def _check_plain(value: Any, where: str) -> None:
                         "lists and dicts with str keys")
 
 
-def save_sparse(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None,
-                overwrite: bool = False) -> Path:
-    """Save `model` compactly; returns the path.
+def sparse_payload(model: nn.Module, metadata: dict | None = None) -> dict[str, Any]:
+    """The compact form of `model` that `save_sparse` writes, as plain tensors and containers (it can travel
+    between processes or machines and be written by `write_sparse`).
 
-    Each prunable weight is stored as shape + packed bitmask (numpy.packbits of the flattened mask,
-    uint8) + its kept values in mask order (the weight's own dtype, float32 for usual models); every
-    other tensor as is. Written atomically; an existing file is kept (FileExistsError) unless
-    ``overwrite=True``. Read it back with ``load_sparse``.
+    Each prunable weight is stored as shape + packed bitmask (numpy.packbits of the flattened mask, uint8) + its
+    kept values in mask order (the weight's own dtype, float32 for usual models); every other tensor as is.
     """
     metadata = dict(metadata or {})
     _check_plain(metadata, "metadata")
@@ -473,11 +471,25 @@ def save_sparse(model: nn.Module, path: str | os.PathLike, metadata: dict | None
         bits = np.packbits(mask.flatten().numpy().astype(np.uint8))
         sparse[key] = {"shape": list(value.shape), "bits": torch.from_numpy(bits),
                        "values": value.cpu()[mask].clone()}
-    payload = {"format": SPARSE_FORMAT, "version": SPARSE_VERSION, "order": list(state),
-               "dense": dense, "sparse": sparse, "metadata": metadata}
+    return {"format": SPARSE_FORMAT, "version": SPARSE_VERSION, "order": list(state),
+            "dense": dense, "sparse": sparse, "metadata": metadata}
+
+
+def write_sparse(payload: dict[str, Any], path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a `sparse_payload` to `path` atomically; an existing file is kept (FileExistsError) unless
+    ``overwrite=True``."""
+    if not isinstance(payload, dict) or payload.get("format") != SPARSE_FORMAT:
+        raise ValueError(f"not a sparse payload (no format marker {SPARSE_FORMAT!r}); make it with sparse_payload")
     with atomic_write(path, overwrite=overwrite) as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def save_sparse(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None,
+                overwrite: bool = False) -> Path:
+    """Save `model` compactly (`sparse_payload`); returns the path. Written atomically; an existing file is kept
+    (FileExistsError) unless ``overwrite=True``. Read it back with ``load_sparse``."""
+    return write_sparse(sparse_payload(model, metadata), path, overwrite=overwrite)
 
 
 def _not_sparse(path: Any, why: str) -> ValueError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ from .distillation import frozen_teacher
 from .evaluation import EvalSettings, evaluate_row, natural_and_pgd
 from .loop import FitResult, RunConfig, fit
 from .methods import TeacherConfig
-from .pruning import load_sparse, network_sparsity, save_sparse
+from .pruning import load_sparse, network_sparsity, sparse_payload, write_sparse
 from .structured import resize_to_state
 from .utils import get_device, model_fingerprint, set_seed, versions
 
@@ -91,22 +92,29 @@ def resolve_teacher(dataset: str, teacher: nn.Module | str | Path | None, device
     return teacher.to(device).eval()
 
 
-def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(),
-              cache_dir: str | Path | None = None, use_cache: bool = True, root=None,
-              progress: bool = True, keep_model: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Prune + evaluate once, or return the cached result: (row dict, per-epoch history DataFrame).
+@dataclass
+class RunOutcome:
+    """What one pruning run produced, before it is stored: everything travels as plain data, so a run computed in
+    another process or on another machine is stored by the caller (`store_outcome`) with no shared file system.
 
-    With `keep_model`, the pruned weights are cached too (sparse file); reload them with `load_cached_model`.
-    """
+    `row`: the Figure-1 row; `history`: the per-epoch history; `record`: what the cache keeps (row, history, config,
+    evaluation settings, versions, the code fingerprint of the code that ran it); `model`: the pruned weights as a
+    `pruning.sparse_payload` (None without `keep_model`)."""
+    key: str
+    row: dict[str, Any]
+    history: pd.DataFrame
+    record: dict[str, Any]
+    model: dict[str, Any] | None = None
+
+
+def compute_outcome(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(), root=None,
+                    progress: bool = True, keep_model: bool = True, state_path: str | Path | None = None
+                    ) -> RunOutcome:
+    """Run `config` from `teacher` and evaluate it on the test split; writes nothing but the resume state at
+    `state_path` (if given)."""
     config = config.resolved()
-    key = _row_key(teacher, config, settings)
-    cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
-    hit = _cached(cache, key)
-    if hit is not None:
-        return hit
+    key = row_key(teacher, config, settings)
     device = get_device(config.device)
-    # resumable: an interrupted run continues after its last completed epoch
-    state_path = cache.folder(key) / "state.pt" if use_cache else None
     result = run_config(teacher, config, root=root, progress=progress, state_path=state_path)
     row = {"dataset": config.dataset, "method": config.method, "rate": config.rate, "mix_ratio": config.mix_ratio,
            "seed": config.seed, **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
@@ -120,24 +128,58 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
     record = {"row": row, "history": result.history.to_dict("records"), "config": config.to_dict(),
               "eval": settings.__dict__, "seed": config.seed, "versions": versions(), "code": code_fingerprint(),
               "device": str(device)}
+    model = sparse_payload(result.model.cpu(), metadata={"dataset": config.dataset, "method": config.method,
+                                                         "rate": config.rate}) if keep_model else None
+    return RunOutcome(key, row, result.history, record, model)
+
+
+def store_outcome(outcome: RunOutcome, cache_dir: str | Path | None = None) -> None:
+    """Write a finished run into the cache (its pruned weights first, then the record that makes it a hit).
+
+    A run computed by other code than this process's is refused (ValueError): its numbers would be served under
+    this code's key. A read-only or full cache warns and keeps going: the computed result is still returned."""
+    if outcome.record.get("code") != code_fingerprint():
+        raise ValueError("this run was computed by different pwoa-lab code (code fingerprint "
+                         f"{str(outcome.record.get('code'))[:12]} != {code_fingerprint()[:12]}): install the same "
+                         "version of the kit on every worker")
+    cache = ResultCache("prune_row", cache_dir)
+    try:
+        cache.folder(outcome.key).mkdir(parents=True, exist_ok=True)
+        if outcome.model is not None:
+            write_sparse(outcome.model, cache.folder(outcome.key) / "model.pt", overwrite=True)
+        cache.put(outcome.key, outcome.record)
+        (cache.folder(outcome.key) / "state.pt").unlink(missing_ok=True)  # the finished result replaces it
+    except OSError as err:
+        warnings.warn(str(cache_error(cache.root, err)), stacklevel=2)
+
+
+def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(),
+              cache_dir: str | Path | None = None, use_cache: bool = True, root=None,
+              progress: bool = True, keep_model: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Prune + evaluate once, or return the cached result: (row dict, per-epoch history DataFrame).
+
+    With `keep_model`, the pruned weights are cached too (sparse file); reload them with `load_cached_model`.
+    An interrupted run resumes from its state in the cache folder.
+    """
+    config = config.resolved()
+    key = row_key(teacher, config, settings)
+    cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
+    hit = _cached(cache, key)
+    if hit is not None:
+        return hit
+    state_path = cache.folder(key) / "state.pt" if use_cache else None
+    outcome = compute_outcome(teacher, config, settings, root, progress, keep_model and use_cache, state_path)
     if use_cache:
-        try:
-            if keep_model:
-                save_sparse(result.model.cpu(), cache.folder(key) / "model.pt",
-                            metadata={"dataset": config.dataset, "method": config.method, "rate": config.rate},
-                            overwrite=True)
-            cache.put(key, record)
-            (cache.folder(key) / "state.pt").unlink(missing_ok=True)  # the finished result replaces it
-        except OSError as err:  # a read-only or full cache must not throw the computed result away
-            warnings.warn(str(cache_error(cache.root, err)), stacklevel=2)
-    return {**row, "cached": False, "key": key}, result.history
+        store_outcome(outcome, cache_dir)
+    return {**outcome.row, "cached": False, "key": key}, outcome.history
 
 
 def _last_epoch(history: pd.DataFrame) -> int:
     return int(history.epoch.iloc[-1]) if len(history) else 0
 
 
-def _row_key(teacher: nn.Module, config: RunConfig, settings: EvalSettings) -> str:
+def row_key(teacher: nn.Module, config: RunConfig, settings: EvalSettings) -> str:
+    """The cache key of a pruning run: its resolved config, the teacher's weights, the evaluation, the code."""
     return entry_key("prune_row", {"teacher": model_fingerprint(teacher), "config": config.to_dict(),
                                    "eval": settings.__dict__})
 
@@ -148,7 +190,7 @@ def cached_prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettin
     """What `prune_row` would return from the cache, or None when it would have to compute."""
     if not use_cache:
         return None
-    return _cached(ResultCache("prune_row", cache_dir), _row_key(teacher, config.resolved(), settings))
+    return _cached(ResultCache("prune_row", cache_dir), row_key(teacher, config.resolved(), settings))
 
 
 def _cached(cache: ResultCache, key: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
