@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from torch.torch_version import TorchVersion
 
-from .models import build_model, normalization_of
+from .models import build_model, normalization_of, resize_to_state
 from .utils import atomic_write, versions
 
 FORMAT = "pwoa-lab-checkpoint"
@@ -110,6 +110,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"{path}: its metadata names an unknown architecture or a malformed "
                               f"normalization ({err})") from err
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
+    if (meta.get("config") or {}).get("structure") == "structured":
+        resize_to_state(model, state)  # whole channels were pruned away: the same family with smaller layers
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -4,6 +4,7 @@
     pwoa-lab evaluate --checkpoint teacher.pt --dataset mnist --attacks natural,fgsm,pgd,cw,aa --n 1000
     pwoa-lab prune --checkpoint teacher.pt --method pwoa --rate 4 --preset quick --out pruned.pt
     pwoa-lab prune --checkpoint digits --method hydra --rate 4 --out hydra.pt   # run again to resume
+    pwoa-lab prune --checkpoint digits --method pwoa --rate 4 --structure structured --schedule iterative --out s.pt
     pwoa-lab figure1 --dataset digits --preset quick --out results/fig1
     pwoa-lab figure3 --dataset digits --preset quick --out results/fig3
 """
@@ -116,6 +117,30 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+DESIGN_FIELDS = ("structure", "importance", "schedule")  # PruneConfig's design-space fields (prune_schedules)
+
+
+def _design_overrides(args: argparse.Namespace, methods: list[str]) -> dict:
+    """--structure / --importance / --schedule as PruneConfig fields (only those given), checked up front with the
+    library's own check, so that a bad value fails before a teacher is loaded or a run starts."""
+    from .prune_schedules import IMPORTANCES, SCHEDULES, STRUCTURES
+    from .utils import check_choice
+    choices = dict(zip(DESIGN_FIELDS, (STRUCTURES, IMPORTANCES, SCHEDULES)))
+    out = {f: check_choice(getattr(args, f), choices[f], f) for f in DESIGN_FIELDS if getattr(args, f, None)}
+    if out and "hydra" in methods:
+        raise ValueError("--structure, --importance and --schedule apply to the ADMM pipeline (naive, kd, pwoa, "
+                         "advprune, oneshot), not to hydra (HYDRA learns its own pruning scores); leave hydra out "
+                         "or drop these options")
+    return out
+
+
+def _design_words(design: dict) -> str:
+    """'structure structured, importance magnitude (default), schedule admm (default)': what a run used."""
+    from .methods import PruneConfig
+    defaults = {f.name: f.default for f in dataclasses.fields(PruneConfig)}
+    return ", ".join(f"{f} {design[f]}" if f in design else f"{f} {defaults[f]} (default)" for f in DESIGN_FIELDS)
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from .checkpoint import command_line, load_checkpoint, save_checkpoint
     from .evaluation import EvalSettings, evaluate_row
@@ -126,12 +151,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     sparse_out = out.with_name(out.stem + ".sparse.pt")
     state_path = out.with_name(out.name + ".state")  # resume point: the same command continues an interrupted run
-    for path in (out, sparse_out):
+    design = _design_overrides(args, [args.method])
+    structured = design.get("structure") == "structured"  # a smaller dense model: no zeros, no sparse file
+    for path in (out,) if structured else (out, sparse_out):
         if path.exists() and not args.overwrite:
             raise FileExistsError(f"{path} exists; refusing to overwrite it (pass --overwrite or another --out)")
     device = get_device(args.device)
     teacher, meta = load_checkpoint(_resolve_checkpoint(args.checkpoint), device)
-    overrides = _overrides(args)
+    teacher_params = sum(p.numel() for p in teacher.parameters())
+    overrides = {**_overrides(args), **design}
     if args.mix_ratio is not None:
         overrides["mix_ratio"] = args.mix_ratio
     config = preset_config(meta["dataset"], args.preset, method=args.method, rate=args.rate, seed=args.seed,
@@ -143,11 +171,18 @@ def cmd_prune(args: argparse.Namespace) -> int:
     report = sparsity_report(result.model, result.config.scope)
     print(report.to_string(index=False))
     print({k: round(v, 2) for k, v in row.items()})
+    params = sum(p.numel() for p in result.model.parameters())
+    print(f"{_design_words(design)}; parameters {params:,} of the teacher's {teacher_params:,} "
+          f"({100 * params / teacher_params:.1f}%)")
     new_meta = {"model": meta["model"], "dataset": meta["dataset"], "eps": result.config.eps, "seed": args.seed,
                 "kind": "pruned", "method": args.method, "rate": result.config.rate, "teacher": str(args.checkpoint),
                 "config": result.config.to_dict(), "metrics": {"test": row, "train_seconds": result.train_seconds},
                 "command": command_line(), "history": result.history.to_dict("records")}
     save_checkpoint(out, result.model, new_meta, overwrite=args.overwrite)
+    if structured:  # channels removed: the file is already the small model; a sparse copy would hold no zeros
+        state_path.unlink(missing_ok=True)
+        print(f"saved {out} (structured: a smaller plain model without masks, {out.stat().st_size / 1e6:.2f} MB)")
+        return 0
     save_sparse(result.model, sparse_out, metadata={k: new_meta[k] for k in ("model", "dataset", "method", "rate",
                                                                              "command")}, overwrite=args.overwrite)
     state_path.unlink(missing_ok=True)  # the saved model replaces the resume point
@@ -208,11 +243,14 @@ def cmd_figure1(args: argparse.Namespace) -> int:
     rates = [float(r) for r in args.rates.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     seeds = _seeds(args)
+    design = _design_overrides(args, methods)
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
     df = figure1(args.dataset, rates=rates, methods=methods, preset=args.preset, seeds=seeds, teacher=teacher,
                  root=args.root, device=args.device, use_cache=not args.no_cache,
-                 workers=resolve_workers(args.workers, args.device),
-                 **_overrides(args))
+                 workers=resolve_workers(args.workers, args.device), backend=args.backend, address=args.address,
+                 **_overrides(args), **design)
+    for field, value in design.items():  # which design every pruned row used ("-": the teacher)
+        df[field] = [("-" if m == "teacher" else value) for m in df.method]
     summary = seed_summary(df)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -222,11 +260,12 @@ def cmd_figure1(args: argparse.Namespace) -> int:
     df.to_csv(csv, index=False)
     summary.to_csv(summary_csv, index=False)
     scope = args.scope or "all"
-    fig = plot_figure1(df, title=f"Figure 1: {args.dataset}, preset {args.preset}, scope {scope}, "
+    design_title = "".join(f", {v}" for v in design.values())
+    fig = plot_figure1(df, title=f"Figure 1: {args.dataset}, preset {args.preset}, scope {scope}{design_title}, "
                                  f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
     fig.savefig(png, dpi=120)
-    print(f"scope {scope} (which weights are pruned), seeds {', '.join(map(str, seeds))}; mean ± standard "
-          "deviation over seeds")
+    print(f"scope {scope} (which weights are pruned), {_design_words(design)}, seeds {', '.join(map(str, seeds))}; "
+          "mean ± standard deviation over seeds")
     print(_mean_std_table(summary, ["natural", "pgd", "aa", "pgd_last"]))
     print("aa: per test point the worst case of PGD and AutoAttack (AutoAttack runs only on the points PGD did not break); pgd_last: "
           "the last epoch's model, where checkpoint selection (best validation PGD) kept another one")
@@ -237,6 +276,43 @@ def cmd_figure1(args: argparse.Namespace) -> int:
                 for line in claim_in_words(phenomenon(summary, metric), metric):
                     print("- " + line)
     print(f"\nwrote {csv}, {summary_csv} and {png}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .plots import plot_sweep
+    from .sweep import parse_grid, sweep
+    grid = parse_grid(args.grid)
+    x = args.x or next((k for k in grid if len(grid[k]) > 1 and k != "method"), next(iter(grid)))
+    hue = args.hue if args.hue is not None else next((k for k in grid if k != x and len(grid[k]) > 1), None)
+    for name in (x, hue):
+        if name is not None and name not in grid and name not in ("method", "rate", "seed"):
+            raise ValueError(f"--x / --hue name a grid field; this grid has: {', '.join(grid)}")
+    teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+    result = sweep(grid, seeds=_seeds(args), dataset=args.dataset, preset=args.preset, teacher=teacher,
+                   root=args.root, device=args.device, use_cache=not args.no_cache, backend=args.backend,
+                   address=args.address, workers=resolve_workers(args.workers, args.device))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"sweep_{args.dataset}_{args.preset}"
+    csv, summary_csv, png = (unique_path(out / f"{stem}.csv"), unique_path(out / f"{stem}_summary.csv"),
+                             unique_path(out / f"{stem}_{args.metric}.png"))
+    result.runs.to_csv(csv, index=False)
+    result.summary.to_csv(summary_csv, index=False)
+    if len(result.runs):
+        fig = plot_sweep(result.runs, x=x, metric=args.metric, hue=hue,
+                         title=f"sweep: {args.dataset}, preset {args.preset}, {len(_seeds(args))} seed(s)")
+        fig.savefig(png, dpi=120)
+    shown = [c for c in result.summary.columns if not c.endswith("_std") and c not in ("natural_last", "pgd_last")]
+    print(result.summary[shown].round(2).to_string(index=False))
+    print(f"\n{len(result.runs)} runs ({result.submitted} computed, the rest from the cache); wrote {csv}, "
+          f"{summary_csv}" + (f" and {png}" if len(result.runs) else ""))
+    if len(result.failed):
+        print(f"\n{len(result.failed)} run(s) failed (rerun the same command to retry only these):", file=sys.stderr)
+        for row in result.failed.drop(columns="traceback").to_dict("records"):
+            error = row.pop("error")
+            print(f"- {row}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -268,6 +344,43 @@ def cmd_figure3(args: argparse.Namespace) -> int:
 SCOPE_HELP = ("which weights are pruned: all (default: every conv and linear weight), hidden (all but the first "
               "layer and the classifier), convs, or reference (the PwoA reference code's rule: every conv and a "
               "layer named fc)")
+
+# what each value of the design-space options does (pwoa_lab.prune_schedules); the values come from the code
+DESIGN_HELP = {
+    "structure": ("what is removed", {
+        "weight": "single weights, masked: the model keeps its dense shape (default)",
+        "structured": "whole channels with Torch-Pruning: a physically smaller plain model, no masks; rate R keeps "
+                      "at most 1/R of the parameters (scope all or hidden)"}),
+    "importance": ("how weights / channels are ranked", {
+        "magnitude": "|w| (structured: the filter's L2 norm) (default)",
+        "gradient": "|w * dL/dw| on 512 natural training images (first-order Taylor; structured: summed over the "
+                    "filter)"}),
+    "schedule": ("when the sparsity is imposed", {
+        "admm": "ADMM pulls the weights to the sparse set, one hard prune, then retraining (the paper; default)",
+        "oneshot": "prune by importance first, then fine-tune with the loss for the same epoch budget (not the "
+                   "method oneshot, which does no training)",
+        "iterative": "the sparsity grows on a cubic schedule (Zhu & Gupta 2017) over the first epochs, then "
+                     "retraining at the final sparsity"}),
+}
+
+
+def _add_design(p: argparse.ArgumentParser) -> None:
+    """--structure / --importance / --schedule: the PruneConfig fields of the same names (any loss)."""
+    from .prune_schedules import IMPORTANCES, SCHEDULES, STRUCTURES
+    for field, values in zip(DESIGN_FIELDS, (STRUCTURES, IMPORTANCES, SCHEDULES)):
+        what, words = DESIGN_HELP[field]
+        p.add_argument(f"--{field}", default=None, metavar="{" + ",".join(values) + "}",
+                       help=f"{what}: " + "; ".join(f"{v}: {words.get(v, 'see pwoa_lab.prune_schedules')}"
+                                                     for v in values))
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="local: worker processes on this machine; ray: one task per run on a Ray cluster "
+                        "(pip install -e '.[cluster]')")
+    p.add_argument("--address", default=None,
+                   help="the Ray cluster to use, e.g. ray://head:10001 or auto (default: RAY_ADDRESS, else a local "
+                        "cluster started for this command)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,8 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", help="smoke, quick or paper")
     p.add_argument("--mix-ratio", type=float, default=None, help="probability of a PGD batch (default: method's)")
     p.add_argument("--scope", default=None, help=SCOPE_HELP)
+    _add_design(p)
     p.add_argument("--n", type=int, default=None, help="evaluate on the first N test images")
-    p.add_argument("--out", required=True, help="dense checkpoint path; a compact FILE.sparse.pt is written too")
+    p.add_argument("--out", required=True, help="dense checkpoint path; a compact FILE.sparse.pt is written too "
+                                                "(not with --structure structured: the file is already small)")
     p.add_argument("--overwrite", action="store_true")
     _add_common(p)
     p.set_defaults(func=cmd_prune)
@@ -352,13 +467,36 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default: the one --seed)")
     p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
     p.add_argument("--scope", default=None, help=SCOPE_HELP)
+    _add_design(p)
     p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
     p.add_argument("--workers", type=_workers, default="auto",
                    help="prune runs at once, each in its own process (default auto: 1 on a GPU, else up to 4 "
                         "CPU cores)")
+    _add_backend(p)
     p.add_argument("--out", default="results")
     _add_common(p)
     p.set_defaults(func=cmd_figure1)
+
+    p = sub.add_parser("sweep", help="any run-config fields x seeds, each run cached; a CSV and a plot",
+                       description="Example: pwoa-lab sweep --dataset digits --preset quick --grid method=naive,pwoa "
+                                   "--grid rate=2,4,8 --grid lambda_x=2e-4,2e-2 --seeds 0,1,2 --out results/lambda")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--preset", default="quick", help="smoke, quick or paper")
+    p.add_argument("--grid", action="append", required=True, metavar="FIELD=V1,V2",
+                   help="a run-config field and its values (repeat for more fields; the runs are their product), "
+                        "e.g. method=naive,pwoa, rate=2,4,8, lambda_x=2e-4,2e-2, scope=all,hidden")
+    p.add_argument("--seeds", default=None, help="every grid point once per seed, e.g. 0,1,2 (default: --seed)")
+    p.add_argument("--metric", default="pgd", help="plotted metric: natural, fgsm, pgd, aa (default pgd)")
+    p.add_argument("--x", default=None, help="grid field on the x axis (default: the first varied one)")
+    p.add_argument("--hue", default=None, help="grid field that colours the lines (default: the next varied one)")
+    p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if a cached result exists")
+    p.add_argument("--workers", type=_workers, default="auto",
+                   help="local backend: runs at once, each in its own process (default auto)")
+    _add_backend(p)
+    p.add_argument("--out", default="results")
+    _add_common(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("figure3", help="robustness vs training time: PwoA vs AdvPrune vs HYDRA over mix ratios")
     p.add_argument("--dataset", default="digits")
@@ -384,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError, RuntimeError, ImportError) as err:
         print(f"pwoa-lab {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -9,7 +9,7 @@ inputs; `build_model(..., normalize=...)` rebuilds it from checkpoint metadata).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -234,3 +234,42 @@ def logits_and_hiddens(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor,
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+_RESIZABLE = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+
+
+def resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Resize every conv / linear / BatchNorm layer of `model` (in place) to the tensor shapes in `state`, so
+    that ``model.load_state_dict(state)`` fits: how a structured-pruned model (whole channels removed) is rebuilt from its architecture.
+    Layers already of the right shape are left alone. Returns `model`."""
+    for name, module in model.named_modules():
+        key = f"{name}.weight" if name else "weight"
+        if not isinstance(module, _RESIZABLE) or key not in state:
+            continue
+        shape = tuple(state[key].shape)
+        if tuple(module.weight.shape) == shape:
+            continue
+        if isinstance(module, nn.Conv2d):
+            module.out_channels, module.in_channels = shape[0], shape[1] * module.groups
+        elif isinstance(module, nn.Linear):
+            module.out_features, module.in_features = shape
+        else:
+            module.num_features = shape[0]
+        for tensor in ("weight", "bias"):
+            old = getattr(module, tensor, None)
+            if isinstance(old, nn.Parameter):
+                target = state[f"{name}.{tensor}" if name else tensor].shape
+                setattr(module, tensor, nn.Parameter(torch.empty(target, dtype=old.dtype, device=old.device),
+                                                     requires_grad=old.requires_grad))
+        for buf in ("running_mean", "running_var"):
+            old = getattr(module, buf, None)
+            if old is not None:
+                setattr(module, buf, torch.empty(shape[0], dtype=old.dtype, device=old.device))
+    return model
+
+
+def is_structured_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> bool:
+    """True if some tensor of `state` has another shape than the same tensor of `model` (a pruned architecture)."""
+    own = model.state_dict()
+    return any(k in own and tuple(own[k].shape) != tuple(v.shape) for k, v in state.items())

@@ -292,35 +292,44 @@ def plot_design_space(df: pd.DataFrame, x: str = "ship_bytes", metric: str = "pg
 def plot_sweep(runs: pd.DataFrame, x: str, metric: str = "pgd", hue: str | None = None, title: str | None = None,
                ax=None):
     """`metric` against the grid field `x` of a sweep's per-run table (`sweep.SweepResult.runs`), one line per
-    value of `hue`: the mean over seeds with +-1 standard deviation bars. A numeric `x` spanning a factor of 20
-    or more (learning rates, lambdas) is drawn on a log axis; a text `x` (method, scope) as categories."""
+    value of `hue` (and per method, when the table holds several and `hue` is another field): the mean over seeds
+    with +-1 standard deviation bars. A numeric `x` spanning a factor of 20 or more (learning rates, lambdas) is
+    drawn on a symmetric log axis (0 stays visible); a text `x` (method, scope) as categories."""
     own = ax is None
     fig, (ax,) = _axes(ax, 1, (6.4, 4.2))
     for name in [x, metric] + ([hue] if hue else []):
         if name not in runs.columns:
             raise ValueError(f"no column {name!r} in the sweep's table; it has: {', '.join(runs.columns)}")
-    groups = runs.groupby(hue, sort=True, dropna=False) if hue else [(None, runs)]
+    keys = ([hue] if hue else []) + (["method"] if hue != "method" and x != "method" and runs.method.nunique() > 1
+                                     else [])
     numeric = pd.api.types.is_numeric_dtype(runs[x])
     categories = list(dict.fromkeys(runs[x].astype(str))) if not numeric else None
-    for value, part in groups:
+    colors = {v: f"C{i}" for i, v in enumerate(sorted(runs[hue].dropna().unique(), key=str))} if hue else {}
+    markers = ["o", "s", "D", "^", "v", "x"]
+    for n, (group, part) in enumerate(runs.groupby(keys, sort=True, dropna=False) if keys else [((), runs)]):
+        group = dict(zip(keys, group if isinstance(group, tuple) else (group,)))
         g = part.groupby(x if numeric else part[x].astype(str), sort=numeric)[metric]
         mean, std = g.mean(), g.std().fillna(0)
         xs = mean.index if numeric else [categories.index(v) for v in mean.index]
-        style = _style(value) if hue == "method" else {}
-        label = style.get("label", f"{hue} = {value}") if hue else metric
-        ax.errorbar(xs, mean.values, yerr=std.values, marker=style.get("marker", "o"), color=style.get("color"),
-                    capsize=3, lw=1.4, label=label)
+        method_style = _style(group["method"]) if "method" in group else {}
+        color = colors.get(group.get(hue)) if hue and hue != "method" else method_style.get("color")
+        parts = [method_style.get("label", "")] if "method" in group else []
+        if hue and hue != "method":
+            parts.append(f"{hue} = {group[hue]}")
+        ax.errorbar(xs, mean.values, yerr=std.values, color=color, capsize=3, lw=1.4,
+                    marker=method_style.get("marker", markers[n % len(markers)]),
+                    ls="--" if group.get("method") == "naive" else "-", label=", ".join(p for p in parts if p))
     if numeric:
         positive = runs[x][runs[x] > 0]
         if len(positive) and positive.max() / positive.min() >= 20:
-            ax.set_xscale("log")
+            ax.set_xscale("symlog", linthresh=float(positive.min()))
     else:
         ax.set_xticks(range(len(categories)), categories)
     ax.set_xlabel(x)
     ax.set_ylabel(METRIC_LABEL.get(metric, metric))
     ax.grid(alpha=0.3)
-    if hue:
-        ax.legend(fontsize=8)
+    if keys:
+        ax.legend(fontsize=7)
     if title:
         ax.set_title(title)
     return _finish(fig, own)

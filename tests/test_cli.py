@@ -113,3 +113,110 @@ def test_missing_subcommand_or_required_option_is_a_usage_error(capsys):
         main(["train-teacher", "--dataset", "digits"])  # no --out
     assert info.value.code == 2
     assert "--out" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- the design space: --structure, --importance, --schedule
+
+def _n_params(state: dict) -> int:
+    return sum(v.numel() for k, v in state.items() if k.endswith((".weight", ".bias")))
+
+
+def test_prune_structure_structured_saves_a_physically_smaller_plain_model(digits_teacher, tmp_path, capsys):
+    from pwoa_lab.checkpoint import read_checkpoint
+    from pwoa_lab.pruning import is_masked
+    from pwoa_lab.structured import resize_to_state
+    teacher, _ = digits_teacher
+    out = tmp_path / "s.pt"
+    rc = main(["prune", "--checkpoint", "digits", "--method", "naive", "--rate", "4", "--preset", "smoke",
+               "--structure", "structured", "--schedule", "oneshot", "--n", "30", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "structure structured, importance magnitude (default), schedule oneshot" in printed
+    blob = read_checkpoint(out)
+    config = blob["meta"]["config"]
+    assert (config["structure"], config["importance"], config["schedule"]) == ("structured", "magnitude", "oneshot")
+    state = blob["state_dict"]
+    teacher_params = sum(p.numel() for p in teacher.parameters())
+    assert _n_params(state) <= teacher_params / 4  # rate 4: at most a quarter of the parameters, really removed
+    assert not any("mask" in k or k.endswith("_orig") for k in state)
+    assert not (tmp_path / "s.sparse.pt").exists()  # nothing sparse to compress in a smaller dense model
+    # it is the same architecture family with fewer channels: a plain nn.Module, no masks, same output shape
+    model = resize_to_state(build_model(blob["meta"]["model"], "digits", blob["meta"].get("normalize")), state)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    assert not is_masked(model) and sum(p.numel() for p in model.parameters()) == _n_params(state)
+    with torch.no_grad():
+        assert model.eval()(torch.rand(2, 1, 16, 16)).shape == (2, 10)
+    # and the kit loads it like any checkpoint: `evaluate` rebuilds the smaller layers from the file
+    loaded, _ = load_checkpoint(out)
+    assert sum(p.numel() for p in loaded.parameters()) == _n_params(state)
+    assert main(["evaluate", "--checkpoint", str(out), "--n", "20"]) == 0
+
+
+def test_prune_importance_and_schedule_reach_the_run_and_weight_pruning_keeps_the_shape(digits_teacher, tmp_path,
+                                                                                       capsys):
+    teacher, _ = digits_teacher
+    out = tmp_path / "w.pt"
+    rc = main(["prune", "--checkpoint", "digits", "--method", "naive", "--rate", "4", "--preset", "smoke",
+               "--importance", "gradient", "--schedule", "iterative", "--n", "30", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "structure weight (default), importance gradient, schedule iterative" in printed
+    model, meta = load_checkpoint(out)
+    config = meta["config"]
+    assert (config["structure"], config["importance"], config["schedule"]) == ("weight", "gradient", "iterative")
+    # the iterative schedule really ran: a gradual phase whose target sparsity grows, then retraining
+    phases = [row["phase"] for row in meta["history"]]
+    assert "gradual" in phases and "retrain" in phases and "admm" not in phases
+    targets = [row["target_sparsity"] for row in meta["history"] if row["phase"] == "gradual"]
+    assert targets == sorted(targets) and targets[-1] == pytest.approx(0.75)
+    # weight pruning: the dense shape, a quarter of the weights non-zero, and the compact file beside it
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in teacher.parameters())
+    weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    nonzero = sum(int(torch.count_nonzero(w)) for w in weights) / sum(w.numel() for w in weights)
+    assert nonzero == pytest.approx(0.25, abs=0.01)
+    assert (tmp_path / "w.sparse.pt").exists()
+
+
+@pytest.mark.parametrize("flag, value, what, valid", [
+    ("--structure", "channel", "structure", "structured, weight"),
+    ("--importance", "taylor", "importance", "gradient, magnitude"),
+    ("--schedule", "cubic", "schedule", "admm, iterative, oneshot"),
+])
+def test_bad_design_values_exit_2_with_the_library_message(random_checkpoint, tmp_path, capsys, flag, value, what,
+                                                          valid):
+    from pwoa_lab.methods import PruneConfig
+    with pytest.raises(ValueError) as library:
+        PruneConfig(dataset="digits", **{what: value}).resolved()
+    assert str(library.value) == f"unknown {what} {value!r}; valid: {valid}"
+    out = tmp_path / "p.pt"
+    for argv in (["prune", "--checkpoint", str(random_checkpoint), "--rate", "4", "--out", str(out)],
+                 ["figure1", "--rates", "4", "--methods", "naive", "--out", str(tmp_path / "fig")]):
+        assert main(argv + [flag, value]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.strip().endswith(str(library.value))  # the same words as the library
+        assert captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["random.pt"]  # failed before anything was run or written
+
+
+def test_design_options_are_refused_with_hydra(random_checkpoint, tmp_path, capsys):
+    rc = main(["prune", "--checkpoint", str(random_checkpoint), "--method", "hydra", "--rate", "4",
+               "--structure", "structured", "--out", str(tmp_path / "h.pt")])
+    assert rc == 2 and "not to hydra" in capsys.readouterr().err
+
+
+def test_figure1_structure_and_schedule_reach_every_run(digits_teacher, tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PWOA_CACHE_DIR", str(cache))
+    rc = main(["figure1", "--dataset", "digits", "--preset", "smoke", "--rates", "4", "--methods", "naive",
+               "--structure", "structured", "--schedule", "iterative", "--workers", "1", "--out",
+               str(tmp_path / "fig")])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "structure structured, importance magnitude (default), schedule iterative" in printed
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "fig" / "figure1_digits_smoke.csv")
+    pruned = df[df.method == "naive"]
+    assert len(pruned) == 1 and set(pruned.structure) == {"structured"} and set(pruned.schedule) == {"iterative"}
+    assert (pruned.sparsity < 0.05).all()  # channels removed, not zeroed: the smaller model has no zero weights
+    records = [json.loads(p.read_text()) for p in (cache / "prune_row").glob("*/result.json")]
+    assert [(r["config"]["structure"], r["config"]["schedule"], r["config"]["rate"]) for r in records] == \
+        [("structured", "iterative", 4.0)]

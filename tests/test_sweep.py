@@ -126,3 +126,18 @@ def test_cli_sweep_writes_the_table_and_the_plot(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "out" / "sweep_digits_smoke-2.csv").exists()
     assert main(["sweep", "--preset", "smoke", "--grid", "rates=2", "--out", str(tmp_path / "out")]) == 2
     assert "unknown grid field 'rates'; valid fields:" in capsys.readouterr().err
+
+
+def test_plot_sweep_draws_one_line_per_hue_and_method():
+    import matplotlib
+    matplotlib.use("Agg")
+    from pwoa_lab.plots import plot_sweep
+    rows = [dict(method=m, rate=r, lambda_x=lx, seed=s, pgd=10.0 * s + lx * 100)
+            for m in ("naive", "pwoa") for r in (4.0, 8.0) for lx in (0.0, 2e-4, 2e-2) for s in (0, 1, 2)]
+    fig = plot_sweep(pd.DataFrame(rows), x="lambda_x", metric="pgd", hue="rate")
+    ax = fig.axes[0]
+    assert len(ax.containers) == 4  # (naive, pwoa) x (4x, 8x), each with its error bars
+    line = ax.containers[0].lines[0]
+    assert list(line.get_ydata()) == pytest.approx([10.0, 10.02, 12.0])  # the mean over the three seeds
+    with pytest.raises(ValueError, match="no column 'lambda_y'"):
+        plot_sweep(pd.DataFrame(rows), x="lambda_y")
