@@ -274,9 +274,32 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return out
 
 
+def _pgd_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, pgd_opts: Mapping,
+                 batch_size: int) -> torch.Tensor:
+    """Bool [N]: the PGD example of each point is classified correctly; PGD batch by batch exactly as `evaluate`
+    runs it (model already in eval mode)."""
+    out = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+    for i in range(0, len(y), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        x_adv = pgd_linf(model, xb, yb, eps=eps, **pgd_opts)
+        out[i:i + batch_size] = _correct(model, x_adv, yb, batch_size)
+    return out
+
+
+def point_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, pgd_options: Mapping | None = None,
+                batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-point (natural, pgd) correctness, bool [N] on x's device: the first two steps of `worst_case_robust`,
+    computed exactly as it (and `evaluate`'s "natural" and "pgd" rows) computes them. The model runs in eval mode
+    and PGD draws its random start from torch's global RNG, which the caller seeds (and restores) as it wants."""
+    eps = check_eps(eps)
+    pgd_opts = _check_options(pgd_options, "pgd_options", ("eps",))
+    with eval_mode(model):
+        return _correct(model, x, y, batch_size), _pgd_correct(model, x, y, eps, pgd_opts, batch_size)
+
+
 def worst_case_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                       pgd_options: Mapping | None = None, aa_options: Mapping | None = None,
-                      batch_size: int = 500) -> WorstCase:
+                      batch_size: int = 500, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> WorstCase:
     r"""Per-point worst case of PGD and AutoAttack; AutoAttack runs only where PGD did not break the point.
 
     PGD in 'Towards Deep Learning Models Resistant to Adversarial Attacks' (Madry et al., ICLR 2018)
@@ -302,6 +325,9 @@ def worst_case_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         aa_options (dict): keyword arguments of `autoattack` (version, seed), e.g. ``{"version": "fast"}``.
             (Default: None = AutoAttack "standard")
         batch_size (int): images per forward / PGD batch / AutoAttack batch. (Default: 500)
+        known (tuple): the (natural, pgd) per-point masks [N] of these very points, already measured (e.g. the
+            first N points of a larger `point_masks` run, as `evaluation.evaluate_row` does): only AutoAttack
+            runs. (Default: None = measure natural and PGD here)
 
     Shape:
         - x: :math:`(N, C, H, W)`, float, in [0, 1].
@@ -339,16 +365,18 @@ def worst_case_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         if y.min() < 0 or y.max() >= num_classes:
             raise ValueError(f"labels must lie in [0, {num_classes}) for this model; "
                              f"got min {int(y.min())}, max {int(y.max())}")
-        natural = _correct(model, x, y, batch_size)
-        seconds["natural"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        pgd = torch.zeros_like(natural)
-        for i in range(0, len(y), batch_size):
-            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-            x_adv = pgd_linf(model, xb, yb, eps=eps, **pgd_opts)
-            pgd[i:i + batch_size] = _correct(model, x_adv, yb, batch_size)
-        seconds["pgd"] = time.perf_counter() - start
+        if known is None:
+            natural = _correct(model, x, y, batch_size)
+            seconds["natural"] = time.perf_counter() - start
+            start = time.perf_counter()
+            pgd = _pgd_correct(model, x, y, eps, pgd_opts, batch_size)
+            seconds["pgd"] = time.perf_counter() - start
+        else:
+            natural, pgd = (m.to(device=device, dtype=torch.bool) for m in known)
+            if natural.shape != y.shape or pgd.shape != y.shape:
+                raise ValueError(f"known masks must have one entry per point ({len(y)}); got "
+                                 f"{tuple(natural.shape)} and {tuple(pgd.shape)}")
+            seconds["natural"] = seconds["pgd"] = 0.0
 
         start = time.perf_counter()
         aa_run = natural & pgd

@@ -12,6 +12,7 @@ containers only, so a tampered batch file cannot run code.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
@@ -160,7 +161,16 @@ def _digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 digits: 8x8, 17 gray levels -> [0, 1], bilinearly upsampled to 16x16.
 
     Fixed stratified split (seed SPLIT_SEED), per class: 20% test, 10% val, the rest train (359 / 179 / 1,259).
+    Read and upsampled once per process; every call returns new tensors (indexing copies).
     """
+    x, y, parts = _digits_all()
+    index = parts[split]
+    return x[index], y[index]
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_all() -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """All 1,797 digits (x upsampled, y) and the sorted indices of each split (read-only: callers index them)."""
     from sklearn.datasets import load_digits
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
@@ -174,8 +184,7 @@ def _digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         parts["test"].append(idx[:n_test])
         parts["val"].append(idx[n_test:n_test + n_val])
         parts["train"].append(idx[n_test + n_val:])
-    index = torch.from_numpy(np.sort(np.concatenate(parts[split])))
-    return x[index], y[index]
+    return x, y, {name: torch.from_numpy(np.sort(np.concatenate(idx))) for name, idx in parts.items()}
 
 
 # ----------------------------------------------------------------------------------------------- torchvision

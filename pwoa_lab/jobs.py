@@ -200,9 +200,12 @@ def _run_ray(jobs, order, address: str | None, finish) -> None:
 
 
 def run_priority(config: RunConfig) -> float:
-    """Longest first: runs whose models stay robust (attacks on them run longest), lowest rate first; naive runs
-    (robust accuracy near 0) last."""
-    return (1.0 if config.method == "naive" else 2.0) - float(config.rate) / 1e6
+    """Longest first, so that no long run starts last: distillation and adversarial methods (a teacher forward,
+    HSIC, PGD batches; robust models, on which the attacks of the evaluation run longest), then naive pruning,
+    then the one-shot control (no training); within a method the lowest rate first."""
+    method = getattr(config, "method", "")
+    tier = 1.0 if method == "oneshot" else 2.0 if method == "naive" else 3.0
+    return tier - float(config.rate) / 1e6
 
 
 @dataclass
@@ -244,7 +247,8 @@ def run_configs(teacher: nn.Module, configs: Sequence[RunConfig], settings: Eval
         state = ResultCache("prune_row", cache_dir).folder(key) / "state.pt" if local and use_cache else None
         jobs.append((functools.partial(compute_outcome, progress=False, keep_model=use_cache, state_path=state),
                      (teacher, configs[i], settings, root)))
-    priority = [3.0] * len(extra_jobs) + [run_priority(configs[i]) for i in todo]
+    # extra jobs (the teacher's evaluation: seconds) last
+    priority = [0.5] * len(extra_jobs) + [run_priority(configs[i]) for i in todo]
 
     def store(j: int, value: Any) -> None:
         if j < len(extra_jobs):

@@ -193,3 +193,37 @@ def test_bad_settings_raise(plain_cnn, batch, kwargs, match):
     args = {"eps": 0.1, "pgd_options": {"steps": 1}, "aa_options": AA, **kwargs}
     with pytest.raises(ValueError, match=match):
         worst_case_robust(plain_cnn, batch[0][:8], batch[1][:8], **args)
+
+
+# ----------------------------------------------------------------------------------------------- one PGD run
+
+
+def test_known_masks_skip_natural_and_pgd_and_give_the_same_worst_case(teacher_case, batch):
+    model, eps, pgd, wc = teacher_case
+    again = worst_case_robust(model, *batch, eps, pgd, AA, known=(wc.natural, wc.pgd))
+    assert torch.equal(again.aa_run, wc.aa_run) and torch.equal(again.worst, wc.worst)
+    assert again.seconds["natural"] == again.seconds["pgd"] == 0.0
+    with pytest.raises(ValueError, match="one entry per point"):
+        worst_case_robust(model, *batch, eps, pgd, AA, known=(wc.natural[:5], wc.pgd[:5]))
+
+
+def test_evaluate_row_gives_the_numbers_of_two_separate_evaluations(digits_teacher):
+    """evaluate_row runs PGD once on the first n test images and AutoAttack on the survivors among the first aa_n;
+    the numbers equal those of the former two `evaluate` calls (natural / FGSM / PGD on n, then "worst" on aa_n,
+    PGD again from the same RNG state)."""
+    from pwoa_lab.evaluation import EVAL_SEED, EvalSettings, evaluate_row
+    model, meta = digits_teacher
+    eps, settings = meta["eps"], EvalSettings(n=90, aa_n=40)
+    test = load_dataset("digits", "test")
+    options = default_attack_options("digits", eps)
+    torch.manual_seed(EVAL_SEED)
+    table = evaluate(model, test, ["natural", "fgsm", "pgd"], eps=eps, n=settings.n, attack_options=options,
+                     progress=False)
+    torch.manual_seed(EVAL_SEED)
+    worst = evaluate(model, test, ["worst"], eps=eps, n=settings.aa_n, attack_options={**options, "aa": AA},
+                     progress=False)
+    expected = {**{r.attack: r.accuracy for r in table.itertuples()}, "aa": float(worst.accuracy.iloc[0]),
+                "aa_points": int(worst.aa_points.iloc[0])}
+    row = evaluate_row(model, "digits", eps, settings)
+    assert {k: row[k] for k in expected} == expected
+    assert list(row)[:5] == ["natural", "fgsm", "pgd", "aa", "aa_points"]
