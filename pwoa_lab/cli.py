@@ -304,7 +304,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          title=f"sweep: {args.dataset}, preset {args.preset}, {len(_seeds(args))} seed(s)")
         fig.savefig(png, dpi=120)
     shown = [c for c in result.summary.columns if not c.endswith("_std") and c not in ("natural_last", "pgd_last")]
-    print(result.summary[shown].round(2).to_string(index=False))
+    metrics = [c for c in shown if c in ("natural", "fgsm", "pgd", "aa", "sparsity")]
+    print(result.summary[shown].round({m: 2 for m in metrics}).to_string(index=False))  # grid values as given
     print(f"\n{len(result.runs)} runs ({result.submitted} computed, the rest from the cache); wrote {csv}, "
           f"{summary_csv}" + (f" and {png}" if len(result.runs) else ""))
     if len(result.failed):

@@ -65,6 +65,12 @@ def _capture(fn: Callable, args: tuple, threads: int | None = None) -> tuple[boo
         return False, (f"{type(err).__name__}: {err}", traceback.format_exc())
 
 
+def _capture_spread(fn: Callable, threads: int | None, *args: Any) -> tuple[bool, Any]:
+    """`_capture` with the job's arguments spread out: Ray resolves object references only in top-level
+    arguments."""
+    return _capture(fn, args, threads)
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -175,7 +181,7 @@ def _run_ray(jobs, order, address: str | None, finish) -> None:
         gpus = ray.cluster_resources().get("GPU", 0)
         # one GPU a task where the cluster has them, else one CPU; torch then runs one thread per CPU it was given
         options = {"num_cpus": 1, "num_gpus": 1} if gpus else {"num_cpus": 1}
-        task = ray.remote(**options)(_capture)
+        task = ray.remote(**options)(_capture_spread)
         shared: dict[int, Any] = {}  # a big argument (the teacher) goes into the object store once, not per task
 
         def put(arg):
@@ -185,7 +191,7 @@ def _run_ray(jobs, order, address: str | None, finish) -> None:
                 return shared[id(arg)]
             return arg
 
-        refs = {task.remote(jobs[i][0], tuple(put(a) for a in jobs[i][1]), 1): i for i in order}
+        refs = {task.remote(jobs[i][0], 1, *(put(a) for a in jobs[i][1])): i for i in order}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
