@@ -4,13 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench notebooks browser-test clean-venv
+.PHONY: demo test install bench setup-git browser-test explorer clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,8 +25,13 @@ test: $(STAMP)  ## the whole test suite (notebooks in smoke mode included; the r
 browser-test: $(STAMP)  ## the real-browser widget test (needs Debian chromium and `pip install playwright`)
 	$(PY) -m pytest -q -m browser -s
 
-notebooks: $(STAMP)  ## regenerate the notebooks from notebooks/_make_notebooks.py (outputs stripped)
-	$(PY) notebooks/_make_notebooks.py
+setup-git: $(STAMP)  ## once per clone: the nbstripout git filter strips notebook outputs at `git add`
+	$(VENV)/bin/nbstripout --install --attributes .gitattributes
+
+EXPLORER_PORT ?= 8866
+explorer: $(STAMP)  ## the classroom explorer: notebooks/explorer.ipynb as a web app, no code shown (Voila)
+	$(PY) -c "import voila" 2>/dev/null || $(PY) -m pip install -q -e '.[explorer]'
+	$(VENV)/bin/voila notebooks/explorer.ipynb --port=$(EXPLORER_PORT) $(VOILA_ARGS)
 
 bench: $(STAMP)  ## benchmarks (not part of the tests)
 	$(PY) bench/run_all.py

@@ -250,7 +250,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise TeacherImportError(
             f"{path} needs arbitrary unpickling to load ({detail}). The kit reads weights with "
             "torch.load(weights_only=True) only, because unpickling other Python objects can execute code. If "
-            "you trust where the file comes from, extract its tensors once in a separate Python session, e.g. "
+            "you trust where the file comes from, extract its tensors once in a separate Python process, e.g. "
             "`sd = torch.load(FILE, weights_only=False); torch.save(sd.get('state_dict', sd), 'weights.pt')` "
             "(for a pickled model: `torch.save(model.state_dict(), 'weights.pt')`), and import weights.pt") \
             from err

@@ -1,5 +1,5 @@
-"""Helpers for the real-browser test (tests/test_browser.py): an isolated JupyterLab server and a headless
-Debian Chromium driven by Playwright.
+"""Helpers for the real-browser tests (tests/test_browser.py): an isolated JupyterLab server, an isolated Voila
+server (the classroom explorer) and a headless Debian Chromium driven by Playwright.
 
 Facts these rely on (checked on a CI-like machine): Playwright must launch the system Chromium through
 `executable_path` (its own browser download fails here); the networking flags below stop Chromium from
@@ -45,6 +45,16 @@ def missing_browser_tools() -> str | None:
         import ipywidgets  # noqa: F401
     except ImportError as e:
         return f"{e.name} is missing (`make install`)"
+    return None
+
+
+def missing_voila() -> str | None:
+    """Why the explorer's browser test cannot run here (voila missing), or None when it can."""
+    try:
+        import voila  # noqa: F401
+    except ImportError:
+        return ("python package voila is missing: `make explorer` or `.venv/bin/python -m pip install -e "
+                "'.[explorer]'` installs it (.ci/run does)")
     return None
 
 
@@ -137,6 +147,50 @@ def jupyter_lab(root: Path, base: Path, cache_dir: Path, start_timeout: float = 
         stop(proc)
 
 
+@dataclass
+class VoilaServer:
+    url: str            # http://127.0.0.1:PORT/ : the page of the served notebook
+    log: Path           # server stdout + stderr
+    proc: subprocess.Popen
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def voila_server(notebook: Path, base: Path, cache_dir: Path, start_timeout: float = 180.0) -> Iterator[VoilaServer]:
+    """`voila NOTEBOOK --no-browser` on 127.0.0.1:FREE (smoke mode, the result cache `cache_dir`, Jupyter config
+    under `base`); stopped with SIGTERM on exit. Voila runs the notebook when the page is requested, so being
+    ready means the port answers (asking for the page here would run it once more)."""
+    env = _isolated_env(base, cache_dir)
+    log = base / "voila.log"
+    last_error = None
+    for _attempt in range(3):  # a free port can be taken between free_port() and the bind: retry
+        port = free_port()
+        cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+               "--Voila.port_retries=0", "--VoilaExecutor.startup_timeout=300", "--show_tracebacks=True"]
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=notebook.parent,
+                                    start_new_session=True)
+        deadline = time.monotonic() + start_timeout
+        while time.monotonic() < deadline and proc.poll() is None and not _port_open(port):
+            time.sleep(0.5)
+        if proc.poll() is None and _port_open(port):
+            break
+        last_error = (f"Voila did not open port {port} within {start_timeout:.0f} s (exit code {proc.poll()}); "
+                      f"log {log}:\n{tail(log)}")
+        stop(proc)
+    else:
+        raise RuntimeError(last_error)
+    try:
+        yield VoilaServer(url=f"http://127.0.0.1:{port}/", log=log, proc=proc)
+    finally:
+        stop(proc)
+
+
 def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
     """SIGTERM (the server shuts its kernels down), then SIGKILL of its process group if it hangs."""
     if proc.poll() is not None:
@@ -168,7 +222,7 @@ def prepare_notebook(src: Path, dest_dir: Path) -> Path:
     return dest
 
 
-def save_failure_artifacts(page, lab: Lab | None, name: str) -> list[Path]:
+def save_failure_artifacts(page, lab: Lab | VoilaServer | None, name: str) -> list[Path]:
     """Full-page screenshot, page HTML and the server log under test-artifacts/browser/ (for a failure)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -182,7 +236,7 @@ def save_failure_artifacts(page, lab: Lab | None, name: str) -> list[Path]:
         saved.append(p)
     if lab is not None:
         with contextlib.suppress(Exception):
-            p = ARTIFACTS / f"{name}-jupyterlab.log"
+            p = ARTIFACTS / f"{name}-{'voila' if isinstance(lab, VoilaServer) else 'jupyterlab'}.log"
             shutil.copyfile(lab.log, p)
             saved.append(p)
     return saved

@@ -70,7 +70,7 @@ def digits_test():
 def digits_teacher():
     """(model in eval mode, meta) of the shipped digits teacher; skip while it is not trained yet.
 
-    Session-scoped and shared: a test that changes the model's mode must restore it.
+    Shared by every test of the run: a test that changes the model's mode must restore it.
     """
     from pwoa_lab.checkpoint import SHIPPED_TEACHERS, load_teacher
     path = SHIPPED_TEACHERS["digits"]

@@ -1,4 +1,5 @@
-"""Real-browser end-to-end test: the Figure 1 notebook's prune-rate widget in JupyterLab + headless Chromium.
+"""Real-browser end-to-end tests: the Figure 1 notebook's prune-rate widget in JupyterLab, and the classroom
+explorer served by Voila, each in headless Chromium.
 
 JupyterLab serves a temporary copy of notebooks/02_naive_pruning_breaks_robustness.ipynb (smoke mode, fresh
 result cache, isolated Jupyter config); Playwright drives Debian's /usr/bin/chromium: Run -> Run All Cells,
@@ -7,8 +8,14 @@ the plot change (a cached setting), then pick method kd (a setting that trains a
 and check for its plot. Screenshots of the widget (before, after, after_kd) go to test-artifacts/browser/;
 on a failure, the whole page, its HTML and the server log go there too.
 
-Needs /usr/bin/chromium and the python package playwright (.ci/run installs both); skips with the reason
-otherwise. Set PWOA_BROWSER_NOTEBOOK=path.ipynb to point it at another notebook holding a prune-rate widget.
+The explorer case (`test_explorer_rate_change_in_voila`) starts `voila notebooks/explorer.ipynb --no-browser`
+(smoke mode, fresh result cache, free port), opens the app, waits for its first Figure 1 (the app trains its
+four smoke runs), unticks the 16x rate and checks that the Figure 1 image changes (read from the cache) and that
+no code is shown. Screenshots of the whole page (explorer_before, explorer_after) go to test-artifacts/browser/.
+
+Needs /usr/bin/chromium and the python package playwright (.ci/run installs both), and voila for the explorer
+case (the `explorer` extra); skips with the reason otherwise. Set PWOA_BROWSER_NOTEBOOK=path.ipynb to point the
+first case at another notebook holding a prune-rate widget.
 """
 from __future__ import annotations
 
@@ -20,11 +27,12 @@ from pathlib import Path
 import pytest
 
 from browser_helpers import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, jupyter_lab, missing_browser_tools,
-                             prepare_notebook, save_failure_artifacts, tail)
+                             missing_voila, prepare_notebook, save_failure_artifacts, tail, voila_server)
 
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = REPO / "notebooks" / "02_naive_pruning_breaks_robustness.ipynb"
+EXPLORER = REPO / "notebooks" / "explorer.ipynb"
 
 # Generous timeouts (ms unless said otherwise): CI machines have 2 cores, often shared with other work.
 PAGE_LOAD_MS = 180_000          # JupyterLab's page and the notebook document
@@ -197,6 +205,105 @@ def test_prune_rate_widget_in_jupyterlab(lab):
             print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")
             print("[browser] console errors:", *console[-20:], sep="\n  ")
             print("[browser] jupyterlab log tail:\n" + tail(lab.log))
+            raise
+        finally:
+            browser.close()
+    for name, p in shots.items():
+        print(f"[browser] screenshot {name}: {p}")
+    print(f"[browser] total {time.monotonic() - t0:.0f} s")
+
+
+# ----------------------------------------------------------------------------------------------- the explorer
+
+VOILA_ERROR_RE = re.compile(r"Traceback \(most recent call last\)|There was an error when executing cell|"
+                            r"cannot show this selection")
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory):
+    reason = missing_browser_tools() or missing_voila()
+    if reason:
+        pytest.skip(reason)
+    if not EXPLORER.is_file():
+        pytest.fail(f"notebook under test is missing: {EXPLORER}")
+    base = tmp_path_factory.mktemp("voila")
+    root = base / "root"
+    root.mkdir()
+    notebook = prepare_notebook(EXPLORER, root)
+    with voila_server(notebook, base / "jupyter", base / "cache") as server:
+        yield server
+
+
+def _explorer_srcs(page) -> list[str]:
+    """`src` of the loaded Figure 1 image(s) of the explorer."""
+    return [s for s in page.locator(".pwoa-explorer-figure1 img").evaluate_all(
+        "els => els.map(e => (e.complete && e.naturalWidth > 0 && e.getBoundingClientRect().height > 0) ? e.src : '')")
+        if s]
+
+
+def _voila_wait(page, what: str, timeout_s: float, probe):
+    """Poll `probe()` until truthy; fail at once when the page shows a traceback or the app an error."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        body = page.locator("body").inner_text() if page.locator("body").count() else ""
+        m = VOILA_ERROR_RE.search(body)
+        if m:
+            pytest.fail(f"while waiting for {what}, the page shows an error:\n{body[max(0, m.start() - 200):][:3000]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}; page text:\n{body[-2000:]}")
+        page.wait_for_timeout(1000)
+
+
+def test_explorer_rate_change_in_voila(voila):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=EXPECT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots = {k: ARTIFACTS / f"explorer_{k}.png" for k in ("before", "after")}
+    for p in shots.values():
+        p.unlink(missing_ok=True)
+    t0 = time.monotonic()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        # tall enough for the whole app: Voila's page scrolls inside a container, which full_page does not see
+        page = browser.new_page(viewport={"width": 1300, "height": 2400})
+        page.set_default_timeout(EXPECT_MS)
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        try:
+            # Voila runs the notebook when the page is asked for: in smoke mode the app trains its 4 first runs
+            page.goto(voila.url, timeout=NOTEBOOK_RUN_S * 1000, wait_until="commit")
+            old_srcs = _voila_wait(page, "the explorer's first Figure 1", NOTEBOOK_RUN_S,
+                                   lambda: _explorer_srcs(page))
+            print(f"[browser] explorer: first Figure 1 after {time.monotonic() - t0:.0f} s")
+            status = page.locator(".pwoa-explorer-status")
+            expect(status).to_contain_text("4 of 4 runs shown")
+            body = page.locator("body").inner_text()
+            assert "explorer_app" not in body and "PWOA_SMOKE" not in body, "Voila shows the notebook's code"
+            assert page.locator(".jp-InputArea-editor, .jp-CodeMirrorEditor").count() == 0, "code cells are shown"
+            page.screenshot(path=str(shots["before"]), full_page=True)
+
+            box = page.locator(".pwoa-explorer-rates .widget-checkbox").filter(has_text="16x") \
+                .locator("input[type=checkbox]")
+            expect(box).to_be_checked()
+            t1 = time.monotonic()
+            box.uncheck()
+            new_src = _voila_wait(page, "a new Figure 1 without 16x", NEW_PLOT_S,
+                                  lambda: [s for s in _explorer_srcs(page) if s not in old_srcs])[0]
+            print(f"[browser] explorer: rates 4x, 16x -> 4x: new Figure 1 after {time.monotonic() - t1:.0f} s")
+            expect(status).to_contain_text("2 of 2 runs shown")
+            expect(status).to_contain_text("0 computed now")  # read from the cache, nothing trained
+            page.wait_for_timeout(2000)
+            assert _explorer_srcs(page) == [new_src], "the new plot did not stay"
+            page.screenshot(path=str(shots["after"]), full_page=True)
+        except BaseException:
+            saved = save_failure_artifacts(page, voila, "explorer")
+            print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")
+            print("[browser] console errors:", *console[-20:], sep="\n  ")
+            print("[browser] voila log tail:\n" + tail(voila.log))
             raise
         finally:
             browser.close()

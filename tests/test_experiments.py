@@ -127,7 +127,7 @@ def test_figure1_rejects_bad_rates(teacher):
 
 def test_figure1_with_two_worker_processes_gives_the_same_table(fig1, teacher, tmp_path):
     """Parallel runs seed themselves like sequential ones, and the evaluation seeds its attacks: same numbers.
-    (The worker processes get torch.get_num_threads() // 2 threads; the test session runs at 1 thread, so
+    (The worker processes get torch.get_num_threads() // 2 threads; the test run uses 1 thread, so
     both sides compute at 1 thread, the condition for bit-identical float results on a CPU.)"""
     df, _ = fig1
     par = figure1("digits", rates=(4,), methods=("naive", "pwoa"), preset="smoke", teacher=teacher,
