@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,21 +125,38 @@ def _run_all(page) -> None:
     page.locator(".lm-Menu").get_by_text("Run All Cells", exact=True).click()
 
 
-def test_prune_rate_widget_in_jupyterlab(lab):
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=EXPECT_MS)
+def _fresh_shots(prefix: str, names: tuple[str, ...]) -> dict[str, Path]:
+    """Screenshot paths under ARTIFACTS, any left by an earlier run removed."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shots = {k: ARTIFACTS / f"prune_rate_widget_{k}.png" for k in ("before", "after", "after_kd")}
+    shots = {k: ARTIFACTS / f"{prefix}_{k}.png" for k in names}
     for p in shots.values():
         p.unlink(missing_ok=True)
-    t0 = time.monotonic()
+    return shots
+
+
+@contextmanager
+def _chromium_page(viewport: dict[str, int]):
+    """(page, console errors) in headless Debian Chromium; the browser is closed on the way out."""
+    from playwright.sync_api import expect, sync_playwright
+    expect.set_options(timeout=EXPECT_MS)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(EXPECT_MS)
-        console: list[str] = []
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        try:
+            page = browser.new_page(viewport=viewport)
+            page.set_default_timeout(EXPECT_MS)
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+            yield page, console
+        finally:
+            browser.close()
+
+
+def test_prune_rate_widget_in_jupyterlab(lab):
+    from playwright.sync_api import expect
+
+    shots = _fresh_shots("prune_rate_widget", ("before", "after", "after_kd"))
+    t0 = time.monotonic()
+    with _chromium_page({"width": 1400, "height": 1000}) as (page, console):
         try:
             page.goto(lab.page_url(lab.notebook.name), timeout=PAGE_LOAD_MS, wait_until="domcontentloaded")
             expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=PAGE_LOAD_MS)
@@ -206,8 +224,6 @@ def test_prune_rate_widget_in_jupyterlab(lab):
             print("[browser] console errors:", *console[-20:], sep="\n  ")
             print("[browser] jupyterlab log tail:\n" + tail(lab.log))
             raise
-        finally:
-            browser.close()
     for name, p in shots.items():
         print(f"[browser] screenshot {name}: {p}")
     print(f"[browser] total {time.monotonic() - t0:.0f} s")
@@ -258,21 +274,12 @@ def _voila_wait(page, what: str, timeout_s: float, probe):
 
 
 def test_explorer_rate_change_in_voila(voila):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    expect.set_options(timeout=EXPECT_MS)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shots = {k: ARTIFACTS / f"explorer_{k}.png" for k in ("before", "after")}
-    for p in shots.values():
-        p.unlink(missing_ok=True)
+    shots = _fresh_shots("explorer", ("before", "after"))
     t0 = time.monotonic()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        # tall enough for the whole app: Voila's page scrolls inside a container, which full_page does not see
-        page = browser.new_page(viewport={"width": 1300, "height": 2400})
-        page.set_default_timeout(EXPECT_MS)
-        console: list[str] = []
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    # tall enough for the whole app: Voila's page scrolls inside a container, which full_page does not see
+    with _chromium_page({"width": 1300, "height": 2400}) as (page, console):
         try:
             # Voila runs the notebook when the page is asked for: in smoke mode the app trains its 4 first runs
             page.goto(voila.url, timeout=NOTEBOOK_RUN_S * 1000, wait_until="commit")
@@ -305,8 +312,6 @@ def test_explorer_rate_change_in_voila(voila):
             print("[browser] console errors:", *console[-20:], sep="\n  ")
             print("[browser] voila log tail:\n" + tail(voila.log))
             raise
-        finally:
-            browser.close()
     for name, p in shots.items():
         print(f"[browser] screenshot {name}: {p}")
     print(f"[browser] total {time.monotonic() - t0:.0f} s")
