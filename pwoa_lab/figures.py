@@ -15,7 +15,7 @@ from .evaluation import EvalSettings
 from .jobs import check_backend, check_workers
 from .presets import eval_settings, fig3_defaults, preset_config
 from .runs import resolve_teacher, teacher_row
-from .sweep import check_seeds, sweep
+from .sweep import check_seeds, summarize, sweep
 from .utils import check_rate, get_device
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
@@ -66,14 +66,7 @@ def seed_summary(df: pd.DataFrame, metrics: Sequence[str] = SUMMARY_METRICS) -> 
     Columns: dataset, method, rate, seeds (how many), sparsity (mean), and for each metric present `m` (mean) and
     `m_std` (NaN for a single seed); rows ordered teacher, oneshot, naive, kd, pwoa, advprune, hydra, then by rate.
     """
-    metrics = [m for m in metrics if m in df.columns]
-    keys = ["dataset", "method", "rate"]
-    grouped = df.groupby(keys, sort=False)
-    out = grouped[metrics + ["sparsity"]].mean()
-    out.insert(0, "seeds", grouped.size())
-    for m in metrics:
-        out[f"{m}_std"] = grouped[m].std(ddof=1)
-    out = out.reset_index()
+    out = summarize(df, ["dataset", "method", "rate"], metrics)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     out["_order"] = out.method.map(lambda m: order.get(m, len(order)))
     return out.sort_values(["_order", "rate"]).drop(columns="_order").reset_index(drop=True)

@@ -200,9 +200,10 @@ def summarize(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str] = 
     if runs.empty:
         return pd.DataFrame(columns=list(keys) + ["seeds"])
     metrics = [m for m in metrics if m in runs.columns]
-    # None (a field left at its default) is a value of its own, not a missing group
-    grouped = runs.assign(**{k: runs[k].astype(object).where(runs[k].notna(), "none") for k in keys}) \
-        .groupby(list(keys), sort=False)
+    # None (a field left at its default) is a value of its own, not a missing group; other key columns keep their
+    # dtype
+    grouped = runs.assign(**{k: runs[k].astype(object).where(runs[k].notna(), "none") for k in keys
+                             if runs[k].isna().any()}).groupby(list(keys), sort=False)
     out = grouped[metrics + ["sparsity"]].mean()
     out.insert(0, "seeds", grouped.size())
     for m in metrics:
