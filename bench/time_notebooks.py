@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+from pwoa_lab.course import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -25,12 +26,10 @@ NB_DIR = ROOT / "notebooks"
 
 def time_notebook(path: Path, out_dir: Path, timeout: int = 3600) -> dict:
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(NB_DIR)}})
     start = time.perf_counter()
     error = None
     try:
-        client.execute()
+        execute_notebook(nb, NB_DIR, timeout=timeout)
     except Exception as err:  # noqa: BLE001 - reported, and the executed copy is kept for a look
         error = f"{type(err).__name__}: {str(err)[-500:]}"
     wall = time.perf_counter() - start

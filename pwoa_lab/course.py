@@ -109,3 +109,53 @@ def setup(dataset: str = "digits", preset: str | None = None, seeds: tuple[int, 
     if not quiet:
         print(course.summary())
     return course
+
+
+# --------------------------------------------------------------------------------------- headless execution
+
+REPLY_POLL_S = 1.0  # how long one wait for a kernel message lasts before it is asked again
+
+
+def _poll_in_slices(channel) -> None:
+    """Make `channel.get_msg(timeout)` wait in slices of REPLY_POLL_S seconds until its deadline.
+
+    After a cell that displays an ipywidgets `interactive`, a single long wait for the cell's reply sometimes
+    does not wake up when the reply arrives: it returns only at the cell timeout (jupyter/nbclient#312; seen
+    here: the design-space widget cell's reply, sent by the kernel at once, was read after 120 s with a 120 s
+    timeout, and never within an hour's timeout). A fresh wait sees a message that is already there, so
+    waiting in short slices costs nothing and ends that stall."""
+    from queue import Empty
+    from time import monotonic
+
+    wait = channel.get_msg
+
+    async def get_msg(timeout: float | None = None, **kwargs):
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            left = REPLY_POLL_S if deadline is None else min(REPLY_POLL_S, max(0.0, deadline - monotonic()))
+            try:
+                return await wait(timeout=left, **kwargs)
+            except Empty:
+                if deadline is not None and monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
+
+
+def execute_notebook(nb, cwd: str | Path, timeout: int = 3600):
+    """Execute an nbformat notebook in place, headless, in a fresh "python3" kernel started in `cwd`, as the tests
+    and `bench/time_notebooks.py` do; returns it. Raises nbclient's CellExecutionError at a failing cell (the
+    cells before it keep their outputs). `timeout`: seconds per cell. The kernel inherits the environment
+    (PWOA_SMOKE, PWOA_CACHE_DIR, ...)."""
+    from nbclient import NotebookClient
+
+    class _Client(NotebookClient):
+        async def async_start_new_kernel_client(self):
+            client = await super().async_start_new_kernel_client()
+            for channel in (client.shell_channel, client.iopub_channel):
+                _poll_in_slices(channel)
+            return client
+
+    _Client(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+            resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb

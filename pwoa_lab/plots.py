@@ -164,6 +164,31 @@ def plot_finetune_drift(df: pd.DataFrame, title: str | None = None, ax=None):
     return _finish(fig, own, title)
 
 
+def plot_learning_curve(curve: pd.DataFrame, metric: str = "pgd", title: str | None = None, ax=None):
+    """`analyses.learning_curve` as two panels: the metric (%) against training images at a fixed number of
+    optimizer steps, and against optimizer steps on a fixed set of images (log x). One line per (method, rate);
+    the one-shot control (pruned, never trained) as a dotted line per rate."""
+    own = ax is None
+    fig, axes = _axes(ax, 2, (10, 3.4))
+    control = curve[curve.method == "oneshot"]
+    rates = sorted(curve.rate.unique())
+    line = {rate: ls for rate, ls in zip(rates, ("-", "--", "-.", ":"))}
+    for ax_, axis, x in zip(axes, ("data", "steps"), ("images", "steps")):
+        for (method, rate), part in curve[curve.axis == axis].groupby(["method", "rate"], sort=False):
+            style = _style(method)
+            style["label"] = f"{style['label']}, {rate:g}x" if len(rates) > 1 else style["label"]
+            ax_.plot(part[x], part[metric], ls=line[rate], **style)
+        for r in control.itertuples():
+            label = f"one-shot, no training, {r.rate:g}x" if len(rates) > 1 else "one-shot, no training"
+            ax_.axhline(float(getattr(r, metric)), ls=":", color="gray", label=label)
+        ax_.set_xscale("log")
+        ax_.set_xlabel("training images (fixed steps)" if axis == "data" else "optimizer steps (fixed images)")
+        ax_.set_ylabel(METRIC_LABEL[metric] + " [test]")
+        ax_.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _finish(fig, own, title)
+
+
 def plot_information_plane(histories: dict[str, pd.DataFrame], layer_names: Sequence[str] | None = None,
                            ax=None):
     """nHSIC(X, Z_j) (x axis) vs nHSIC(Y, Z_j) (y axis) per layer over epochs, one panel per run."""

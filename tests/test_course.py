@@ -72,3 +72,48 @@ def test_summary_line_is_printed(capsys, monkeypatch, tmp_path):
     course.setup("digits", cache_dir=tmp_path)
     out = capsys.readouterr().out
     assert "digits" in out and "'smoke'" in out and str(tmp_path) in out
+
+
+class _StallingChannel:
+    """A kernel channel with the stall of jupyter/nbclient#312: a message becomes available `ready_after` seconds
+    from now, but a wait that started before then does not wake up for it and ends empty at its own timeout; a
+    wait that starts after it returns the message at once."""
+
+    def __init__(self, ready_after: float):
+        import time
+        self.ready_at = time.monotonic() + ready_after
+        self.timeouts: list[float | None] = []
+
+    async def get_msg(self, timeout=None):
+        import asyncio
+        import time
+        from queue import Empty
+        self.timeouts.append(timeout)
+        if time.monotonic() >= self.ready_at:
+            return {"msg": "reply"}
+        await asyncio.sleep(timeout)
+        raise Empty
+
+
+def test_kernel_replies_are_awaited_in_short_slices(monkeypatch):
+    import asyncio
+    import time
+    from queue import Empty
+    monkeypatch.setattr(course, "REPLY_POLL_S", 0.05)
+    channel = _StallingChannel(ready_after=0.12)
+    course._poll_in_slices(channel)
+    start = time.monotonic()
+    assert asyncio.run(channel.get_msg(timeout=30)) == {"msg": "reply"}
+    assert time.monotonic() - start < 5  # the stalled single wait would have lasted the whole 30 s
+    assert len(channel.timeouts) >= 3 and max(channel.timeouts) <= 0.05
+    # no message at all: Empty at the caller's deadline, not before
+    never = _StallingChannel(ready_after=1e9)
+    course._poll_in_slices(never)
+    start = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(never.get_msg(timeout=0.2))
+    assert 0.2 <= time.monotonic() - start < 2
+    # no deadline (the output poll): waits slice after slice until the message is there
+    later = _StallingChannel(ready_after=0.12)
+    course._poll_in_slices(later)
+    assert asyncio.run(later.get_msg()) == {"msg": "reply"}

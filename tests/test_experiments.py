@@ -348,3 +348,33 @@ def test_selection_never_reads_the_test_split(teacher, monkeypatch):
     result = run_config(teacher, config, progress=False)
     assert result.config.select == "best_val_pgd"                           # the default of a pruning run
     assert result.selected_epoch == select_epoch(result.history, "best_val_pgd", ["retrain"])
+
+
+def test_learning_curve_separates_data_from_steps(teacher, tmp_path):
+    from pwoa_lab.analyses import learning_curve, one_shot
+    from pwoa_lab.evaluation import evaluate_row
+    from pwoa_lab.plots import plot_learning_curve
+    settings = EvalSettings(n=None, aa_n=0)
+    curve = learning_curve(teacher, "digits", rates=(8,), methods=("naive",), sizes=(12, 120), fixed_steps=19,
+                           steps=(19, 114), fixed_size=120, preset="smoke", settings=settings, scope="hidden",
+                           cache_dir=tmp_path, progress=False)
+    batch = preset_config("digits", "smoke").batch_size
+    data, steps = curve[curve.axis == "data"], curve[curve.axis == "steps"]
+    assert list(data.n_per_class) == [12, 120] and set(steps.n_per_class) == {120}
+    # whole epochs: steps = epochs x batches per epoch, as close to the target as whole epochs allow
+    for r in curve[curve.axis != "control"].itertuples():
+        batches = math.ceil(10 * r.n_per_class / batch)
+        assert r.steps == r.epochs * batches and abs(r.steps - (19 if r.axis == "data" else r.steps)) < batches
+    assert list(steps.steps) == [19, 114]
+    # the same (images, steps) on both axes is one run: the same numbers
+    same = curve[(curve.n_per_class == 120) & (curve.steps == 19)]
+    assert len(same) == 2 and same.pgd.nunique() == 1 and same.natural.nunique() == 1
+    # the control is the teacher, magnitude-pruned, evaluated like every row
+    control = curve[curve.method == "oneshot"].iloc[0]
+    direct = evaluate_row(one_shot(teacher, 8, "hidden"), "digits", 0.2, settings)
+    assert (control.natural, control.pgd, control.steps) == (direct["natural"], direct["pgd"], 0)
+    # cross-entropy fine-tuning on natural images: more steps on the same images cost robustness
+    longest = steps[steps.steps == 114].iloc[0]
+    assert longest.pgd < control.pgd - 10, curve
+    fig = plot_learning_curve(curve)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2]  # naive + the one-shot line in each panel

@@ -144,16 +144,16 @@ def test_notebook_runs_in_smoke_mode(first_view, cache, monkeypatch):
     """The notebook in a real kernel (as Voila runs it). It reads the runs the tests above cached, unless a
     package file changed since this process started (the cache key holds the code's fingerprint): then it
     computes them again, which is fine too."""
-    from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell
+
+    from pwoa_lab.course import execute_notebook
     monkeypatch.setenv("PWOA_SMOKE", "1")
     monkeypatch.setenv("PWOA_CACHE_DIR", str(cache))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(new_code_cell("_app = _\nprint('PROBE', _app.error, len(_app.view.missing), "
                                   "len(_app.outputs['figure1'].outputs))"))
-    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=False,
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    execute_notebook(nb, NOTEBOOK.parent, timeout=600)
     shown = [o for o in nb.cells[-2].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert shown, "the app cell displayed no widget"
     probe = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
