@@ -16,6 +16,7 @@ of the caller's; without it, it makes its own figure. The widgets compose these 
 """
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -172,7 +173,7 @@ def plot_learning_curve(curve: pd.DataFrame, metric: str = "pgd", title: str | N
     fig, axes = _axes(ax, 2, (10, 3.4))
     control = curve[curve.method == "oneshot"]
     rates = sorted(curve.rate.unique())
-    line = {rate: ls for rate, ls in zip(rates, ("-", "--", "-.", ":"))}
+    line = dict(zip(rates, itertools.cycle(("-", "--", "-."))))  # dotted is the control's
     for ax_, axis, x in zip(axes, ("data", "steps"), ("images", "steps")):
         for (method, rate), part in curve[curve.axis == axis].groupby(["method", "rate"], sort=False):
             style = _style(method)
