@@ -265,7 +265,7 @@ def test_nan_loss_keeps_the_last_good_epoch(teacher, small_data, tmp_path):
     with pytest.raises(NonFiniteLoss):
         run_config(teacher, tiny("pwoa", lambda_x=float("nan")), train=train, val=val, progress=False,
                            state_path=state)
-    saved = torch.load(state, weights_only=False)
+    saved = torch.load(state, weights_only=True)  # the resume state is plain containers
     assert saved["done"] == 2 and [r["phase"] for r in saved["history"]] == ["admm", "admm"]
 
 
