@@ -44,6 +44,14 @@ def check_images(x: torch.Tensor) -> None:
                          "pass unnormalized images and normalize inside the model")
 
 
+def check_device(model: nn.Module, x: torch.Tensor) -> None:
+    """The images must be where the model is (on a GPU machine the kit's models come back on the GPU)."""
+    param = next(model.parameters(), None)
+    if param is not None and param.device != x.device:
+        raise ValueError(f"the images are on {x.device} but the model is on {param.device}: move the images and "
+                         f"labels with x.to(device), y.to(device), or the model with model.to(x.device)")
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put `model` in eval mode for the block and give back the caller's mode afterwards."""
@@ -91,6 +99,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
     """FGSM: x + eps * sign(grad_x CE(model(x), y)), clipped to [0, 1]."""
     eps = check_eps(eps)
     check_images(x)
+    check_device(model, x)
     with eval_mode(model), torch.enable_grad():  # works inside a caller's torch.no_grad() too
         x_ = x.detach().clone().requires_grad_(True)
         loss = F.cross_entropy(model(x_), y)
@@ -105,6 +114,7 @@ def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alp
     eps-ball and [0, 1]; `random_start` draws the start uniformly in the ball; `loss` is "ce" or "cw"."""
     eps = check_eps(eps)
     check_images(x)
+    check_device(model, x)
     check_choice(loss, ("ce", "cw"), "PGD loss")
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
@@ -140,6 +150,7 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, v
     """
     eps = check_eps(eps)
     check_images(x)
+    check_device(model, x)
     check_choice(version, ("standard", "fast"), "AutoAttack version")
     from pyautoattack import AutoAttack
     device = x.device
@@ -176,11 +187,15 @@ def get_attack(name: str) -> AttackFn:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy in [0, 1] of `model` (in eval mode) on tensors x, y."""
+    """Top-1 accuracy in [0, 1] of `model` (in eval mode) on tensors x, y (moved to the model's device batch by
+    batch)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else x.device
     with eval_mode(model):
         correct = 0
         for i in range(0, len(y), batch_size):
-            correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            correct += (model(xb).argmax(1) == yb).sum().item()
     return correct / max(len(y), 1)
 
 

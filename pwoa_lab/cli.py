@@ -24,7 +24,7 @@ DEFAULT_SEED = 1234  # every command: the paper's seed
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=None, help="data root (default: $PWOA_DATA_ROOT, else ./data)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: $PWOA_DEVICE, else the best available)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"the run's seed (default {DEFAULT_SEED})")
 
 

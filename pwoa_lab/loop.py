@@ -259,14 +259,20 @@ def load_state(path: str | Path, key: str) -> dict | None:
     return state
 
 
-def _rng_states(gens: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
-    return {**{name: g.get_state() for name, g in gens.items()}, "torch": torch.random.get_rng_state()}
+def _rng_states(gens: dict[str, torch.Generator], device: torch.device) -> dict[str, torch.Tensor]:
+    # on a GPU the adversarial batches' random starts come from the device's generator: a resumed run must
+    # continue that stream too, or it drifts from the uninterrupted one
+    cuda = {"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
+    return {**{name: g.get_state() for name, g in gens.items()}, "torch": torch.random.get_rng_state(), **cuda}
 
 
-def _set_rng_states(gens: dict[str, torch.Generator], states: dict[str, torch.Tensor]) -> None:
+def _set_rng_states(gens: dict[str, torch.Generator], states: dict[str, torch.Tensor],
+                    device: torch.device) -> None:
     for name, g in gens.items():
         g.set_state(states[name])
     torch.random.set_rng_state(states["torch"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 # ----------------------------------------------------------------------------------------------- the loop
@@ -440,7 +446,7 @@ def _state(run: _Run, done: int, opt, sched) -> dict:
     return {"done": done, "history": run.history, "train_seconds": run.train_seconds, "step": run.step,
             "student": run.student.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict() if sched is not None else None, "method": run.method.state_dict(),
-            "rng": _rng_states(run.gens), "best": list(run.best) if run.best is not None else None,
+            "rng": _rng_states(run.gens, run.device), "best": list(run.best) if run.best is not None else None,
             "best_state": run.best_state}
 
 
@@ -452,7 +458,7 @@ def _restore(run: _Run, saved: dict, opt, sched) -> None:
     opt.load_state_dict(saved["optimizer"])
     if sched is not None and saved["scheduler"] is not None:
         sched.load_state_dict(saved["scheduler"])
-    _set_rng_states(run.gens, saved["rng"])
+    _set_rng_states(run.gens, saved["rng"], run.device)
     run.best = tuple(saved["best"]) if saved["best"] is not None else None
     run.best_state = saved["best_state"]
 

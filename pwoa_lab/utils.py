@@ -20,6 +20,26 @@ import numpy as np
 import torch
 
 
+def use_deterministic_kernels() -> None:
+    """On a CUDA machine, ask torch for deterministic kernels (done once, when the kit is imported).
+
+    The kit's numbers are cached by configuration, and a sweep's worker processes must agree with a rerun in one
+    process: on a GPU that needs deterministic cuDNN convolutions and a fixed cuBLAS workspace (cuBLAS reads
+    CUBLAS_WORKSPACE_CONFIG when its first handle is made, so it is set here, before any CUDA work; a value the
+    user set stays). warn_only: an op without a deterministic kernel warns instead of failing. Undo with
+    `torch.use_deterministic_algorithms(False)` for speed when bit-identical reruns do not matter.
+    """
+    if not torch.cuda.is_available():
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+use_deterministic_kernels()
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every CUDA device)."""
     random.seed(seed)
@@ -30,7 +50,9 @@ def set_seed(seed: int) -> None:
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    """The device to run on: the one asked for, else cuda, then mps, then cpu."""
+    """The device to run on: the one asked for, else $PWOA_DEVICE, else cuda, then mps, then cpu."""
+    if device is None or str(device) == "auto":
+        device = os.environ.get("PWOA_DEVICE") or None  # e.g. PWOA_DEVICE=cpu keeps a busy GPU free
     if device is not None and str(device) != "auto":
         return torch.device(device)
     if torch.cuda.is_available():

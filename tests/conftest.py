@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 
 os.environ["PWOA_DOWNLOAD"] = "0"
+# The suite's exact-equality checks are written for the CPU's float semantics, and its tensors are CPU tensors:
+# on a GPU machine the kit's default device would be cuda. tests/test_gpu.py asks for cuda by name.
+os.environ.setdefault("PWOA_DEVICE", "cpu")
 
 from pathlib import Path  # noqa: E402
 

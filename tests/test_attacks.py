@@ -371,3 +371,21 @@ def test_undefended_lenet3_collapses_under_pgd40(plain_lenet3, mnist_root):
     robust = acc(plain_lenet3, x_adv, test.y)
     assert natural > 0.9, natural
     assert robust < 0.05, robust
+
+
+def test_images_on_another_device_than_the_model_get_a_clear_error(digits_batch):
+    from pwoa_lab.models import build_model
+    model = build_model(None, "digits").to("meta")  # any device but the images' (a GPU machine: cuda vs cpu)
+    x, y = digits_batch[0][:4], digits_batch[1][:4]
+    for name, attack in ATTACKS.items():
+        with pytest.raises(ValueError, match=r"images are on cpu but the model is on meta.*x\.to\(device\)"):
+            attack(model, x, y, eps=EPS)
+
+
+def test_the_default_device_is_pwoa_device_when_set(monkeypatch):
+    from pwoa_lab.utils import get_device
+    monkeypatch.setenv("PWOA_DEVICE", "meta")
+    assert get_device(None) == get_device("auto") == torch.device("meta")
+    assert get_device("cpu") == torch.device("cpu")  # a device asked for by name wins
+    monkeypatch.delenv("PWOA_DEVICE")
+    assert get_device(None).type in ("cuda", "mps", "cpu")
