@@ -47,7 +47,7 @@ def figure1(dataset: str = "digits", rates: Sequence[float] = (2, 4, 8, 16),
     teacher = resolve_teacher(dataset, teacher, device)
     eps = preset_config(dataset, preset, **overrides).resolved().eps
     workers = check_workers(workers)
-    teacher_args = (dataset, eps, settings, cache_dir, use_cache, root)
+    teacher_args = (dataset, eps, settings, cache_dir, use_cache, root, str(device))
     local = check_backend(backend) == "local"
     # locally the teacher's evaluation runs beside the pruning runs; on a cluster here (its cache is this machine's)
     extra = [(teacher_row, (teacher if workers == 1 else copy.deepcopy(teacher).cpu(), *teacher_args))] \

@@ -210,14 +210,21 @@ def load_cached_model(key: str, teacher: nn.Module, cache_dir: str | Path | None
 
 
 def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSettings,
-                cache_dir: str | Path | None = None, use_cache: bool = True, root=None) -> dict[str, Any]:
-    """The unpruned teacher as a Figure-1 row (rate 1), cached like the others."""
+                cache_dir: str | Path | None = None, use_cache: bool = True, root=None,
+                device: str | torch.device | None = None) -> dict[str, Any]:
+    """The unpruned teacher as a Figure-1 row (rate 1), cached like the others. `device`: where it is evaluated
+    (default: where the teacher is); a worker process gets a CPU copy of the teacher, and on a GPU machine its
+    evaluation belongs on the GPU like every other row's."""
     key = entry_key("teacher_row", {"teacher": model_fingerprint(teacher), "dataset": dataset, "eps": eps,
                                     "eval": settings.__dict__})
     cache = ResultCache("teacher_row", cache_dir, enabled=use_cache)
     hit = cache.get(key)
     if hit is not None:
         return {**hit["row"], "cached": True}
+    if device is not None:
+        here, there = next(teacher.parameters()).device, torch.device(device)
+        if here.type != there.type or (there.index is not None and here.index != there.index):
+            teacher = copy.deepcopy(teacher).to(there)
     row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
            **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
     row.update(natural_last=row["natural"], pgd_last=row["pgd"])
