@@ -51,10 +51,19 @@ def set_seed(seed: int) -> None:
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run on: the one asked for, else $PWOA_DEVICE, else cuda, then mps, then cpu."""
+    source = "the device asked for"
     if device is None or str(device) == "auto":
-        device = os.environ.get("PWOA_DEVICE") or None  # e.g. PWOA_DEVICE=cpu keeps a busy GPU free
+        device, source = os.environ.get("PWOA_DEVICE") or None, "PWOA_DEVICE"  # e.g. cpu keeps a busy GPU free
     if device is not None and str(device) != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"{source} is {str(device)!r}, which is not a device: use cpu, cuda, cuda:N or mps") \
+                from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"{source} is {str(device)!r}, but torch sees no CUDA device here: use cpu (or mps on "
+                             "a Mac)")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

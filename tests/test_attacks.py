@@ -387,5 +387,13 @@ def test_the_default_device_is_pwoa_device_when_set(monkeypatch):
     monkeypatch.setenv("PWOA_DEVICE", "meta")
     assert get_device(None) == get_device("auto") == torch.device("meta")
     assert get_device("cpu") == torch.device("cpu")  # a device asked for by name wins
+    monkeypatch.setenv("PWOA_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="PWOA_DEVICE is 'gpu', which is not a device: use cpu, cuda"):
+        get_device(None)
+    with pytest.raises(ValueError, match="the device asked for is 'tpu'"):
+        get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device here: use cpu"):
+            get_device("cuda")
     monkeypatch.delenv("PWOA_DEVICE")
     assert get_device(None).type in ("cuda", "mps", "cpu")
