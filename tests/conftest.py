@@ -69,6 +69,13 @@ def digits_test():
     return load_dataset("digits", "test")
 
 
+@pytest.fixture(scope="module")
+def small_data():
+    """(train, val): 12 training digits per class and 40 validation digits, for short runs (fresh per module)."""
+    from pwoa_lab.data import load_dataset
+    return load_dataset("digits", "train", n_per_class=12, seed=0), load_dataset("digits", "val").head(40)
+
+
 @pytest.fixture(scope="session")
 def digits_teacher():
     """(model in eval mode, meta) of the shipped digits teacher; skip while it is not trained yet.

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from pwoa_lab.attacks import ATTACKS, accuracy, fgsm, pgd_linf
-from pwoa_lab.data import load_dataset
 from pwoa_lab.evaluation import EvalSettings
 from pwoa_lab.figures import figure1
 from pwoa_lab.presets import preset_config
@@ -28,11 +27,6 @@ EPS = 0.2
 @pytest.fixture(scope="module")
 def gpu_teacher(teacher):
     return copy.deepcopy(teacher).to(CUDA).eval()
-
-
-@pytest.fixture(scope="module")
-def small_data():
-    return load_dataset("digits", "train", n_per_class=12, seed=0), load_dataset("digits", "val").head(40)
 
 
 def tiny(method: str, **kw):

@@ -17,13 +17,6 @@ from pwoa_lab.runs import run_config
 from pwoa_lab.pruning import prunable_modules
 
 
-@pytest.fixture(scope="module")
-def small_data():
-    train = load_dataset("digits", "train", n_per_class=12, seed=0)
-    val = load_dataset("digits", "val").head(40)
-    return train, val
-
-
 def tiny(method: str, rate: float = 4, **kw) -> PruneConfig:
     return preset_config("digits", "smoke", method=method, rate=rate, batch_size=40, val_n=40, **kw)
 

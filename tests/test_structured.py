@@ -10,7 +10,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pwoa_lab import structured as S
-from pwoa_lab.data import load_dataset
 from pwoa_lab.methods import AdmmPruning, PruneConfig
 from pwoa_lab.models import build_model
 from pwoa_lab.presets import preset_config
@@ -26,11 +25,6 @@ DIGITS = (1, 16, 16)
 def lenet():
     torch.manual_seed(0)
     return build_model("lenet3", "mnist").eval()
-
-
-@pytest.fixture(scope="module")
-def small_data():
-    return load_dataset("digits", "train", n_per_class=12, seed=0), load_dataset("digits", "val").head(40)
 
 
 def tiny(**kw) -> PruneConfig:
