@@ -110,7 +110,7 @@ def body(args) -> dict:
             notes.append(("" if passed else "MISS explained: ") + breakdown +
                          ("" if passed else "; on this VM the demo's wall time varies by about 10% from run to run"))
     if args.with_mnist:
-        from pwoa_lab.checkpoint import SHIPPED_TEACHERS
+        from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS
         missing = [] if _common.mnist_available() else ["MNIST files under the data root ($PWOA_DATA_ROOT)"]
         if not SHIPPED_TEACHERS["mnist"].is_file():
             missing.append(f"the shipped MNIST teacher {SHIPPED_TEACHERS['mnist']}")

@@ -3,7 +3,7 @@
 The models: the shipped MNIST teacher (else a seeded random LeNet-3: sizes and timings do not depend on the
 weights' values); "weight 4x": one-shot per-layer magnitude pruning of every conv and linear weight (masks
 removed: the dense-shaped model with 3/4 zeros); "structured 4x": one-shot channel pruning by filter norm
-(`pwoa_lab.structured`, rate 4 = at most a quarter of the teacher's parameters, a plain smaller LeNet-3).
+(`pwoa_lab.pruning.structured`, rate 4 = at most a quarter of the teacher's parameters, a plain smaller LeNet-3).
 Training does not change any of these figures, so no training is done here.
 
 For each: parameters, non-zero parameters, the dense file (torch.save of the state dict), the compact sparse
@@ -33,7 +33,8 @@ START, END = "<!-- bench_footprint:start -->", "<!-- bench_footprint:end -->"
 
 
 def models(seed: int):
-    from pwoa_lab import pruning, structured
+    from pwoa_lab import pruning
+    from pwoa_lab.pruning import structured
     teacher, where = _common.lenet3_teacher("mnist", seed)
     weight = copy.deepcopy(teacher)
     pruning.prune_by_magnitude(weight, 4)
@@ -46,7 +47,7 @@ def models(seed: int):
 
 def body(args) -> dict:
     import torch
-    from pwoa_lab.footprint import footprint_table
+    from pwoa_lab.pruning.footprint import footprint_table
     nets, where, fraction = models(args.seed)
     threads = args.threads or torch.get_num_threads()
     repeats = args.repeats or (5 if args.quick else 31)

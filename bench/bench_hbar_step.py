@@ -28,9 +28,9 @@ LAMBDA_X, LAMBDA_Y, SIGMA, TEMPERATURE = 2e-4, 5e-5, 5.0, 30.0
 
 def body(args) -> dict:
     import torch
-    from pwoa_lab import hsic
-    from pwoa_lab.distillation import kd_loss
-    from pwoa_lab.models import build_model, logits_and_hiddens
+    from pwoa_lab.core import hsic
+    from pwoa_lab.core.distillation import kd_loss
+    from pwoa_lab.core.models import build_model, logits_and_hiddens
     from pwoa_lab.utils import set_seed
 
     set_seed(args.seed)

@@ -32,13 +32,13 @@ def child(name: str, seed: int, batch: int) -> dict:
     import resource
 
     import torch
-    from pwoa_lab.data import dataset_info
-    from pwoa_lab.distillation import frozen_teacher
-    from pwoa_lab.data import TensorData
-    from pwoa_lab.loop import Batch, Phase, make_optimizer
-    from pwoa_lab.methods import AdmmPruning
-    from pwoa_lab.models import build_model
-    from pwoa_lab.presets import preset_config
+    from pwoa_lab.core.data import dataset_info
+    from pwoa_lab.core.distillation import frozen_teacher
+    from pwoa_lab.core.data import TensorData
+    from pwoa_lab.training.loop import Batch, Phase, make_optimizer
+    from pwoa_lab.training.methods import AdmmPruning
+    from pwoa_lab.core.models import build_model
+    from pwoa_lab.training.presets import preset_config
     from pwoa_lab.utils import get_device, set_seed
 
     def rss_now_kib() -> int:

@@ -27,9 +27,9 @@ PGD_STEPS, PGD_ALPHA = 40, 0.01
 
 
 def body(args) -> dict:
-    from pwoa_lab.data import load_dataset
-    from pwoa_lab.methods import PruneConfig
-    from pwoa_lab.runs import run_config
+    from pwoa_lab.core.data import load_dataset
+    from pwoa_lab.training.methods import PruneConfig
+    from pwoa_lab.experiments.runs import run_config
 
     dataset = "mnist" if _common.mnist_available() else "digits"
     teacher, teacher_desc = _common.lenet3_teacher(dataset, args.seed)

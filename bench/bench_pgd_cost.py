@@ -1,6 +1,6 @@
 """PGD-k cost over its physical floor.
 
-Figure: time of `pwoa_lab.attacks.pgd_linf(model, x, y, eps=0.3, alpha=0.01, steps=k)` divided by the time of
+Figure: time of `pwoa_lab.core.attacks.pgd_linf(model, x, y, eps=0.3, alpha=0.01, steps=k)` divided by the time of
 k plain forward + backward passes (gradient with respect to the input only, the same model, batch and loss)
 in a bare loop. LeNet-3 on MNIST-shaped random inputs in [0, 1], batch 128, k = 10 and 40.
 Target <= 1.10: everything PGD adds to the k gradient passes (random start, sign, projection, input checks,
@@ -25,8 +25,8 @@ BATCH = 128
 def body(args) -> dict:
     import torch
     import torch.nn.functional as F
-    from pwoa_lab.attacks import pgd_linf
-    from pwoa_lab.models import build_model
+    from pwoa_lab.core.attacks import pgd_linf
+    from pwoa_lab.core.models import build_model
     from pwoa_lab.utils import set_seed
 
     set_seed(args.seed)

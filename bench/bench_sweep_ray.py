@@ -1,4 +1,4 @@
-"""Overhead of the Ray backend of `pwoa_lab.sweep` against the local process pool, on this machine.
+"""Overhead of the Ray backend of `pwoa_lab.experiments.sweep` against the local process pool, on this machine.
 
 A smoke sweep of 8 runs (naive and PwoA x 2x and 4x x 2 seeds, digits), each backend from an empty cache:
 local with 2 worker processes; Ray with a local cluster that the sweep starts and stops itself (its start is
@@ -26,7 +26,7 @@ SEEDS = (0, 1)
 
 
 def timed_sweep(backend: str) -> dict[str, float]:
-    from pwoa_lab.sweep import sweep
+    from pwoa_lab.experiments.sweep import sweep
     first: list[float] = []
     with tempfile.TemporaryDirectory(prefix="pwoa-bench-sweep-") as cache:
         start = time.perf_counter()
@@ -42,7 +42,7 @@ def timed_sweep(backend: str) -> dict[str, float]:
 def timed_on_running_cluster() -> dict[str, float]:
     """The Ray backend on a cluster that is already up (started outside the timing): the per-task overhead alone."""
     import ray
-    from pwoa_lab.jobs import start_local_ray_defaults
+    from pwoa_lab.experiments.jobs import start_local_ray_defaults
     start_local_ray_defaults()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:

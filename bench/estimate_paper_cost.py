@@ -32,8 +32,8 @@ def step_flops_and_seconds(dataset: str, model_name: str, device: str, repeats: 
     import torch
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
-    from pwoa_lab.data import dataset_info
-    from pwoa_lab.models import build_model
+    from pwoa_lab.core.data import dataset_info
+    from pwoa_lab.core.models import build_model
     info = dataset_info(dataset)
     model = build_model(model_name, dataset).to(device)
     x = torch.rand(batch, *info.shape, device=device)
@@ -58,7 +58,7 @@ def step_flops_and_seconds(dataset: str, model_name: str, device: str, repeats: 
 
 
 def run_work(dataset: str, flops_per_image: float, train_images: int) -> tuple[float, dict]:
-    from pwoa_lab.presets import preset_config
+    from pwoa_lab.training.presets import preset_config
     c = preset_config(dataset, "paper", method="pwoa").resolved()
     epochs = c.admm_epochs + c.retrain_epochs
     per_epoch = train_images + c.val_n * (c.val_pgd_steps + 1)  # + 1: the natural validation pass

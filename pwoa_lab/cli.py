@@ -17,9 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-import torch
+from pwoa_lab import defaults
 
-DEFAULT_SEED = 1234  # every command: the paper's seed
+DEFAULT_SEED = defaults.SEED  # every command: the paper's seed
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -30,16 +30,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _resolve_checkpoint(name: str) -> Path:
     """A path, or the name of a shipped teacher (digits, mnist)."""
-    from .checkpoint import SHIPPED_TEACHERS
+    from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS
     return SHIPPED_TEACHERS[name] if name in SHIPPED_TEACHERS and not Path(name).exists() else Path(name)
 
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
-    from .attacks import default_attack_options, evaluate
-    from .checkpoint import command_line, save_checkpoint
-    from .data import load_dataset
-    from .methods import TeacherConfig
-    from .runs import train_teacher
+    from pwoa_lab.core.attacks import default_attack_options
+    from pwoa_lab.core.evaluation import evaluate
+    from pwoa_lab.io.checkpoint import command_line, save_checkpoint
+    from pwoa_lab.core.data import load_dataset
+    from pwoa_lab.training.methods import TeacherConfig
+    from pwoa_lab.experiments.runs import train_teacher
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite or choose another --out)")
@@ -64,10 +65,11 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .attacks import default_attack_options, evaluate
-    from .checkpoint import load_checkpoint
-    from .data import dataset_info, load_dataset
-    from .utils import get_device
+    from pwoa_lab.core.attacks import default_attack_options
+    from pwoa_lab.core.evaluation import evaluate
+    from pwoa_lab.io.checkpoint import load_checkpoint
+    from pwoa_lab.core.data import dataset_info, load_dataset
+    from pwoa_lab.utils import get_device
     device = get_device(args.device)
     model, meta = load_checkpoint(_resolve_checkpoint(args.checkpoint), device,
                                   expect={"dataset": args.dataset})
@@ -86,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_import_teacher(args: argparse.Namespace) -> int:
-    from .imports import import_teacher
+    from pwoa_lab.io.teacher_import import import_teacher
     result = import_teacher(args.arch, args.dataset, args.weights, fmt=args.format, eps=args.eps, out=args.out,
                             mean=args.mean, std=args.std, source=args.source, n=args.n, aa_n=args.aa_n,
                             aa_version=args.aa_version, pgd_steps=args.pgd_steps, root=args.root,
@@ -123,31 +125,34 @@ DESIGN_FIELDS = ("structure", "importance", "schedule")  # PruneConfig's design-
 def _design_overrides(args: argparse.Namespace, methods: list[str]) -> dict:
     """--structure / --importance / --schedule as PruneConfig fields (only those given), checked up front with the
     library's own check, so that a bad value fails before a teacher is loaded or a run starts."""
-    from .prune_schedules import IMPORTANCES, SCHEDULES, STRUCTURES
-    from .utils import check_choice
+    from pwoa_lab.pruning.schedules import IMPORTANCES, SCHEDULES, STRUCTURES
+    from pwoa_lab.training.methods import PruneConfig
+    from pwoa_lab.training.registry import method_names, method_spec
+    from pwoa_lab.utils import check_choice
     choices = dict(zip(DESIGN_FIELDS, (STRUCTURES, IMPORTANCES, SCHEDULES)))
     out = {f: check_choice(getattr(args, f), choices[f], f) for f in DESIGN_FIELDS if getattr(args, f, None)}
-    if out and "hydra" in methods:
-        raise ValueError("--structure, --importance and --schedule apply to the ADMM pipeline (naive, kd, pwoa, "
-                         "advprune, oneshot), not to hydra (HYDRA learns its own pruning scores); leave hydra out "
-                         "or drop these options")
+    if out and any(method_spec(m).config is not PruneConfig for m in methods):
+        raise ValueError("--structure, --importance and --schedule apply to the ADMM pipeline "
+                         f"({', '.join(method_names(PruneConfig))}), not to hydra (HYDRA learns its own pruning "
+                         "scores); leave hydra out or drop these options")
     return out
 
 
 def _design_words(design: dict) -> str:
     """'structure structured, importance magnitude (default), schedule admm (default)': what a run used."""
-    from .methods import PruneConfig
+    from pwoa_lab.training.methods import PruneConfig
     defaults = {f.name: f.default for f in dataclasses.fields(PruneConfig)}
     return ", ".join(f"{f} {design[f]}" if f in design else f"{f} {defaults[f]} (default)" for f in DESIGN_FIELDS)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from .checkpoint import command_line, load_checkpoint, save_checkpoint
-    from .evaluation import EvalSettings, evaluate_row
-    from .presets import preset_config
-    from .pruning import save_sparse, sparsity_report
-    from .runs import run_config
-    from .utils import get_device
+    from pwoa_lab.io.checkpoint import command_line, load_checkpoint, save_checkpoint
+    from pwoa_lab.core.evaluation import EvalSettings, evaluate_row
+    from pwoa_lab.training.presets import preset_config
+    from pwoa_lab.pruning.export import save_sparse
+    from pwoa_lab.pruning.masks import sparsity_report
+    from pwoa_lab.experiments.runs import run_config
+    from pwoa_lab.utils import get_device
     out = Path(args.out)
     sparse_out = out.with_name(out.stem + ".sparse.pt")
     state_path = out.with_name(out.name + ".state")  # resume point: the same command continues an interrupted run
@@ -207,7 +212,7 @@ def resolve_workers(workers: int | str, device: str | None) -> int:
     """'auto': 1 on a GPU (one device to share), else the CPU cores, at most 4 (memory); a number as given."""
     if workers != "auto":
         return int(workers)
-    from .utils import get_device
+    from pwoa_lab.utils import get_device
     if get_device(device).type != "cpu":
         return 1
     return max(1, min(4, os.cpu_count() or 1))
@@ -238,8 +243,8 @@ def _mean_std_table(summary, metrics) -> str:
 
 
 def cmd_figure1(args: argparse.Namespace) -> int:
-    from .figures import claim_in_words, figure1, phenomenon, seed_summary
-    from .plots import plot_figure1
+    from pwoa_lab.experiments.figures import claim_in_words, figure1, phenomenon, seed_summary
+    from pwoa_lab.course.plots import plot_figure1
     rates = [float(r) for r in args.rates.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     seeds = _seeds(args)
@@ -280,8 +285,8 @@ def cmd_figure1(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .plots import plot_sweep
-    from .sweep import parse_grid, sweep
+    from pwoa_lab.course.plots import plot_sweep
+    from pwoa_lab.experiments.sweep import parse_grid, sweep
     grid = parse_grid(args.grid)
     x = args.x or next((k for k in grid if len(grid[k]) > 1 and k != "method"), next(iter(grid)))
     hue = args.hue if args.hue is not None else next((k for k in grid if k != x and len(grid[k]) > 1), None)
@@ -318,8 +323,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_figure3(args: argparse.Namespace) -> int:
-    from .figures import figure3
-    from .plots import plot_figure3
+    from pwoa_lab.experiments.figures import figure3
+    from pwoa_lab.course.plots import plot_figure3
     ratios = None if args.mix_ratios is None else [float(r) for r in args.mix_ratios.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
@@ -367,7 +372,7 @@ DESIGN_HELP = {
 
 def _add_design(p: argparse.ArgumentParser) -> None:
     """--structure / --importance / --schedule: the PruneConfig fields of the same names (any loss)."""
-    from .prune_schedules import IMPORTANCES, SCHEDULES, STRUCTURES
+    from pwoa_lab.pruning.schedules import IMPORTANCES, SCHEDULES, STRUCTURES
     for field, values in zip(DESIGN_FIELDS, (STRUCTURES, IMPORTANCES, SCHEDULES)):
         what, words = DESIGN_HELP[field]
         p.add_argument(f"--{field}", default=None, metavar="{" + ",".join(values) + "}",
@@ -385,6 +390,8 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pwoa_lab.training.presets import PRESETS
+    from pwoa_lab.training.registry import method_help
     parser = argparse.ArgumentParser(prog="pwoa-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -443,11 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_import_teacher)
 
-    p = sub.add_parser("prune", help="prune a checkpoint with naive, kd, pwoa, advprune or hydra (resumable)")
+    p = sub.add_parser("prune", help="prune a checkpoint with one of the registered methods (resumable)")
     p.add_argument("--checkpoint", required=True, help="a .pt file, or 'digits'/'mnist' for a shipped teacher")
-    p.add_argument("--method", default="pwoa", help="naive, kd, pwoa, advprune or hydra")
+    p.add_argument("--method", default="pwoa", help=method_help())
     p.add_argument("--rate", type=float, required=True, help="pruning rate R > 1 (keep 1/R of the weights)")
-    p.add_argument("--preset", default="quick", help="smoke, quick or paper")
+    p.add_argument("--preset", default=defaults.PRESET, help=", ".join(PRESETS))
     p.add_argument("--mix-ratio", type=float, default=None, help="probability of a PGD batch (default: method's)")
     p.add_argument("--scope", default=None, help=SCOPE_HELP)
     _add_design(p)
@@ -459,11 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("figure1", help="robustness vs pruning rate, naive vs PwoA (CSV + PNG)")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--preset", default="quick", help="smoke, quick or paper")
+    p.add_argument("--dataset", default=defaults.DATASET)
+    p.add_argument("--preset", default=defaults.PRESET, help=", ".join(PRESETS))
     p.add_argument("--rates", default="2,4,8,16")
     p.add_argument("--methods", default="oneshot,naive,pwoa",
-                   help="comma list of oneshot (no training: the control), naive, kd, pwoa, advprune, hydra")
+                   help=f"comma list of methods ({method_help()})")
     p.add_argument("--seeds", default=None, help="run every (method, rate) once per seed, e.g. 0,1,2 "
                                                  "(default: the one --seed)")
     p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
@@ -481,8 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="any run-config fields x seeds, each run cached; a CSV and a plot",
                        description="Example: pwoa-lab sweep --dataset digits --preset quick --grid method=naive,pwoa "
                                    "--grid rate=2,4,8 --grid lambda_x=2e-4,2e-2 --seeds 0,1,2 --out results/lambda")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--preset", default="quick", help="smoke, quick or paper")
+    p.add_argument("--dataset", default=defaults.DATASET)
+    p.add_argument("--preset", default=defaults.PRESET, help=", ".join(PRESETS))
     p.add_argument("--grid", action="append", required=True, metavar="FIELD=V1,V2",
                    help="a run-config field and its values (repeat for more fields; the runs are their product), "
                         "e.g. method=naive,pwoa, rate=2,4,8, lambda_x=2e-4,2e-2, scope=all,hidden")
@@ -500,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("figure3", help="robustness vs training time: PwoA vs AdvPrune vs HYDRA over mix ratios")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--preset", default="quick", help="smoke, quick or paper")
+    p.add_argument("--dataset", default=defaults.DATASET)
+    p.add_argument("--preset", default=defaults.PRESET, help=", ".join(PRESETS))
     p.add_argument("--rate", type=float, default=4.0)
     p.add_argument("--mix-ratios", default=None,
                    help="comma-separated (default: 0,0.2,0.4,0.6,0.8,1 with --preset paper, else 0,0.5,1)")

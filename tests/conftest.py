@@ -1,7 +1,7 @@
 """Shared fixtures: real-data roots (skip when absent), the shipped digits teacher, small digits splits.
 
 No test may touch the network: PWOA_DOWNLOAD is forced to "0" at import, before any test module imports
-pwoa_lab.data, so a missing file is a FileNotFoundError (or a skip), never a download.
+pwoa_lab.core.data, so a missing file is a FileNotFoundError (or a skip), never a download.
 """
 from __future__ import annotations
 
@@ -65,14 +65,14 @@ def cifar10_root(data_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_test():
-    from pwoa_lab.data import load_dataset
+    from pwoa_lab.core.data import load_dataset
     return load_dataset("digits", "test")
 
 
 @pytest.fixture(scope="module")
 def small_data():
     """(train, val): 12 training digits per class and 40 validation digits, for short runs (fresh per module)."""
-    from pwoa_lab.data import load_dataset
+    from pwoa_lab.core.data import load_dataset
     return load_dataset("digits", "train", n_per_class=12, seed=0), load_dataset("digits", "val").head(40)
 
 
@@ -82,7 +82,7 @@ def digits_teacher():
 
     Shared by every test of the run: a test that changes the model's mode must restore it.
     """
-    from pwoa_lab.checkpoint import SHIPPED_TEACHERS, load_teacher
+    from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS, load_teacher
     path = SHIPPED_TEACHERS["digits"]
     if not path.is_file():
         pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")
@@ -92,7 +92,7 @@ def digits_teacher():
 @pytest.fixture(scope="session")
 def mnist_teacher():
     """(model in eval mode, meta) of the shipped MNIST LeNet-3 teacher; skip while it is not trained yet."""
-    from pwoa_lab.checkpoint import SHIPPED_TEACHERS, load_teacher
+    from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS, load_teacher
     path = SHIPPED_TEACHERS["mnist"]
     if not path.is_file():
         pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")

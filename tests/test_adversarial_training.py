@@ -1,15 +1,15 @@
-"""pwoa_lab.adversarial_training on digits: PGD-AT buys robustness, runs are reproducible, bad input fails."""
+"""pwoa_lab.core.adversarial_training on digits: PGD-AT buys robustness, runs are reproducible, bad input fails."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pwoa_lab.adversarial_training import AT_METHODS, adversarial_batch, fgsm_rs
-from pwoa_lab.methods import TeacherConfig
-from pwoa_lab.runs import train_teacher
-from pwoa_lab.attacks import accuracy, pgd_linf
-from pwoa_lab.data import load_dataset
-from pwoa_lab.models import build_model
+from pwoa_lab.core.adversarial_training import AT_METHODS, adversarial_batch, fgsm_rs
+from pwoa_lab.training.methods import TeacherConfig
+from pwoa_lab.experiments.runs import train_teacher
+from pwoa_lab.core.attacks import accuracy, pgd_linf
+from pwoa_lab.core.data import load_dataset
+from pwoa_lab.core.models import build_model
 
 EPS = 0.1
 

@@ -1,4 +1,4 @@
-"""pwoa_lab.attacks on real models: bounds, argument checks, attack strength order, and `evaluate`.
+"""pwoa_lab.core.attacks on real models: bounds, argument checks, attack strength order, and `evaluate`.
 
 Models: a plain-CE SmallCNN trained here on digits (no files needed), the shipped robust digits teacher
 (skips while it is not trained yet) and a plain-CE LeNet-3 trained here on an MNIST subset (needs
@@ -13,24 +13,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pwoa_lab.methods import TeacherConfig
-from pwoa_lab.runs import train_teacher
-from pwoa_lab.attacks import (
-    ATTACK_NAMES,
-    ATTACKS,
-    accuracy,
-    autoattack,
-    cw_linf,
-    cw_margin_loss,
-    default_attack_options,
-    evaluate,
-    fgsm,
-    get_attack,
-    parse_attacks,
-    pgd_linf,
-)
-from pwoa_lab.data import load_dataset
-from pwoa_lab.models import HiddenModel
+from pwoa_lab.training.methods import TeacherConfig
+from pwoa_lab.experiments.runs import train_teacher
+from pwoa_lab.core.attacks import (ATTACK_NAMES, ATTACKS, accuracy, autoattack, cw_linf, cw_margin_loss,
+                                   default_attack_options, fgsm, get_attack, parse_attacks, pgd_linf)
+from pwoa_lab.core.evaluation import evaluate
+from pwoa_lab.core.data import load_dataset
+from pwoa_lab.core.models import HiddenModel
 
 EPS = 0.1  # the radius for the plain models (the digits teacher's own eps is read from its metadata)
 # the four attacks with small, explicit options (AutoAttack: the fast version)
@@ -374,7 +363,7 @@ def test_undefended_lenet3_collapses_under_pgd40(plain_lenet3, mnist_root):
 
 
 def test_images_on_another_device_than_the_model_get_a_clear_error(digits_batch):
-    from pwoa_lab.models import build_model
+    from pwoa_lab.core.models import build_model
     model = build_model(None, "digits").to("meta")  # any device but the images' (a GPU machine: cuda vs cpu)
     x, y = digits_batch[0][:4], digits_batch[1][:4]
     for name, attack in ATTACKS.items():

@@ -1,4 +1,4 @@
-"""pwoa_lab.checkpoint: round trips, float16 storage, no overwrites, and clear errors for bad files."""
+"""pwoa_lab.io.checkpoint: round trips, float16 storage, no overwrites, and clear errors for bad files."""
 from __future__ import annotations
 
 import random
@@ -6,17 +6,10 @@ import random
 import pytest
 import torch
 
-from pwoa_lab.checkpoint import (
-    FORMAT,
-    SHIPPED_TEACHERS,
-    CheckpointError,
-    load_checkpoint,
-    load_teacher,
-    read_checkpoint,
-    save_checkpoint,
-)
-from pwoa_lab.data import dataset_info, load_dataset
-from pwoa_lab.models import build_model
+from pwoa_lab.io.checkpoint import (FORMAT, SHIPPED_TEACHERS, CheckpointError, load_checkpoint, load_teacher,
+                                    read_checkpoint, save_checkpoint)
+from pwoa_lab.core.data import dataset_info, load_dataset
+from pwoa_lab.core.models import build_model
 
 META = {"model": "small_cnn", "dataset": "digits", "eps": 0.1, "seed": 7, "kind": "teacher",
         "metrics": {"val_natural": 91.5, "val_pgd": 60.25}, "note": "unit test"}

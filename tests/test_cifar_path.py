@@ -9,15 +9,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pwoa_lab.checkpoint import load_checkpoint, save_checkpoint
-from pwoa_lab.data import dataset_info, load_dataset
-from pwoa_lab.evaluation import EvalSettings, evaluate_row
-from pwoa_lab.imports import DATASET_STATS, import_teacher, load_public_weights, to_public_layout
-from pwoa_lab.methods import TeacherConfig
-from pwoa_lab.models import Normalized, ResNet18, build_model
-from pwoa_lab.presets import preset_config
+from pwoa_lab.io.checkpoint import load_checkpoint, save_checkpoint
+from pwoa_lab.core.data import dataset_info, load_dataset
+from pwoa_lab.core.evaluation import EvalSettings, evaluate_row
+from pwoa_lab.io.teacher_import import DATASET_STATS, import_teacher, load_public_weights, to_public_layout
+from pwoa_lab.training.methods import TeacherConfig
+from pwoa_lab.core.models import Normalized, ResNet18, build_model
+from pwoa_lab.training.presets import preset_config
 from pwoa_lab.pruning import prunable_weights
-from pwoa_lab.runs import run_config
+from pwoa_lab.experiments.runs import run_config
 from pwoa_lab.utils import model_fingerprint
 
 pytestmark = pytest.mark.slow

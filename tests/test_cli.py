@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from pwoa_lab.checkpoint import load_checkpoint, save_checkpoint
+from pwoa_lab.io.checkpoint import load_checkpoint, save_checkpoint
 from pwoa_lab.cli import main
-from pwoa_lab.data import dataset_info
-from pwoa_lab.models import build_model
+from pwoa_lab.core.data import dataset_info
+from pwoa_lab.core.models import build_model
 
 
 @pytest.fixture
@@ -122,9 +122,9 @@ def _n_params(state: dict) -> int:
 
 
 def test_prune_structure_structured_saves_a_physically_smaller_plain_model(digits_teacher, tmp_path, capsys):
-    from pwoa_lab.checkpoint import read_checkpoint
+    from pwoa_lab.io.checkpoint import read_checkpoint
     from pwoa_lab.pruning import is_masked
-    from pwoa_lab.structured import resize_to_state
+    from pwoa_lab.pruning.structured import resize_to_state
     teacher, _ = digits_teacher
     out = tmp_path / "s.pt"
     rc = main(["prune", "--checkpoint", "digits", "--method", "naive", "--rate", "4", "--preset", "smoke",
@@ -183,7 +183,7 @@ def test_prune_importance_and_schedule_reach_the_run_and_weight_pruning_keeps_th
 ])
 def test_bad_design_values_exit_2_with_the_library_message(random_checkpoint, tmp_path, capsys, flag, value, what,
                                                           valid):
-    from pwoa_lab.methods import PruneConfig
+    from pwoa_lab.training.methods import PruneConfig
     with pytest.raises(ValueError) as library:
         PruneConfig(dataset="digits", **{what: value}).resolved()
     assert str(library.value) == f"unknown {what} {value!r}; valid: {valid}"

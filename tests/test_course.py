@@ -10,7 +10,9 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pwoa_lab import cache, checkpoint, course  # noqa: E402
+from pwoa_lab.io import cache, checkpoint
+from pwoa_lab import course  # noqa: E402
+from pwoa_lab.course import notebook_setup  # noqa: E402
 
 
 def test_smoke_env_gives_the_smoke_preset_one_seed_and_no_progress(monkeypatch, tmp_path):
@@ -99,21 +101,21 @@ def test_kernel_replies_are_awaited_in_short_slices(monkeypatch):
     import asyncio
     import time
     from queue import Empty
-    monkeypatch.setattr(course, "REPLY_POLL_S", 0.05)
+    monkeypatch.setattr(notebook_setup, "REPLY_POLL_S", 0.05)
     channel = _StallingChannel(ready_after=0.12)
-    course._poll_in_slices(channel)
+    notebook_setup._poll_in_slices(channel)
     start = time.monotonic()
     assert asyncio.run(channel.get_msg(timeout=30)) == {"msg": "reply"}
     assert time.monotonic() - start < 5  # the stalled single wait would have lasted the whole 30 s
     assert len(channel.timeouts) >= 3 and max(channel.timeouts) <= 0.05
     # no message at all: Empty at the caller's deadline, not before
     never = _StallingChannel(ready_after=1e9)
-    course._poll_in_slices(never)
+    notebook_setup._poll_in_slices(never)
     start = time.monotonic()
     with pytest.raises(Empty):
         asyncio.run(never.get_msg(timeout=0.2))
     assert 0.2 <= time.monotonic() - start < 2
     # no deadline (the output poll): waits slice after slice until the message is there
     later = _StallingChannel(ready_after=0.12)
-    course._poll_in_slices(later)
+    notebook_setup._poll_in_slices(later)
     assert asyncio.run(later.get_msg()) == {"msg": "reply"}

@@ -1,4 +1,4 @@
-"""pwoa_lab.data on real data: digits (bundled), MNIST and CIFAR-10 (from PWOA_DATA_ROOT, read in place)."""
+"""pwoa_lab.core.data on real data: digits (bundled), MNIST and CIFAR-10 (from PWOA_DATA_ROOT, read in place)."""
 from __future__ import annotations
 
 import gzip
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pwoa_lab.data import augment_batch, dataset_info, load_dataset, subset_per_class
+from pwoa_lab.core.data import augment_batch, dataset_info, load_dataset, subset_per_class
 
 # class counts published with the data (see the data folder's README): MNIST train and test
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

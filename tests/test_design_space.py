@@ -1,4 +1,4 @@
-"""Real size and speed (pwoa_lab.footprint) and the design-space experiment, its plot and its widget view."""
+"""Real size and speed (pwoa_lab.pruning.footprint) and the design-space experiment, its plot and its widget view."""
 from __future__ import annotations
 
 import copy
@@ -11,14 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from pwoa_lab import footprint as F  # noqa: E402
-from pwoa_lab import structured as S  # noqa: E402
-from pwoa_lab.design_space import design_space, mean_std_table, summarize  # noqa: E402
-from pwoa_lab.evaluation import EvalSettings  # noqa: E402
-from pwoa_lab.models import build_model  # noqa: E402
-from pwoa_lab.plots import plot_design_space  # noqa: E402
-from pwoa_lab.pruning import prune_by_magnitude  # noqa: E402
-from pwoa_lab.widgets import design_space_view  # noqa: E402
+from pwoa_lab.pruning import footprint as F  # noqa: E402
+from pwoa_lab.pruning import structured as S  # noqa: E402
+from pwoa_lab.experiments.design_space import design_space, mean_std_table, summarize
+from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.core.models import build_model
+from pwoa_lab.course.plots import plot_design_space
+from pwoa_lab.pruning import prune_by_magnitude
+from pwoa_lab.course.widgets import design_space_view
 
 MNIST = (1, 28, 28)
 

@@ -10,13 +10,13 @@ import pytest
 
 matplotlib.use("Agg")
 
-from pwoa_lab.cache import ResultCache
-from pwoa_lab.evaluation import EvalSettings
-from pwoa_lab.figures import figure1, phenomenon, time_to_reach
-from pwoa_lab.runs import load_cached_model, prune_row
+from pwoa_lab.io.cache import ResultCache
+from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.experiments.figures import figure1, phenomenon, time_to_reach
+from pwoa_lab.experiments.runs import load_cached_model, prune_row
 from pwoa_lab.utils import model_fingerprint
-from pwoa_lab.presets import preset_config
-from pwoa_lab.plots import plot_figure1
+from pwoa_lab.training.presets import preset_config
+from pwoa_lab.course.plots import plot_figure1
 
 SETTINGS = EvalSettings(n=60, aa_n=0)
 
@@ -139,7 +139,7 @@ def test_figure1_with_two_worker_processes_gives_the_same_table(fig1, teacher, t
 
 def test_evaluation_does_not_depend_on_the_global_rng(teacher):
     import torch
-    from pwoa_lab.evaluation import evaluate_row
+    from pwoa_lab.core.evaluation import evaluate_row
     torch.manual_seed(1)
     a = evaluate_row(teacher, "digits", 0.2, SETTINGS)
     torch.manual_seed(2)
@@ -157,7 +157,7 @@ def test_bad_workers_rejected(teacher, workers):
 # ----------------------------------------------------------------------------------------------- Figure 3
 
 def test_figure3_summary_time_ratios_and_training_subset(teacher, tmp_path):
-    from pwoa_lab.figures import figure3
+    from pwoa_lab.experiments.figures import figure3
     curves, summary = figure3("digits", rate=4, mix_ratios=(0, 1), methods=("pwoa", "advprune"), preset="smoke",
                               teacher=teacher, settings=SETTINGS, cache_dir=tmp_path, progress=False,
                               n_per_class=5)
@@ -184,15 +184,15 @@ def test_figure3_summary_time_ratios_and_training_subset(teacher, tmp_path):
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "10", True])
 def test_figure3_rejects_bad_n_per_class(teacher, bad):
-    from pwoa_lab.figures import figure3
+    from pwoa_lab.experiments.figures import figure3
     with pytest.raises(ValueError, match="n_per_class"):
         figure3("digits", mix_ratios=(0,), methods=("pwoa",), preset="smoke", teacher=teacher, settings=SETTINGS,
                 use_cache=False, progress=False, n_per_class=bad)
 
 
 def test_layer_sensitivity_prunes_one_layer_at_a_time(teacher):
-    from pwoa_lab.analyses import layer_sensitivity
-    from pwoa_lab.evaluation import evaluate_row
+    from pwoa_lab.experiments.analyses import layer_sensitivity
+    from pwoa_lab.core.evaluation import evaluate_row
     from pwoa_lab.pruning import keep_count
     df = layer_sensitivity(teacher, "digits", 8, n=60).set_index("pruned")
     assert list(df.index) == ["none", "conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "all", "hidden"]
@@ -208,16 +208,16 @@ def test_layer_sensitivity_prunes_one_layer_at_a_time(teacher):
 
 
 def test_run_jobs_with_priority_returns_results_in_job_order():
-    from pwoa_lab.jobs import run_jobs
+    from pwoa_lab.experiments.jobs import run_jobs
     jobs = [(pow, (2, i)) for i in range(5)]
     assert run_jobs(jobs, workers=2, progress=False, priority=[0, 4, 1, 3, 2]) == [1, 2, 4, 8, 16]
 
 
 def test_finetune_drift_starts_every_run_from_the_same_one_shot_model(teacher, tmp_path):
-    from pwoa_lab.attacks import accuracy
-    from pwoa_lab.analyses import finetune_drift
-    from pwoa_lab.data import load_dataset
-    from pwoa_lab.plots import plot_finetune_drift
+    from pwoa_lab.core.attacks import accuracy
+    from pwoa_lab.experiments.analyses import finetune_drift
+    from pwoa_lab.core.data import load_dataset
+    from pwoa_lab.course.plots import plot_finetune_drift
     df = finetune_drift(teacher, "digits", 8, methods=("naive", "kd"), lrs=(5e-4, 5e-5), epochs=2, preset="smoke",
                         cache_dir=tmp_path, progress=False)
     assert list(df.columns) == ["method", "lr", "epoch", "train_seconds", "val_natural", "val_pgd"]
@@ -244,29 +244,29 @@ def test_finetune_drift_starts_every_run_from_the_same_one_shot_model(teacher, t
 @pytest.mark.parametrize("kwargs", [dict(epochs=0), dict(epochs=1.5), dict(lrs=()), dict(lrs=(-1e-3,)),
                                     dict(methods=("advprune",)), dict(rate=1)])
 def test_finetune_drift_rejects_bad_input(teacher, kwargs):
-    from pwoa_lab.analyses import finetune_drift
+    from pwoa_lab.experiments.analyses import finetune_drift
     with pytest.raises(ValueError):
         finetune_drift(teacher, "digits", **{"rate": 8, **kwargs}, preset="smoke", use_cache=False, progress=False)
 
 
 def test_source_fingerprint_changes_when_a_module_is_edited(tmp_path):
     import shutil
-    from pwoa_lab.cache import PACKAGE_DIR, source_fingerprint
+    from pwoa_lab.io.cache import PACKAGE_DIR, source_fingerprint
     copy = tmp_path / "pwoa_lab"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
     assert source_fingerprint(copy) == source_fingerprint(PACKAGE_DIR)   # the same files, the same fingerprint
-    hsic = copy / "hsic.py"
+    hsic = copy / "core" / "hsic.py"
     hsic.write_text(hsic.read_text() + "\n# an edit\n")
     assert source_fingerprint(copy) != source_fingerprint(PACKAGE_DIR)
 
 
 def test_cached_row_is_not_served_after_the_code_changed(teacher, tmp_path, monkeypatch):
-    import pwoa_lab.cache
+    import pwoa_lab.io.cache
     config = preset_config("digits", "smoke", method="naive", rate=4, retrain_epochs=1, admm_epochs=1)
     first, _ = prune_row(teacher, config, SETTINGS, tmp_path, progress=False)
     again, _ = prune_row(teacher, config, SETTINGS, tmp_path, progress=False)
     assert not first["cached"] and again["cached"]
-    monkeypatch.setattr(pwoa_lab.cache, "code_fingerprint", lambda: "edited-code")  # as if hsic.py had changed
+    monkeypatch.setattr(pwoa_lab.io.cache, "code_fingerprint", lambda: "edited-code")  # as if hsic.py had changed
     edited, _ = prune_row(teacher, config, SETTINGS, tmp_path, progress=False)
     assert not edited["cached"] and edited["key"] != first["key"]
 
@@ -274,7 +274,7 @@ def test_cached_row_is_not_served_after_the_code_changed(teacher, tmp_path, monk
 # ----------------------------------------------------------------------------------------------- seeds, controls
 
 def test_seed_summary_gives_mean_and_sample_std_per_method_and_rate():
-    from pwoa_lab.figures import seed_summary
+    from pwoa_lab.experiments.figures import seed_summary
     df = pd.DataFrame({"dataset": "digits", "method": ["teacher", "pwoa", "pwoa", "pwoa", "naive", "naive"],
                        "rate": [1.0, 4.0, 4.0, 4.0, 4.0, 4.0], "seed": [0, 0, 1, 2, 0, 1],
                        "pgd": [34.0, 30.0, 33.0, 27.0, 1.0, 3.0], "sparsity": [0.0, 0.75, 0.75, 0.75, 0.75, 0.75]})
@@ -305,7 +305,7 @@ def test_oneshot_trains_nothing_and_equals_magnitude_pruning(teacher):
     import copy
     import torch
     from pwoa_lab.pruning import apply_masks, magnitude_masks, remove_masks
-    from pwoa_lab.runs import run_config
+    from pwoa_lab.experiments.runs import run_config
     for mode in ("layer", "global"):
         result = run_config(teacher, preset_config("digits", "smoke", method="oneshot", rate=8, scope="hidden",
                                                    mode=mode), progress=False)
@@ -318,7 +318,7 @@ def test_oneshot_trains_nothing_and_equals_magnitude_pruning(teacher):
 
 
 def test_selection_picks_the_epoch_it_says_on_a_crafted_history():
-    from pwoa_lab.loop import select_epoch
+    from pwoa_lab.training.loop import select_epoch
     h = pd.DataFrame({"phase": ["admm", "admm", "retrain", "retrain", "retrain", "retrain"],
                       "epoch": [1, 2, 3, 4, 5, 6],
                       "val_pgd": [95.0, 60.0, 45.8, float("nan"), 45.8, 31.4],
@@ -333,17 +333,17 @@ def test_selection_picks_the_epoch_it_says_on_a_crafted_history():
 
 
 def test_selection_never_reads_the_test_split(teacher, monkeypatch):
-    import pwoa_lab.data
-    from pwoa_lab.loop import select_epoch
-    from pwoa_lab.runs import run_config
-    real = pwoa_lab.data.load_dataset
+    import pwoa_lab.core.data
+    from pwoa_lab.training.loop import select_epoch
+    from pwoa_lab.experiments.runs import run_config
+    real = pwoa_lab.core.data.load_dataset
 
     def no_test(name, split="train", *args, **kwargs):
         assert split != "test", "a training run read the test split"
         return real(name, split, *args, **kwargs)
 
-    monkeypatch.setattr(pwoa_lab.data, "load_dataset", no_test)
-    monkeypatch.setattr(pwoa_lab.runs, "load_dataset", no_test)
+    monkeypatch.setattr(pwoa_lab.core.data, "load_dataset", no_test)
+    monkeypatch.setattr(pwoa_lab.experiments.runs, "load_dataset", no_test)
     config = preset_config("digits", "smoke", method="naive", rate=4, retrain_epochs=3, admm_epochs=1, eval_every=1)
     result = run_config(teacher, config, progress=False)
     assert result.config.select == "best_val_pgd"                           # the default of a pruning run
@@ -351,9 +351,9 @@ def test_selection_never_reads_the_test_split(teacher, monkeypatch):
 
 
 def test_learning_curve_separates_data_from_steps(teacher, tmp_path):
-    from pwoa_lab.analyses import learning_curve, one_shot
-    from pwoa_lab.evaluation import evaluate_row
-    from pwoa_lab.plots import plot_learning_curve
+    from pwoa_lab.experiments.analyses import learning_curve, one_shot
+    from pwoa_lab.core.evaluation import evaluate_row
+    from pwoa_lab.course.plots import plot_learning_curve
     settings = EvalSettings(n=None, aa_n=0)
     curve = learning_curve(teacher, "digits", rates=(8,), methods=("naive",), sizes=(12, 120), fixed_steps=19,
                            steps=(19, 114), fixed_size=120, preset="smoke", settings=settings, scope="hidden",

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pwoa_lab import explorer as ex
+from pwoa_lab.course import explorer as ex
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "explorer.ipynb"

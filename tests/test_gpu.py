@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pwoa_lab.attacks import ATTACKS, accuracy, fgsm, pgd_linf
-from pwoa_lab.evaluation import EvalSettings
-from pwoa_lab.figures import figure1
-from pwoa_lab.presets import preset_config
-from pwoa_lab.runs import run_config
+from pwoa_lab.core.attacks import ATTACKS, accuracy, fgsm, pgd_linf
+from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.experiments.figures import figure1
+from pwoa_lab.training.presets import preset_config
+from pwoa_lab.experiments.runs import run_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -112,7 +112,7 @@ def test_figure1_worker_processes_agree_with_one_process_on_the_gpu(gpu_teacher,
 
 
 def test_a_structured_gpu_run_gives_a_smaller_model_on_the_gpu(gpu_teacher, small_data):
-    from pwoa_lab import structured as S
+    from pwoa_lab.pruning import structured as S
     result = run_config(gpu_teacher, tiny("pwoa", structure="structured", schedule="oneshot", admm_epochs=1,
                                           retrain_epochs=1), *small_data, progress=False)
     assert S.parameter_count(result.model) <= S.parameter_count(gpu_teacher) / 4

@@ -1,4 +1,4 @@
-"""Tests for pwoa_lab.hsic against independent numpy float64 references."""
+"""Tests for pwoa_lab.core.hsic against independent numpy float64 references."""
 
 from __future__ import annotations
 
@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pwoa_lab.hsic import (
-    biased_hsic,
-    biased_hsic_from_kernels,
-    center,
-    gaussian_kernel,
-    hbar_loss,
-    hsic_xz_yz,
-    label_kernel,
-    normalized_hsic,
-    normalized_hsic_from_kernels,
-    one_hot,
-    pairwise_sq_dists,
-)
+from pwoa_lab.core.hsic import (biased_hsic, biased_hsic_from_kernels, center, gaussian_kernel, hbar_loss, hsic_xz_yz,
+                                label_kernel, normalized_hsic, normalized_hsic_from_kernels, one_hot,
+                                pairwise_sq_dists)
 
 # -----------------------------------------------------------------------------
 # independent numpy references (explicit H, explicit inverse, explicit loops)

@@ -9,12 +9,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pwoa_lab import hydra as H
-from pwoa_lab.methods import HydraConfig
-from pwoa_lab.presets import PRESETS, preset_config
-from pwoa_lab.runs import run_config
-from pwoa_lab.data import dataset_info, load_dataset
-from pwoa_lab.models import build_model
+from pwoa_lab.core import trades as T
+from pwoa_lab.pruning import scores as H
+from pwoa_lab.training.methods import HydraConfig
+from pwoa_lab.training.presets import PRESETS, preset_config
+from pwoa_lab.experiments.runs import run_config
+from pwoa_lab.core.data import dataset_info, load_dataset
+from pwoa_lab.core.models import build_model
 from pwoa_lab.pruning import keep_count, load_sparse, prunable_modules, save_sparse, dense_state_dict, topk_mask
 
 
@@ -170,7 +171,7 @@ def test_trades_objective_matches_direct_computation():
     g = torch.Generator().manual_seed(0)
     logits, logits_adv = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g)
     y = torch.randint(0, 10, (8,), generator=g)
-    loss, terms = H.trades_objective(logits, logits_adv, y, beta=6.0)
+    loss, terms = T.trades_objective(logits, logits_adv, y, beta=6.0)
     p, q = F.softmax(logits, 1), F.softmax(logits_adv, 1)
     kl = (p * (p.log() - q.log())).sum() / 8
     ce = -F.log_softmax(logits, 1)[torch.arange(8), y].mean()
@@ -181,7 +182,7 @@ def test_trades_objective_matches_direct_computation():
 def test_trades_loss_is_ce_when_adversarial_equals_clean():
     model = digits_model().train()
     x, y = digits_batch(16)
-    loss, terms = H.trades_loss(model, x, y, eps=0.0, alpha=0.01, steps=2)  # eps 0: x_adv == x
+    loss, terms = T.trades_loss(model, x, y, eps=0.0, alpha=0.01, steps=2)  # eps 0: x_adv == x
     assert terms["kl"] == pytest.approx(0.0, abs=1e-7)
     assert torch.allclose(loss, F.cross_entropy(model(x), y), atol=1e-6)
 
@@ -189,14 +190,14 @@ def test_trades_loss_is_ce_when_adversarial_equals_clean():
 def test_trades_adversarial_stays_in_eps_ball_and_unit_range():
     model = digits_model().train()
     x, _ = digits_batch(32)
-    x_adv = H.trades_adversarial(model, x, eps=0.1, alpha=0.07, steps=4)
+    x_adv = T.trades_adversarial(model, x, eps=0.1, alpha=0.07, steps=4)
     assert model.training  # mode restored
     assert not x_adv.requires_grad
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert (x_adv - x).abs().max() > 0.05  # it did move
     with pytest.raises(ValueError, match="eps"):
-        H.trades_adversarial(model, x, eps=2.0, alpha=0.1, steps=1)
+        T.trades_adversarial(model, x, eps=2.0, alpha=0.1, steps=1)
 
 
 # ----------------------------------------------------------------------------------------------- config

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from pwoa_lab.cache import entry_key
-from pwoa_lab.data import load_dataset
-from pwoa_lab.distillation import frozen_teacher, kd_loss, soft_labels
-from pwoa_lab.loop import NonFiniteLoss
-from pwoa_lab.methods import PruneConfig
-from pwoa_lab.presets import preset_config
-from pwoa_lab.runs import run_config
+from pwoa_lab.io.cache import entry_key
+from pwoa_lab.core.data import load_dataset
+from pwoa_lab.core.distillation import frozen_teacher, kd_loss, soft_labels
+from pwoa_lab.training.loop import NonFiniteLoss
+from pwoa_lab.training.methods import PruneConfig
+from pwoa_lab.training.presets import preset_config
+from pwoa_lab.experiments.runs import run_config
 from pwoa_lab.pruning import prunable_modules
 
 
@@ -132,7 +132,7 @@ def test_validating_more_often_does_not_change_the_trained_model(teacher, small_
 
 def test_cached_teacher_logits_give_bit_identical_training(small_data):
     """LeNet-3 (whose CPU kernels round differently for other batch sizes) with and without the cache."""
-    from pwoa_lab.models import build_model
+    from pwoa_lab.core.models import build_model
     torch.manual_seed(0)
     lenet = build_model("lenet3", "digits").eval()
     train = load_dataset("digits", "train", n_per_class=100, seed=0)   # more than one chunk of logits
@@ -275,8 +275,8 @@ class _Payload:
 
 
 def test_resume_state_that_needs_arbitrary_unpickling_is_refused(teacher, small_data, tmp_path):
-    from pwoa_lab.loop import STATE_FORMAT
-    from pwoa_lab.runs import state_key
+    from pwoa_lab.training.loop import STATE_FORMAT
+    from pwoa_lab.experiments.runs import state_key
     train, val = small_data
     config = tiny("kd")
     marker = tmp_path / "code-ran"
@@ -298,7 +298,7 @@ def test_resume_state_that_needs_arbitrary_unpickling_is_refused(teacher, small_
 
 def test_hydra_run_resumes_after_an_interrupt(small_data, tmp_path):
     torch.manual_seed(0)
-    from pwoa_lab.models import build_model
+    from pwoa_lab.core.models import build_model
     model = build_model(None, "digits").eval()
     train, val = small_data
     config = preset_config("digits", "smoke", method="hydra", rate=4, batch_size=40, val_n=40, finetune_epochs=2,
@@ -346,8 +346,8 @@ def test_best_validation_epoch_is_the_one_returned(teacher, small_data):
 
 def test_a_new_method_is_a_loss_and_needs_no_change_to_the_loop(teacher, small_data):
     """A method written outside the kit (CE on natural batches plus an L1 penalty) runs through `fit` as it is."""
-    from pwoa_lab.loop import Phase, fit
-    from pwoa_lab.methods import MethodBase
+    from pwoa_lab.training.loop import Phase, fit
+    from pwoa_lab.training.methods import MethodBase
     train, val = small_data
 
     class L1(MethodBase):
@@ -362,6 +362,7 @@ def test_a_new_method_is_a_loss_and_needs_no_change_to_the_loop(teacher, small_d
     for p in student.parameters():
         p.requires_grad_(True)
     before = sum(float(p.detach().abs().sum()) for p in student.parameters())
-    result = fit(student, [Phase("train", 2, 1e-3)], L1(), tiny("naive").resolved(), train, val, progress=False)
+    config = dataclasses.replace(tiny("naive"), select="last").resolved()
+    result = fit(student, [Phase("train", 2, 1e-3)], L1(), config, train, val, progress=False)
     assert list(result.history.phase) == ["train", "train"] and "loss_l1" in result.history
     assert sum(float(p.detach().abs().sum()) for p in result.model.parameters()) < before

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pwoa_lab.data import load_dataset, subset_per_class
-from pwoa_lab.methods import HydraConfig
-from pwoa_lab.models import build_model
-from pwoa_lab.presets import preset_config
-from pwoa_lab.runs import run_config
+from pwoa_lab.core.data import load_dataset, subset_per_class
+from pwoa_lab.training.methods import HydraConfig
+from pwoa_lab.core.models import build_model
+from pwoa_lab.training.presets import preset_config
+from pwoa_lab.experiments.runs import run_config
 
 RATIOS = (0.0, 0.3, 1.0)
 INVALID = (-0.1, 1.5, float("nan"), "a")

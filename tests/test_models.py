@@ -1,17 +1,11 @@
-"""pwoa_lab.models: every registry model, its logits, its hidden block outputs, and LeNet-3's size."""
+"""pwoa_lab.core.models: every registry model, its logits, its hidden block outputs, and LeNet-3's size."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 
-from pwoa_lab.models import (
-    DEFAULT_MODEL,
-    MODELS,
-    build_model,
-    count_parameters,
-    logits_and_hiddens,
-)
+from pwoa_lab.core.models import DEFAULT_MODEL, MODELS, build_model, count_parameters, logits_and_hiddens
 
 # name, dataset, number of hidden block outputs the HSIC term uses (documented in the module docstring)
 CASES = [("small_cnn", "digits", 3), ("lenet3", "mnist", 3), ("resnet18", "cifar10", 10),

@@ -105,7 +105,7 @@ def test_scope_convs_leaves_linear_dense():
 
 
 def test_scope_hidden_keeps_first_and_classifier_dense():
-    from pwoa_lab.models import build_model
+    from pwoa_lab.core.models import build_model
     model = build_model("small_cnn", "digits")
     assert list(P.prunable_modules(model, "all")) == ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
     masks = P.magnitude_masks(model, 8, scope="hidden")

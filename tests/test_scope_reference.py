@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pwoa_lab import pruning as P
-from pwoa_lab.models import WideResNet, build_model
+from pwoa_lab.core.models import WideResNet, build_model
 
 # LeNet-3 on MNIST, by hand: conv 1->32 5x5, conv 32->64 5x5, fc 64*7*7 -> 1024, fc 1024 -> 10
 LENET3 = {"conv1.weight": 32 * 1 * 5 * 5, "conv2.weight": 64 * 32 * 5 * 5,

@@ -9,13 +9,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pwoa_lab import structured as S
-from pwoa_lab.methods import AdmmPruning, PruneConfig
-from pwoa_lab.models import build_model
-from pwoa_lab.presets import preset_config
+from pwoa_lab.pruning import structured as S
+from pwoa_lab.training.methods import AdmmPruning, PruneConfig
+from pwoa_lab.core.models import build_model
+from pwoa_lab.training.presets import preset_config
 from pwoa_lab.pruning import (apply_masks, cubic_sparsity, gradient_importance, importance_masks, is_masked,
                               magnitude_masks, network_sparsity, prune_by_magnitude, sparsity_report)
-from pwoa_lab.runs import run_config
+from pwoa_lab.experiments.runs import run_config
 
 MNIST = (1, 28, 28)
 DIGITS = (1, 16, 16)

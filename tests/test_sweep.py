@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pwoa_lab.presets import preset_config
-from pwoa_lab.sweep import grid_fields, grid_points, parse_grid, sweep
+from pwoa_lab.training.presets import preset_config
+from pwoa_lab.experiments.sweep import grid_fields, grid_points, parse_grid, sweep
 
 SMOKE = dict(dataset="digits", preset="smoke", progress=False)
 METRIC_COLUMNS = ["natural", "fgsm", "pgd", "aa", "sparsity", "selected_epoch", "last_epoch", "natural_last",
@@ -85,7 +85,7 @@ def test_a_failing_run_is_reported_and_the_others_kept(tmp_path):
 @pytest.fixture()
 def local_ray():
     ray = pytest.importorskip("ray", reason="the ray backend needs the cluster extra: pip install -e '.[cluster]'")
-    from pwoa_lab.jobs import start_local_ray_defaults
+    from pwoa_lab.experiments.jobs import start_local_ray_defaults
     start_local_ray_defaults()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
@@ -131,7 +131,7 @@ def test_cli_sweep_writes_the_table_and_the_plot(tmp_path, capsys, monkeypatch):
 def test_plot_sweep_draws_one_line_per_hue_and_method():
     import matplotlib
     matplotlib.use("Agg")
-    from pwoa_lab.plots import plot_sweep
+    from pwoa_lab.course.plots import plot_sweep
     rows = [dict(method=m, rate=r, lambda_x=lx, seed=s, pgd=10.0 * s + lx * 100)
             for m in ("naive", "pwoa") for r in (4.0, 8.0) for lx in (0.0, 2e-4, 2e-2) for s in (0, 1, 2)]
     fig = plot_sweep(pd.DataFrame(rows), x="lambda_x", metric="pgd", hue="rate")

@@ -13,17 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pwoa_lab.attacks import (
-    EVAL_NAMES,
-    WorstCase,
-    accuracy,
-    default_attack_options,
-    evaluate,
-    parse_attacks,
-    worst_case_robust,
-)
-from pwoa_lab.data import load_dataset
-from pwoa_lab.models import build_model
+from pwoa_lab.core.attacks import EVAL_NAMES, accuracy, default_attack_options, parse_attacks
+from pwoa_lab.core.evaluation import WorstCase, evaluate, worst_case_robust
+from pwoa_lab.core.data import load_dataset
+from pwoa_lab.core.models import build_model
 
 N = 60
 AA = {"version": "fast"}
@@ -211,7 +204,7 @@ def test_evaluate_row_gives_the_numbers_of_two_separate_evaluations(digits_teach
     """evaluate_row runs PGD once on the first n test images and AutoAttack on the survivors among the first aa_n;
     the numbers equal those of the former two `evaluate` calls (natural / FGSM / PGD on n, then "worst" on aa_n,
     PGD again from the same RNG state)."""
-    from pwoa_lab.evaluation import EVAL_SEED, EvalSettings, evaluate_row
+    from pwoa_lab.core.evaluation import EVAL_SEED, EvalSettings, evaluate_row
     model, meta = digits_teacher
     eps, settings = meta["eps"], EvalSettings(n=90, aa_n=40)
     test = load_dataset("digits", "test")

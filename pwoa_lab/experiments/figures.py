@@ -1,0 +1,182 @@
+"""The paper's figures as DataFrames: Figure 1 (robustness vs pruning rate) and Figure 3 (robustness vs
+training time over mix ratios), each run a cached `prune_row`, plus the checks that read them."""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch.nn as nn
+
+from pwoa_lab.core.data import check_n_per_class
+from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.experiments.jobs import check_backend, check_workers
+from pwoa_lab.training.presets import eval_settings, fig3_defaults, preset_config
+from pwoa_lab.experiments.runs import resolve_teacher, teacher_row
+from pwoa_lab.experiments.sweep import check_seeds, summarize, sweep
+from pwoa_lab.utils import check_rate, get_device
+from pwoa_lab import defaults
+from pwoa_lab.training.registry import method_order
+
+FIG1_COLUMNS = ["dataset", "method", "rate", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
+                "selected_epoch", "last_epoch", "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached"]
+SUMMARY_METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
+
+
+def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 16),
+            methods: Sequence[str] = ("oneshot", "naive", "pwoa"), preset: str = defaults.PRESET, seed: int = defaults.SEED,
+            seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
+            settings: EvalSettings | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
+            root=None, device=None, progress: bool = True, workers: int = 1, backend: str = "local",
+            address: str | None = None, **overrides: Any) -> pd.DataFrame:
+    """Figure 1(b): natural / FGSM / PGD / AutoAttack accuracy (%) vs pruning rate, per method and seed.
+
+    One row per (method, rate, seed) plus the unpruned teacher (method "teacher", rate 1, evaluated once): a
+    `sweep` over method x rate. `seeds` (default: just `seed`) runs every (method, rate) once per seed, each
+    cached on its own; aggregate with `seed_summary`. `oneshot` is the control with no training at all. `aa` is
+    the per-point worst case of PGD and AutoAttack (`evaluation`); `natural_last` / `pgd_last` are the final
+    epoch's model when checkpoint selection (`select`) kept another epoch. `overrides` go into every run config
+    (e.g. scope="reference"). `workers` > 1 runs that many prune runs at once in separate processes, `backend="ray"`
+    on a Ray cluster (same results; see `pwoa_lab.jobs`).
+    """
+    rates = [check_rate(r) for r in rates]
+    seeds = check_seeds([seed] if seeds is None else seeds)
+    settings = settings or eval_settings(dataset, preset)
+    device = get_device(device)
+    teacher = resolve_teacher(dataset, teacher, device)
+    eps = preset_config(dataset, preset, **overrides).resolved().eps
+    workers = check_workers(workers)
+    teacher_args = (dataset, eps, settings, cache_dir, use_cache, root, str(device))
+    local = check_backend(backend) == "local"
+    # locally the teacher's evaluation runs beside the pruning runs; on a cluster here (its cache is this machine's)
+    extra = [(teacher_row, (teacher if workers == 1 else copy.deepcopy(teacher).cpu(), *teacher_args))] \
+        if local else []
+    result = sweep({"method": list(methods), "rate": rates}, seeds, dataset, preset, teacher, settings, cache_dir,
+                   use_cache, root, device, backend, address, workers, progress, f"figure 1 ({dataset}, {preset})",
+                   errors="raise", extra_jobs=extra, **overrides)
+    teacher_result = result.extras[0] if local else teacher_row(teacher, *teacher_args)
+    df = pd.DataFrame([teacher_result] + result.runs.to_dict("records"))
+    return df[[c for c in FIG1_COLUMNS if c in df.columns]]
+
+
+def seed_summary(df: pd.DataFrame, metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds per (dataset, method, rate) of a Figure-1 table.
+
+    Columns: dataset, method, rate, seeds (how many), sparsity (mean), and for each metric present `m` (mean) and
+    `m_std` (NaN for a single seed); rows ordered teacher, then the methods in the registry's order, then by rate.
+    """
+    out = summarize(df, ["dataset", "method", "rate"], metrics)
+    order = {m: i for i, m in enumerate(method_order())}
+    out["_order"] = out.method.map(lambda m: order.get(m, len(order)))
+    return out.sort_values(["_order", "rate"]).drop(columns="_order").reset_index(drop=True)
+
+
+def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] | None = None,
+               tolerance: float = 3.0, collapse: float = 1 / 3) -> pd.DataFrame:
+    """The paper's claim checked per rate on a Figure-1 table (per-seed rows or a `seed_summary`).
+
+    The claim holds at a rate when naive pruning collapses (mean `metric` at most `collapse` x the teacher's)
+    and PwoA stays close (mean within `tolerance` points of the teacher). Columns: rate, sparsity, teacher,
+    oneshot, naive, pwoa (means) with their `_std`, naive_over_teacher, pwoa_gap (teacher - pwoa, points), holds.
+    """
+    summary = df if "seeds" in df.columns else seed_summary(df, [metric])
+    teacher = float(summary.loc[summary.method == "teacher", metric].iloc[0])
+    rates = sorted(summary.loc[summary.method != "teacher", "rate"].unique()) if rates is None else rates
+    out = []
+    for rate in rates:
+        sel = summary[summary.rate == rate].set_index("method")
+        row = {"rate": float(rate), "sparsity": float(sel.sparsity.mean()), "teacher": teacher}
+        for method in ("oneshot", "naive", "pwoa"):
+            row[method] = float(sel[metric].get(method, float("nan")))
+            row[f"{method}_std"] = float(sel[f"{metric}_std"].get(method, float("nan")))
+        row["naive_over_teacher"] = row["naive"] / teacher if teacher else float("nan")
+        row["pwoa_gap"] = teacher - row["pwoa"]
+        row["holds"] = bool(row["naive"] <= collapse * teacher and row["pwoa_gap"] <= tolerance)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def claim_in_words(check: pd.DataFrame, metric: str = "pgd", tolerance: float = 3.0) -> list[str]:
+    """One sentence per rate of a `phenomenon` table: does the paper's claim hold there, with the numbers."""
+    def pm(mean: float, std: float) -> str:
+        return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+    lines = []
+    for r in check.itertuples():
+        naive_ok = r.naive <= r.teacher / 3
+        pwoa_ok = r.pwoa_gap <= tolerance
+        verdict = "holds" if naive_ok and pwoa_ok else "does not hold"
+        why = [f"naive {pm(r.naive, r.naive_std)} is {'at most' if naive_ok else 'more than'} a third of the "
+               f"teacher's {r.teacher:.1f}",
+               f"PwoA {pm(r.pwoa, r.pwoa_std)} is {'within' if pwoa_ok else 'more than'} {tolerance:g} points "
+               f"{'of it' if pwoa_ok else 'below it'}"]
+        if not math.isnan(r.oneshot):
+            why.append(f"one-shot pruning with no training keeps {pm(r.oneshot, r.oneshot_std)}")
+        lines.append(f"{r.rate:g}x ({100 * r.sparsity:.1f}% of the network's weights are zero): the claim "
+                     f"{verdict} on {metric}: " + "; ".join(why) + ".")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------- Figure 3
+
+PRUNED_PHASES = ("retrain", "score", "finetune")  # phases in which the student is already sparse
+
+
+def time_to_reach(history: pd.DataFrame, target: float, metric: str = "val_pgd") -> float:
+    """Training seconds at the first epoch of a sparse phase whose `metric` >= target (NaN if never)."""
+    sparse = history[history.phase.isin(PRUNED_PHASES)]
+    hit = sparse[sparse[metric] >= target]
+    return float(hit.train_seconds.iloc[0]) if len(hit) else float("nan")
+
+
+def figure3(dataset: str = defaults.DATASET, rate: float = 4, mix_ratios: Sequence[float] | None = None,
+            methods: Sequence[str] = ("pwoa", "advprune", "hydra"), preset: str = defaults.PRESET, seed: int = defaults.SEED,
+            seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
+            settings: EvalSettings | None = None,
+            cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
+            progress: bool = True, n_per_class: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Figure 3: robust accuracy vs training time for each method over its mix ratios.
+
+    `mix_ratios`, `n_per_class` (train every run on this many images per class) and `settings` (test-set
+    evaluation) default to the preset's Figure 3 block (`pwoa_lab.presets`): on CPU presets three mix ratios,
+    MNIST on 300 images per class, and natural / FGSM / PGD on at most 500 and AutoAttack on at most 100 test
+    images, since Figure 3 evaluates many models.
+
+    Returns (curves, summary). `curves`: one row per run and epoch (method, mix_ratio, seed, phase, epoch,
+    train_seconds, val_natural, val_pgd). `summary`: one row per run with the final test natural / PGD /
+    AutoAttack accuracy, seconds and `time_ratio` = (its time to first reach PwoA's r = 0 final validation
+    PGD accuracy with a sparse model) / (PwoA's r = 0 total time), both of the same seed; NaN when never reached.
+    `seeds` (default: just `seed`) repeats every run per seed.
+    """
+    rate = check_rate(rate)
+    defaults = fig3_defaults(dataset, preset)
+    settings = settings or defaults["eval"]
+    mix_ratios = defaults["mix_ratios"] if mix_ratios is None else mix_ratios
+    n_per_class = defaults["n_per_class"] if n_per_class is None else n_per_class
+    if n_per_class is not None:  # fail before the first run, not inside it
+        check_n_per_class(n_per_class)
+    subset = {} if n_per_class is None else {"n_per_class": n_per_class}
+    points = [{"method": m, "mix_ratio": float(r)} for m in methods for r in mix_ratios]
+    if {"method": "pwoa", "mix_ratio": 0.0} not in points:
+        points.insert(0, {"method": "pwoa", "mix_ratio": 0.0})  # the reference run of the time ratio
+    # one run at a time (no workers): the x axis is wall-clock training time, which parallel runs would distort
+    result = sweep(points, check_seeds([seed] if seeds is None else seeds), dataset, preset, teacher, settings,
+                   cache_dir, use_cache, root, device, progress=progress, desc=f"figure 3 ({dataset}, {preset})",
+                   errors="raise", rate=rate, **subset)
+    curves_df = result.curves
+    summary = result.runs
+    targets, ratios = [], []
+    for row in summary.itertuples():
+        of_seed = curves_df[curves_df.seed == row.seed]
+        ref = of_seed[(of_seed.method == "pwoa") & (of_seed.mix_ratio == 0)]
+        target, ref_time = float(ref.val_pgd.iloc[-1]), float(ref.train_seconds.iloc[-1])
+        hist = of_seed[(of_seed.method == row.method) & (of_seed.mix_ratio == row.mix_ratio)]
+        targets.append(target)
+        ratios.append(time_to_reach(hist, target) / ref_time)
+    summary["time_ratio"] = ratios
+    summary["target_val_pgd"] = targets
+    keep = ["method", "mix_ratio", "seed", "phase", "epoch", "train_seconds", "val_natural", "val_pgd"]
+    cols = ["dataset", "method", "rate", "mix_ratio", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
+            "train_seconds", "time_ratio", "target_val_pgd", "cached"]
+    return curves_df[keep], summary[[c for c in cols if c in summary.columns]]

@@ -1,0 +1,287 @@
+"""Jobs: many independent runs at once, in local worker processes or as tasks on a Ray cluster.
+
+- `run_jobs(jobs, workers, backend=...)`: importable functions run one after the other, in a local process pool
+  (torch's threads split between the workers), or as Ray tasks (`backend="ray"`: one task per job, a GPU each
+  on a cluster with GPUs, else a CPU). Failures either raise or come back as `JobFailure` (`errors="keep"`).
+- `run_configs(teacher, configs, ...)`: cached runs come back at once; the missing ones are computed by
+  `run_jobs` and stored into the cache here, by the caller's process, as each one arrives: workers need no shared
+  file system, a run that fails loses none that finished, and a rerun computes only what is still missing.
+- `prune_rows`: the same, raising on the first failure (the figures and analyses).
+Every run seeds itself, so results never depend on the backend or the number of workers.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from pwoa_lab.io.cache import ResultCache
+from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.training.loop import RunConfig
+from pwoa_lab.experiments.runs import cached_prune_row, compute_outcome, row_key, store_outcome
+
+BACKENDS = ("local", "ray")
+
+
+def check_workers(workers: Any) -> int:
+    """A number of worker processes: a whole number >= 1, else a ValueError that says so."""
+    if isinstance(workers, bool) or not isinstance(workers, (int, float)) or int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1; got {workers!r}")
+    return int(workers)
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    return backend
+
+
+@dataclass
+class JobFailure:
+    """A job that raised: its index in the job list, the error in one line and the worker's traceback."""
+    index: int
+    error: str
+    traceback: str = ""
+
+
+def _capture(fn: Callable, args: tuple, threads: int | None = None) -> tuple[bool, Any]:
+    """fn(*args) as (True, value), or (False, (one-line error, traceback)): a failing job never takes the others
+    down with it."""
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return True, fn(*args)
+    except Exception as err:  # reported to the caller with the job's config; the other jobs go on
+        return False, (f"{type(err).__name__}: {err}", traceback.format_exc())
+
+
+def _capture_spread(fn: Callable, threads: int | None, *args: Any) -> tuple[bool, Any]:
+    """`_capture` with the job's arguments spread out: Ray resolves object references only in top-level
+    arguments."""
+    return _capture(fn, args, threads)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int = 1, progress: bool = True,
+             desc: str = "runs", priority: Sequence[float] | None = None, backend: str = "local",
+             address: str | None = None, errors: str = "raise",
+             on_result: Callable[[int, Any], None] | None = None) -> list:
+    """[fn(*args) for fn, args in jobs], in order.
+
+    backend "local": one after the other (`workers` = 1) or in `workers` processes at once, torch's threads split
+    between them (on a 2-core CPU two small jobs at 1 thread each finish sooner than one after the other at 2).
+    backend "ray": each job a Ray task on the cluster at `address` (else RAY_ADDRESS, else a local cluster started
+    here and stopped at the end); `workers` is ignored, the cluster's resources decide.
+    `fn` must be importable (a module-level function or a functools.partial of one). `priority` (one number per
+    job): jobs start in descending priority (the longest first, so that no long job starts last).
+    `errors`: "raise" (the first failure raises) or "keep" (a failed job's slot holds a `JobFailure`).
+    `on_result(i, value)` is called here, in this process, as each successful job finishes; if it raises, the job
+    counts as failed.
+    """
+    workers = check_workers(workers)
+    check_backend(backend)
+    if errors not in ("raise", "keep"):
+        raise ValueError(f"errors must be 'raise' or 'keep'; got {errors!r}")
+    out: list = [None] * len(jobs)
+    order = sorted(range(len(jobs)), key=lambda i: -priority[i]) if priority is not None else list(range(len(jobs)))
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress or not jobs)
+
+    def finish(i: int, ok: bool, value: Any) -> None:
+        if ok and on_result is not None:
+            try:  # e.g. storing the result: a result that cannot be taken counts as a failed job
+                on_result(i, value)
+            except Exception as err:
+                if errors == "raise":
+                    raise
+                ok, value = False, (f"{type(err).__name__}: {err}", traceback.format_exc())
+        if ok:
+            out[i] = value
+        elif errors == "raise":
+            raise RuntimeError(f"job {i} failed: {value[0]}\n{value[1]}")
+        else:
+            out[i] = JobFailure(i, *value)
+        bar.update()
+
+    try:
+        if not jobs:
+            pass
+        elif backend == "ray":
+            _run_ray(jobs, order, address, finish)
+        elif workers == 1 or len(jobs) < 2:
+            for i in range(len(jobs)):
+                if errors == "raise":  # in this process: the job's own exception, with its own traceback
+                    finish(i, True, jobs[i][0](*jobs[i][1]))
+                else:
+                    finish(i, *_capture(*jobs[i]))
+        else:
+            _run_pool(jobs, order, workers, finish)
+    finally:
+        bar.close()
+    return out
+
+
+def _run_pool(jobs, order, workers: int, finish) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    workers = min(workers, len(jobs))
+    threads = max(1, torch.get_num_threads() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(_capture, *jobs[i]): i for i in order}
+        try:
+            for future in as_completed(futures):
+                try:
+                    ok, value = future.result()
+                except Exception as err:  # the worker process itself died (killed, out of memory)
+                    ok, value = False, (f"{type(err).__name__}: {err}", traceback.format_exc())
+                finish(futures[future], ok, value)
+        except BaseException:  # a failure with errors="raise", or Ctrl-C: do not start the jobs still queued
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def import_ray():
+    """The `ray` module, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError("the ray backend needs Ray: pip install -e '.[cluster]' (or pip install ray), "
+                          "or use backend='local'") from err
+    return ray
+
+
+def start_local_ray_defaults() -> None:
+    """Ray settings for a cluster started on a small or busy machine: its raylet waits 15 s for its agents by
+    default, which a loaded 2-core CPU overruns (the node then fails to start); allow 120 s. A value set in the
+    environment wins."""
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
+
+
+def _run_ray(jobs, order, address: str | None, finish) -> None:
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        start_local_ray_defaults()
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        # one GPU a task where the cluster has them, else one CPU; torch then runs one thread per CPU it was given
+        options = {"num_cpus": 1, "num_gpus": 1} if gpus else {"num_cpus": 1}
+        task = ray.remote(**options)(_capture_spread)
+        shared: dict[int, Any] = {}  # a big argument (the teacher) goes into the object store once, not per task
+
+        def put(arg):
+            if isinstance(arg, nn.Module):
+                if id(arg) not in shared:
+                    shared[id(arg)] = ray.put(copy.deepcopy(arg).cpu())
+                return shared[id(arg)]
+            return arg
+
+        refs = {task.remote(jobs[i][0], 1, *(put(a) for a in jobs[i][1])): i for i in order}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                ok, value = ray.get(done[0])
+            except Exception as err:  # the worker died, the node went away, the task could not be scheduled
+                ok, value = False, (f"{type(err).__name__}: {err}", traceback.format_exc())
+            finish(refs[done[0]], ok, value)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_priority(config: RunConfig) -> float:
+    """Longest first, so that no long run starts last: distillation and adversarial methods (a teacher forward,
+    HSIC, PGD batches; robust models, on which the attacks of the evaluation run longest), then naive pruning,
+    then the one-shot control (no training); within a method the lowest rate first."""
+    method = getattr(config, "method", "")
+    tier = 1.0 if method == "oneshot" else 2.0 if method == "naive" else 3.0
+    return tier - float(config.rate) / 1e6
+
+
+@dataclass
+class RunBatch:
+    """What `run_configs` returns: one entry per config, in order: (row, history), or None where the run failed;
+    `failures`: (config index, `JobFailure`) for those; `extras`: the results of `extra_jobs`; `submitted`: how
+    many runs were computed (not served from the cache)."""
+    results: list
+    failures: list[tuple[int, JobFailure]] = field(default_factory=list)
+    extras: list = field(default_factory=list)
+    submitted: int = 0
+
+
+def run_configs(teacher: nn.Module, configs: Sequence[RunConfig], settings: EvalSettings = EvalSettings(),
+                cache_dir: str | Path | None = None, use_cache: bool = True, root=None, workers: int = 1,
+                progress: bool = True, desc: str = "runs", extra_jobs: Sequence[tuple[Callable, tuple]] = (),
+                backend: str = "local", address: str | None = None, errors: str = "keep",
+                on_run: Callable[[int], None] | None = None) -> RunBatch:
+    """`prune_row` for each config: cached rows at once, the missing ones computed with `run_jobs` (with
+    `extra_jobs` alongside them, first) and stored into the cache here as each one finishes. A config asked for
+    twice (a control that no seed changes) is computed once. `errors="keep"`: a failed run is reported in
+    `failures` and the others are kept; "raise": the first failure raises (finished runs are already stored).
+    `on_run(i)` is called as config i's run finishes and is stored."""
+    workers = check_workers(workers)
+    check_backend(backend)
+    results: list = [cached_prune_row(teacher, c, settings, cache_dir, use_cache) for c in configs]
+    same: dict[str, list[int]] = {}
+    for i, hit in enumerate(results):
+        if hit is None:
+            same.setdefault(json.dumps(configs[i].resolved().to_dict(), sort_keys=True, default=str), []).append(i)
+    todo = [group[0] for group in same.values()]
+    local = backend == "local"
+    if todo and (workers > 1 or not local):
+        teacher = copy.deepcopy(teacher).cpu()  # what goes to the worker processes
+    jobs = list(extra_jobs)
+    for i in todo:
+        # local workers share this file system: an interrupted run resumes from its state in the cache folder
+        key = row_key(teacher, configs[i].resolved(), settings)
+        state = ResultCache("prune_row", cache_dir).folder(key) / "state.pt" if local and use_cache else None
+        jobs.append((functools.partial(compute_outcome, progress=False, keep_model=use_cache, state_path=state),
+                     (teacher, configs[i], settings, root)))
+    # extra jobs (the teacher's evaluation: seconds) last
+    priority = [0.5] * len(extra_jobs) + [run_priority(configs[i]) for i in todo]
+
+    def store(j: int, value: Any) -> None:
+        if j < len(extra_jobs):
+            return
+        if use_cache:
+            store_outcome(value, cache_dir)
+        if on_run is not None:
+            on_run(todo[j - len(extra_jobs)])
+
+    done = run_jobs(jobs, workers if todo else 1, progress, desc, priority, backend if todo else "local",
+                    address, errors, on_result=store)
+    batch = RunBatch(results, extras=done[:len(extra_jobs)], submitted=len(todo))
+    for group, value in zip(same.values(), done[len(extra_jobs):]):
+        for i in group:
+            if isinstance(value, JobFailure):
+                results[i] = None
+                batch.failures.append((i, value))
+            else:
+                results[i] = ({**value.row, "cached": False, "key": value.key}, value.history)
+    return batch
+
+
+def prune_rows(teacher: nn.Module, configs: Sequence[RunConfig], settings: EvalSettings = EvalSettings(),
+               cache_dir: str | Path | None = None, use_cache: bool = True, root=None, workers: int = 1,
+               progress: bool = True, desc: str = "runs", extra_jobs: Sequence[tuple[Callable, tuple]] = ()
+               ) -> tuple[list[tuple[dict[str, Any], pd.DataFrame]], list]:
+    """`run_configs` on the local backend that raises on the first failure: (rows, results of `extra_jobs`)."""
+    batch = run_configs(teacher, configs, settings, cache_dir, use_cache, root, workers, progress, desc,
+                        extra_jobs, errors="raise")
+    return batch.results, batch.extras

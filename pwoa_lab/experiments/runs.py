@@ -1,0 +1,236 @@
+"""Runs: a config run once (`run_config`), and the cached run store behind every figure and analysis.
+
+- `run_config(teacher, config)`: set-up (seed, data, student, method) and `loop.fit`; returns a FitResult.
+  Works for every config of `pwoa_lab.methods`: a pruning run (PruneConfig, HydraConfig) or a teacher
+  (TeacherConfig, `train_teacher`).
+- `prune_row(teacher, config, settings)`: run + evaluate once, or the cached result. Cached by the full
+  configuration, the teacher's weights, the evaluation settings and the kit's code (`cache.entry_key`), with the
+  pruned weights as a compact sparse file; an interrupted run resumes from its state in the cache folder.
+- `teacher_row`: the dense teacher evaluated like a pruned model (rate 1), cached the same way.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from pwoa_lab.io.cache import ResultCache, cache_error, code_fingerprint, entry_key
+from pwoa_lab.io.checkpoint import load_checkpoint, load_teacher
+from pwoa_lab.core.data import TensorData, load_dataset
+from pwoa_lab.core.distillation import frozen_teacher
+from pwoa_lab.core.evaluation import EvalSettings, evaluate_row, natural_and_pgd
+from pwoa_lab.training.loop import FitResult, RunConfig, fit
+from pwoa_lab.training.methods import TeacherConfig
+from pwoa_lab.pruning.export import load_sparse, sparse_payload, write_sparse
+from pwoa_lab.pruning.masks import network_sparsity
+from pwoa_lab.pruning.structured import resize_to_state
+from pwoa_lab.utils import get_device, model_fingerprint, set_seed, versions
+
+
+def state_key(config: RunConfig, teacher: nn.Module | None) -> str:
+    """The key a resume state must carry to be resumed by this run (config, teacher weights, kit code)."""
+    return entry_key("train_state", {"config": config.to_dict(),
+                                     "teacher": model_fingerprint(teacher) if teacher is not None else None})
+
+
+def run_config(teacher: nn.Module | None, config: RunConfig, train: TensorData | None = None,
+               val: TensorData | None = None, root: str | None = None, progress: bool = True,
+               on_epoch: Callable[[dict], None] | None = None, state_path: str | Path | None = None) -> FitResult:
+    """Run `config` from `teacher` (None for a TeacherConfig); returns a FitResult whose `config` is resolved.
+
+    `train` / `val` default to the dataset's training split (subset per `n_per_class`) and validation split.
+    `state_path`: resume points (see `pwoa_lab.loop`)."""
+    config = config.resolved()
+    device = get_device(config.device)
+    set_seed(config.seed)
+    if train is None:
+        train = load_dataset(config.dataset, "train", root, n_per_class=config.n_per_class, seed=config.seed)
+    if val is None:
+        val = load_dataset(config.dataset, "val", root)
+    if teacher is not None:
+        teacher = frozen_teacher(teacher).to(device)
+    student = config.make_student(teacher).to(device)
+    method = config.make_method(teacher, student, train)
+    key = state_key(config, teacher) if state_path is not None else ""
+    return fit(student, config.phases(), method, config, train, val, state_path=state_path, state_key=key,
+               hsic_monitor=not isinstance(config, TeacherConfig), progress=progress, on_epoch=on_epoch)
+
+
+def train_teacher(config: TeacherConfig, root: str | None = None, progress: bool = True
+                  ) -> tuple[nn.Module, pd.DataFrame, dict]:
+    """Train a (robust) teacher; returns (model of the best validation epoch in eval mode, per-epoch history,
+    metrics of that epoch: val_natural, val_pgd, best_epoch, train_seconds, eps)."""
+    result = run_config(None, config, root=root, progress=progress,
+                        on_epoch=_print_epoch if progress else None)
+    best = result.history.set_index("epoch").loc[result.selected_epoch]
+    metrics = {"val_natural": float(best.val_natural), "val_pgd": float(best.val_pgd),
+               "best_epoch": int(result.selected_epoch), "train_seconds": result.train_seconds,
+               "eps": result.config.eps}
+    return result.model, result.history, metrics
+
+
+def _print_epoch(row: dict) -> None:
+    from tqdm.auto import tqdm
+    tqdm.write(f"epoch {row['epoch']}: loss {row.get('loss_ce', float('nan')):.3f} val natural "
+               f"{row['val_natural']:.1f}% val PGD {row['val_pgd']:.1f}% ({row['train_seconds']:.0f} s training)")
+
+
+# ----------------------------------------------------------------------------------------------- the run store
+
+def resolve_teacher(dataset: str, teacher: nn.Module | str | Path | None, device) -> nn.Module:
+    """A teacher model from a model, a checkpoint path, or None (the shipped teacher of the dataset)."""
+    if teacher is None:
+        return load_teacher(dataset, device)[0]
+    if isinstance(teacher, (str, Path)):
+        return load_checkpoint(teacher, device, expect={"dataset": dataset})[0]
+    return teacher.to(device).eval()
+
+
+@dataclass
+class RunOutcome:
+    """What one pruning run produced, before it is stored: everything travels as plain data, so a run computed in
+    another process or on another machine is stored by the caller (`store_outcome`) with no shared file system.
+
+    `row`: the Figure-1 row; `history`: the per-epoch history; `record`: what the cache keeps (row, history, config,
+    evaluation settings, versions, the code fingerprint of the code that ran it); `model`: the pruned weights as a
+    `pruning.sparse_payload` (None without `keep_model`)."""
+    key: str
+    row: dict[str, Any]
+    history: pd.DataFrame
+    record: dict[str, Any]
+    model: dict[str, Any] | None = None
+
+
+def compute_outcome(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(), root=None,
+                    progress: bool = True, keep_model: bool = True, state_path: str | Path | None = None
+                    ) -> RunOutcome:
+    """Run `config` from `teacher` and evaluate it on the test split; writes nothing but the resume state at
+    `state_path` (if given)."""
+    config = config.resolved()
+    key = row_key(teacher, config, settings)
+    device = get_device(config.device)
+    result = run_config(teacher, config, root=root, progress=progress, state_path=state_path)
+    row = {"dataset": config.dataset, "method": config.method, "rate": config.rate, "mix_ratio": config.mix_ratio,
+           "seed": config.seed, **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
+           # over every conv and linear weight, whatever the scope pruned: the network's real sparsity
+           "sparsity": network_sparsity(result.model), "train_seconds": result.train_seconds,
+           "selected_epoch": result.selected_epoch, "last_epoch": _last_epoch(result.history)}
+    # the final epoch's model beside the selected one (natural / PGD only): what selection changed
+    last = natural_and_pgd(result.last_model.to(device), config.dataset, config.eps, settings, root) \
+        if result.last_model is not None else {"natural": row["natural"], "pgd": row["pgd"]}
+    row.update(natural_last=last["natural"], pgd_last=last["pgd"])
+    record = {"row": row, "history": result.history.to_dict("records"), "config": config.to_dict(),
+              "eval": settings.__dict__, "seed": config.seed, "versions": versions(), "code": code_fingerprint(),
+              "device": str(device)}
+    model = sparse_payload(result.model.cpu(), metadata={"dataset": config.dataset, "method": config.method,
+                                                         "rate": config.rate}) if keep_model else None
+    return RunOutcome(key, row, result.history, record, model)
+
+
+def store_outcome(outcome: RunOutcome, cache_dir: str | Path | None = None) -> None:
+    """Write a finished run into the cache (its pruned weights first, then the record that makes it a hit).
+
+    A run computed by other code than this process's is refused (ValueError): its numbers would be served under
+    this code's key. A read-only or full cache warns and keeps going: the computed result is still returned."""
+    if outcome.record.get("code") != code_fingerprint():
+        raise ValueError("this run was computed by different pwoa-lab code (code fingerprint "
+                         f"{str(outcome.record.get('code'))[:12]} != {code_fingerprint()[:12]}): install the same "
+                         "version of the kit on every worker")
+    cache = ResultCache("prune_row", cache_dir)
+    try:
+        cache.folder(outcome.key).mkdir(parents=True, exist_ok=True)
+        if outcome.model is not None:
+            write_sparse(outcome.model, cache.folder(outcome.key) / "model.pt", overwrite=True)
+        cache.put(outcome.key, outcome.record)
+        (cache.folder(outcome.key) / "state.pt").unlink(missing_ok=True)  # the finished result replaces it
+    except OSError as err:
+        warnings.warn(str(cache_error(cache.root, err)), stacklevel=2)
+
+
+def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(),
+              cache_dir: str | Path | None = None, use_cache: bool = True, root=None,
+              progress: bool = True, keep_model: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Prune + evaluate once, or return the cached result: (row dict, per-epoch history DataFrame).
+
+    With `keep_model`, the pruned weights are cached too (sparse file); reload them with `load_cached_model`.
+    An interrupted run resumes from its state in the cache folder.
+    """
+    config = config.resolved()
+    key = row_key(teacher, config, settings)
+    cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
+    hit = _cached(cache, key)
+    if hit is not None:
+        return hit
+    state_path = cache.folder(key) / "state.pt" if use_cache else None
+    outcome = compute_outcome(teacher, config, settings, root, progress, keep_model and use_cache, state_path)
+    if use_cache:
+        store_outcome(outcome, cache_dir)
+    return {**outcome.row, "cached": False, "key": key}, outcome.history
+
+
+def _last_epoch(history: pd.DataFrame) -> int:
+    return int(history.epoch.iloc[-1]) if len(history) else 0
+
+
+def row_key(teacher: nn.Module, config: RunConfig, settings: EvalSettings) -> str:
+    """The cache key of a pruning run: its resolved config, the teacher's weights, the evaluation, the code."""
+    return entry_key("prune_row", {"teacher": model_fingerprint(teacher), "config": config.to_dict(),
+                                   "eval": settings.__dict__})
+
+
+def cached_prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(),
+                     cache_dir: str | Path | None = None, use_cache: bool = True
+                     ) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """What `prune_row` would return from the cache, or None when it would have to compute."""
+    if not use_cache:
+        return None
+    return _cached(ResultCache("prune_row", cache_dir), row_key(teacher, config.resolved(), settings))
+
+
+def _cached(cache: ResultCache, key: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    return {**hit["row"], "cached": True, "key": key}, pd.DataFrame(hit["history"])
+
+
+def load_cached_model(key: str, teacher: nn.Module, cache_dir: str | Path | None = None) -> nn.Module:
+    """The pruned model stored by `prune_row` under `key` (`teacher`'s architecture; a structured run's layers
+    are resized to the stored shapes: a plain, smaller model)."""
+    state, _, _ = load_sparse(ResultCache("prune_row", cache_dir).folder(key) / "model.pt")
+    model = resize_to_state(copy.deepcopy(teacher).cpu(), state)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSettings,
+                cache_dir: str | Path | None = None, use_cache: bool = True, root=None,
+                device: str | torch.device | None = None) -> dict[str, Any]:
+    """The unpruned teacher as a Figure-1 row (rate 1), cached like the others. `device`: where it is evaluated
+    (default: where the teacher is); a worker process gets a CPU copy of the teacher, and on a GPU machine its
+    evaluation belongs on the GPU like every other row's."""
+    key = entry_key("teacher_row", {"teacher": model_fingerprint(teacher), "dataset": dataset, "eps": eps,
+                                    "eval": settings.__dict__})
+    cache = ResultCache("teacher_row", cache_dir, enabled=use_cache)
+    hit = cache.get(key)
+    if hit is not None:
+        return {**hit["row"], "cached": True}
+    if device is not None:
+        here, there = next(teacher.parameters()).device, torch.device(device)
+        if here.type != there.type or (there.index is not None and here.index != there.index):
+            teacher = copy.deepcopy(teacher).to(there)
+    row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
+           **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
+    row.update(natural_last=row["natural"], pgd_last=row["pgd"])
+    if use_cache:
+        try:
+            cache.put(key, {"row": row, "versions": versions()})
+        except OSError as err:
+            warnings.warn(str(err), stacklevel=2)
+    return {**row, "cached": False}
