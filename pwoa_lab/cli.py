@@ -244,22 +244,28 @@ def _mean_std_table(summary, metrics) -> str:
 
 def cmd_figure1(args: argparse.Namespace) -> int:
     from pwoa_lab.experiments.figures import claim_in_words, figure1, phenomenon, seed_summary
+    from pwoa_lab.experiments.frontier import figure1_tuned, parse_budgets
     from pwoa_lab.course.plots import plot_figure1
     rates = [float(r) for r in args.rates.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     seeds = _seeds(args)
     design = _design_overrides(args, methods)
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
-    df = figure1(args.dataset, rates=rates, methods=methods, preset=args.preset, seeds=seeds, teacher=teacher,
-                 root=args.root, device=args.device, use_cache=not args.no_cache,
-                 workers=resolve_workers(args.workers, args.device), backend=args.backend, address=args.address,
-                 **_overrides(args), **design)
+    lr_factors, epoch_factors = parse_budgets(args.budgets)
+    run_args = dict(preset=args.preset, seeds=seeds, teacher=teacher, root=args.root, device=args.device,
+                    workers=resolve_workers(args.workers, args.device), backend=args.backend, address=args.address,
+                    **_overrides(args), **design)
+    if args.tune == "budget":  # every budget runs; each method's is chosen on the validation split
+        df = figure1_tuned(args.dataset, rates=rates, methods=methods, lr_factors=lr_factors,
+                           epoch_factors=epoch_factors, **run_args)
+    else:
+        df = figure1(args.dataset, rates=rates, methods=methods, use_cache=not args.no_cache, **run_args)
     for field, value in design.items():  # which design every pruned row used ("-": the teacher)
         df[field] = [("-" if m == "teacher" else value) for m in df.method]
     summary = seed_summary(df)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"figure1_{args.dataset}_{args.preset}"
+    stem = f"figure1_{args.dataset}_{args.preset}" + ("_tuned" if args.tune == "budget" else "")
     csv, summary_csv, png = (unique_path(out / f"{stem}.csv"), unique_path(out / f"{stem}_summary.csv"),
                              unique_path(out / f"{stem}.png"))
     df.to_csv(csv, index=False)
@@ -272,6 +278,10 @@ def cmd_figure1(args: argparse.Namespace) -> int:
     print(f"scope {scope} (which weights are pruned), {_design_words(design)}, seeds {', '.join(map(str, seeds))}; "
           "mean ± standard deviation over seeds")
     print(_mean_std_table(summary, ["natural", "pgd", "aa", "pgd_last"]))
+    if args.tune == "budget":
+        chosen = df[~df.method.isin(["teacher", "oneshot"])].drop_duplicates(["method", "rate"])
+        print("budgets chosen on validation (highest val PGD within 1 point of the best val natural): "
+              + "; ".join(f"{m} {r:g}x: {b}" for m, r, b in zip(chosen.method, chosen.rate, chosen.budget)))
     print("aa: per test point the worst case of PGD and AutoAttack (AutoAttack runs only on the points PGD did not break); pgd_last: "
           "the last epoch's model, where checkpoint selection (best validation PGD) kept another one")
     if {"naive", "pwoa"} <= set(methods):
@@ -281,6 +291,48 @@ def cmd_figure1(args: argparse.Namespace) -> int:
                 for line in claim_in_words(phenomenon(summary, metric), metric):
                     print("- " + line)
     print(f"\nwrote {csv}, {summary_csv} and {png}")
+    return 0
+
+
+def _add_budgets(p: argparse.ArgumentParser, default: list[str] | None = None) -> None:
+    p.add_argument("--budgets", nargs="+", default=default or ["lr=0.1,1/3,1,3", "epochs=1"],
+                   help="the fine-tuning budgets, as factors of the preset's learning rates and epochs: "
+                        "lr=F1,F2,... epochs=F1,F2,... (default: lr=0.1,1/3,1,3 epochs=1)")
+
+
+def cmd_frontier(args: argparse.Namespace) -> int:
+    from pwoa_lab.course.plots import plot_frontier
+    from pwoa_lab.experiments.frontier import frontier, parse_budgets
+    lr_factors, epoch_factors = parse_budgets(args.budgets)
+    rates = [float(r) for r in args.rates.split(",")]
+    methods = [m.strip() for m in args.methods.split(",")]
+    seeds = _seeds(args)
+    teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+    fr = frontier(args.dataset, rates, methods, lr_factors, epoch_factors, seeds, args.preset,
+                  compare=("pwoa", "naive"), teacher=teacher, root=args.root, device=args.device,
+                  workers=resolve_workers(args.workers, args.device), backend=args.backend, address=args.address,
+                  **_overrides(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"frontier_{args.dataset}_{args.preset}"
+    csv, png = unique_path(out / f"{stem}.csv"), unique_path(out / f"{stem}.png")
+    fr.points.to_csv(csv, index=False)
+    scope = args.scope or "all"
+    fig = plot_frontier(fr.points, title=f"frontier: {args.dataset}, preset {args.preset}, scope {scope}, "
+                                         f"{len(seeds)} seed(s)\npoints: learning-rate factor[/epoch factor]; "
+                                         "lines: each method's front")
+    fig.savefig(png, dpi=120)
+    shown = fr.points.assign(budget=[f"lr x{a:.3g}, ep x{b:.3g}" if k == "method" else "-"
+                                     for a, b, k in zip(fr.points.lr_factor, fr.points.epoch_factor, fr.points.kind)])
+    cols = ["rate", "method", "budget", "natural", "natural_std", "robust", "robust_std", "on_front"]
+    print(f"robust = {fr.robust_metric} (per point the worst case of PGD and AutoAttack where the preset runs "
+          f"AutoAttack); mean and sd over seeds {', '.join(map(str, seeds))}")
+    print(shown[cols].round(1).to_string(index=False))
+    if len(fr.verdicts):
+        print("\nPwoA's front against naive's, per rate:")
+        for row in fr.verdicts.itertuples():
+            print(f"- {row.rate:g}x: {row.verdict} ({row.text})")
+    print(f"\nwrote {csv} and {png}")
     return 0
 
 
@@ -483,7 +535,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(p)
     p.add_argument("--out", default="results")
     _add_common(p)
+    p.add_argument("--tune", default="none", choices=("none", "budget"),
+                   help="none: the paper's protocol (the preset's budget); budget: every budget of --budgets runs "
+                        "and each method gets the one it does best with on the validation split")
+    _add_budgets(p)
     p.set_defaults(func=cmd_figure1)
+
+    p = sub.add_parser("frontier", help="natural vs robust accuracy of each method over its fine-tuning budget "
+                                        "(CSV + PNG + verdict per rate)")
+    p.add_argument("--dataset", default=defaults.DATASET)
+    p.add_argument("--preset", default=defaults.PRESET, help=", ".join(PRESETS))
+    p.add_argument("--rates", default="4,8")
+    p.add_argument("--methods", default="naive,pwoa", help=f"comma list of methods that train ({method_help()})")
+    p.add_argument("--seeds", default="0,1,2", help="every point once per seed (default 0,1,2)")
+    p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
+    p.add_argument("--scope", default=None, help=SCOPE_HELP)
+    _add_budgets(p, default=["lr=0.1,1/3,1,3", "epochs=1"])
+    p.add_argument("--workers", type=_workers, default="auto", help="runs at once, each in its own process")
+    _add_backend(p)
+    p.add_argument("--out", default="results")
+    _add_common(p)
+    p.set_defaults(func=cmd_frontier)
 
     p = sub.add_parser("sweep", help="any run-config fields x seeds, each run cached; a CSV and a plot",
                        description="Example: pwoa-lab sweep --dataset digits --preset quick --grid method=naive,pwoa "

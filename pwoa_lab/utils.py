@@ -98,6 +98,15 @@ def check_rate(rate: Any) -> float:
     return rate
 
 
+def check_budget_factor(value: Any, name: str) -> float:
+    """A fine-tuning budget factor (lr_factor, epoch_factor): a finite number > 0, a multiple of the preset's."""
+    value = _as_float(value, name, "a multiple of the preset's value, e.g. 0.1, 1/3, 1, 3")
+    if value <= 0:
+        raise ValueError(f"{name} must be a number > 0 (a multiple of the preset's value, e.g. 0.1, 1/3, 1, 3); "
+                         f"got {value:g}")
+    return value
+
+
 def check_mix_ratio(r: Any) -> float:
     """A mix ratio in [0, 1]: the probability that a batch is replaced by PGD examples."""
     r = _as_float(r, "mix_ratio", "a probability in [0, 1]; 0 = pure PwoA, 1 = every batch adversarial")

@@ -373,3 +373,39 @@ def plot_sweep(runs: pd.DataFrame, x: str, metric: str = "pgd", hue: str | None 
     if title:
         ax.set_title(title)
     return _finish(fig, own)
+
+
+def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, title: str | None = None, ax=None):
+    """Natural (x) against robust (y) accuracy, one panel per rate: every budget of a method as a point with error
+    bars (+-1 sd over seeds) both ways, its front (`on_front`) as a line, the one-shot control and the dense teacher
+    as reference markers.
+
+    `points`: `frontier(...).points` (columns rate, method, kind, natural, natural_std, robust, robust_std,
+    on_front, lr_factor, epoch_factor, robust_metric)."""
+    body = points[points.kind != "teacher"]
+    rates = sorted(body.rate.unique()) if rates is None else list(rates)
+    fig, axes = _axes(ax, len(rates), (max(6.0, 4.4 * len(rates)), 4.2))
+    teacher = points[points.kind == "teacher"]
+    metric = str(points.robust_metric.iloc[0]) if "robust_metric" in points and len(points) else "robust"
+    for ax_, rate in zip(axes, rates):
+        for method, part in body[body.rate == rate].groupby("method", sort=False):
+            style = _style(method)
+            ax_.errorbar(part.natural, part.robust, xerr=part.natural_std.fillna(0), yerr=part.robust_std.fillna(0),
+                         fmt=style.get("marker", "o"), color=style.get("color"), ms=5, capsize=2, alpha=0.8,
+                         label=style["label"] if part.kind.iloc[0] == "method" else style["label"] + " (control)")
+            if part.kind.iloc[0] == "method":  # which budget each point is: lr factor (and epochs when not 1)
+                for row in part.itertuples():
+                    text = f"{row.lr_factor:.2g}" + (f"/{row.epoch_factor:.2g}" if row.epoch_factor != 1 else "")
+                    ax_.annotate(text, (row.natural, row.robust), textcoords="offset points", xytext=(4, 3),
+                                 fontsize=6, color=style.get("color"))
+            front = part[part.on_front].sort_values("natural")
+            if part.kind.iloc[0] == "method" and len(front) > 1:
+                ax_.plot(front.natural, front.robust, "-", color=style.get("color"), lw=1.2)
+        if len(teacher):
+            ax_.plot(teacher.natural, teacher.robust, "*", ms=12, color="black", label=_style("teacher")["label"])
+        ax_.set_title(f"{rate:g}x")
+        ax_.set_xlabel("natural accuracy (%)")
+        ax_.set_ylabel(METRIC_LABEL.get(metric, metric))
+        ax_.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    return _finish(fig, ax is None, title or "natural vs robust accuracy over the fine-tuning budget\n(points labelled by their learning-rate factor[/epoch factor]; a method's front is its line)")

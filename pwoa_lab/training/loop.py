@@ -35,7 +35,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 import pandas as pd
 import torch
@@ -47,7 +47,8 @@ from pwoa_lab.core.data import TensorData, augment_batch, check_n_per_class, dat
 from pwoa_lab.core.hsic import hsic_xz_yz
 from pwoa_lab.core.models import logits_and_hiddens
 from pwoa_lab.pruning.masks import sparsity_report
-from pwoa_lab.utils import atomic_write, check_choice, check_eps, check_mix_ratio, forked_rng, get_device
+from pwoa_lab.utils import (atomic_write, check_budget_factor, check_choice, check_eps, check_mix_ratio, forked_rng,
+                            get_device)
 from pwoa_lab import defaults
 
 LR_SCHEDULES = ("constant", "multistep", "cosine")
@@ -76,8 +77,14 @@ class RunConfig:
     centering: str = "hkh"             # kernel centering of nHSIC: hkh | kh
     select: str | None = None          # which epoch's weights a run returns (SELECT_RULES); None: the method's
     #                                    (pruning: best_val_pgd among the epochs after the hard prune)
+    lr_factor: float = 1.0             # the fine-tuning budget: every learning rate of the run times this,
+    epoch_factor: float = 1.0          # and every phase's epochs times this (rounded, at least 1)
     seed: int = defaults.SEED
     device: str | None = None
+
+    # the fields the budget scales, per config class (see `budget_applied`)
+    BUDGET_LRS: ClassVar[tuple[str, ...]] = ()
+    BUDGET_EPOCHS: ClassVar[tuple[str, ...]] = ()
 
     def check(self) -> None:
         """Validate the shared fields (a ValueError that says what is valid)."""
@@ -93,6 +100,17 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
+
+    def budget_applied(self) -> dict[str, Any]:
+        """The learning rates and epochs of the config scaled by lr_factor and epoch_factor, with both factors back
+        at 1: a budget written as factors and the same budget written out as rates and epochs are one run."""
+        lr = check_budget_factor(self.lr_factor, "lr_factor")
+        ep = check_budget_factor(self.epoch_factor, "epoch_factor")
+        out = {name: getattr(self, name) * lr for name in self.BUDGET_LRS}
+        for name in self.BUDGET_EPOCHS:
+            epochs = getattr(self, name)
+            out[name] = max(1, round(epochs * ep)) if epochs > 0 else 0
+        return {**out, "lr_factor": 1.0, "epoch_factor": 1.0}
 
     def is_resolved(self) -> bool:
         """True for the copy `resolved()` returned: validated, every default filled in, only to be read."""

@@ -134,6 +134,8 @@ def pwoa_loss(student: nn.Module, batch: Batch, phase: Phase, ctx: LossContext):
 class PruneConfig(RunConfig):
     """Everything that determines a run of the ADMM pipeline (naive, kd, pwoa, advprune, oneshot)."""
     PRESET_KEY: ClassVar[str] = "admm"  # its schedule in a preset block (pwoa_lab.training.presets)
+    BUDGET_LRS: ClassVar[tuple[str, ...]] = ("lr_admm", "lr_retrain")
+    BUDGET_EPOCHS: ClassVar[tuple[str, ...]] = ("admm_epochs", "retrain_epochs")
     lr_schedule: str = "multistep"     # of the retraining phase (the ADMM phase keeps its LR)
     method: str = "pwoa"
     rate: float = 4.0                  # keep 1/rate of every pruned weight tensor
@@ -179,7 +181,8 @@ class PruneConfig(RunConfig):
         # fields the method never reads go back to their defaults, so that a sweep over lambda_x runs naive pruning
         # once, not once per value it ignores
         unused = {f.name: f.default for f in fields(PruneConfig) if f.name in spec.ignores}
-        return replace(self, **unused, rate=check_rate(self.rate), eps=eps, select=self.select or "best_val_pgd",
+        budget = self.budget_applied() if spec.trains else {"lr_factor": 1.0, "epoch_factor": 1.0}
+        return replace(self, **unused, **budget, rate=check_rate(self.rate), eps=eps, select=self.select or "best_val_pgd",
                        seed=seed, mix_ratio=self.resolved_mix(spec.mix_ratio),
                        adv_steps=self.adv_steps or dataset_info(self.dataset).pgd_steps,
                        adv_alpha=self.adv_alpha or default_attack_options(self.dataset, eps)["pgd"]["alpha"]
@@ -293,6 +296,8 @@ class AdmmPruning(MethodBase):
 class HydraConfig(RunConfig):
     """Everything that determines a HYDRA run (Sehwag et al. 2020; see pwoa_lab.pruning.scores, pwoa_lab.core.trades)."""
     PRESET_KEY: ClassVar[str] = "hydra"
+    BUDGET_LRS: ClassVar[tuple[str, ...]] = ("lr_score", "lr_finetune")
+    BUDGET_EPOCHS: ClassVar[tuple[str, ...]] = ("score_epochs", "finetune_epochs")
     optimizer: str = "sgd"
     weight_decay: float = 1e-4
     lr_schedule: str = "cosine"        # in both phases
@@ -320,7 +325,8 @@ class HydraConfig(RunConfig):
         if steps < 1:
             raise ValueError(f"adv_steps must be >= 1; got {steps}")
         alpha = 2.5 * eps / steps if self.adv_alpha is None else self.adv_alpha
-        return replace(self, rate=check_rate(self.rate), mix_ratio=self.resolved_mix(method_spec("hydra").mix_ratio),
+        return replace(self, **self.budget_applied(), rate=check_rate(self.rate),
+                       mix_ratio=self.resolved_mix(method_spec("hydra").mix_ratio),
                        eps=eps, adv_steps=steps, adv_alpha=alpha, select=self.select or "best_val_pgd")._mark_resolved()
 
     def phases(self) -> list[Phase]:
@@ -372,6 +378,8 @@ class TeacherConfig(RunConfig):
     start; fgsm_rs: one FGSM step of 1.25 eps from a random start; none: natural images); eps ramps up linearly
     over the first `eps_ramp_epochs` epochs; the weights of the best validation epoch are kept (PGD accuracy,
     natural accuracy for `none`)."""
+    BUDGET_LRS: ClassVar[tuple[str, ...]] = ("lr",)
+    BUDGET_EPOCHS: ClassVar[tuple[str, ...]] = ("epochs",)
     lr_schedule: str = "constant"      # constant | cosine (per batch, to 0 at the end)
     val_n: int = 1000
     val_pgd_steps: int = 20
@@ -395,7 +403,8 @@ class TeacherConfig(RunConfig):
         if self.method == "none" and mix > 0:
             raise ValueError(f"mix_ratio {mix} needs adversarial batches, but method 'none' trains on natural images "
                              "only: use method pgd or fgsm_rs, or leave mix_ratio unset")
-        return replace(self, eps=self.resolved_eps(), mix_ratio=mix, select=self.select or best)._mark_resolved()
+        return replace(self, **self.budget_applied(), eps=self.resolved_eps(), mix_ratio=mix,
+                       select=self.select or best)._mark_resolved()
 
     def phases(self) -> list[Phase]:
         return [Phase("train", self.epochs, self.lr, self.lr_schedule, schedule_per_batch=True)]
