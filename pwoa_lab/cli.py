@@ -46,6 +46,8 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite or choose another --out)")
     config = TeacherConfig(dataset=args.dataset, model=args.model, method=args.method, eps=args.eps,
                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+                           optimizer=args.optimizer, weight_decay=args.weight_decay, val_n=args.val_n,
+                           val_pgd_steps=args.val_pgd_steps,
                            adv_steps=args.pgd_steps, eps_ramp_epochs=args.eps_ramp, n_per_class=args.n_per_class,
                            seed=args.seed, device=args.device)
     model, history, metrics = train_teacher(config, root=args.root)
@@ -450,16 +452,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-teacher", help="adversarially train a robust teacher")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--model", default=None, help="small_cnn, lenet3, resnet18, wrn34_10 (default: per dataset)")
+    p.add_argument("--model", default=None,
+                   help="small_cnn, lenet3, vgg_small, resnet18, wrn34_10 (default: per dataset)")
     p.add_argument("--method", default="pgd", help="pgd (PGD-AT), fgsm_rs (fast AT) or none (plain CE)")
     p.add_argument("--eps", type=float, default=None, help="default: the dataset's eps")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", default="constant", help="constant or cosine")
+    p.add_argument("--optimizer", default="adam", help="adam or sgd (momentum 0.9)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--pgd-steps", type=int, default=10)
     p.add_argument("--eps-ramp", type=float, default=2.0, help="epochs over which eps ramps up")
     p.add_argument("--n-per-class", type=int, default=None, help="train on a class-balanced subset")
+    p.add_argument("--val-n", type=int, default=1000, help="validation images per epoch (for checkpoint selection)")
+    p.add_argument("--val-pgd-steps", type=int, default=20, help="PGD steps of that validation")
     p.add_argument("--test-n", type=int, default=0, help="also evaluate on this many test images")
     p.add_argument("--storage-dtype", default="float32", help="float32 or float16 (half the file size)")
     p.add_argument("--out", required=True)

@@ -8,13 +8,14 @@ import torch.nn as nn
 from pwoa_lab.core.models import DEFAULT_MODEL, MODELS, build_model, count_parameters, logits_and_hiddens
 
 # name, dataset, number of hidden block outputs the HSIC term uses (documented in the module docstring)
-CASES = [("small_cnn", "digits", 3), ("lenet3", "mnist", 3), ("resnet18", "cifar10", 10),
+CASES = [("small_cnn", "digits", 3), ("lenet3", "mnist", 3), ("vgg_small", "cifar10", 3),
+         ("resnet18", "cifar10", 10),
          ("wrn34_10", "cifar10", 17)]
 SHAPES = {"digits": (1, 16, 16), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
 def test_registry_is_the_documented_one():
-    assert set(MODELS) == {"small_cnn", "lenet3", "resnet18", "wrn34_10"}
+    assert set(MODELS) == {"small_cnn", "lenet3", "vgg_small", "resnet18", "wrn34_10"}
     assert DEFAULT_MODEL["digits"] == "small_cnn" and DEFAULT_MODEL["mnist"] == "lenet3"
     assert DEFAULT_MODEL["cifar10"] == "resnet18"
 
@@ -99,3 +100,10 @@ def test_logits_and_hiddens_helper_and_wrappers():
 def test_logits_and_hiddens_rejects_models_without_forward_features():
     with pytest.raises(TypeError, match="forward_features"):
         logits_and_hiddens(nn.Linear(4, 2), torch.rand(1, 4))
+
+
+def test_vgg_small_is_the_cpu_sized_cifar_net():
+    model = build_model("vgg_small", "cifar10")
+    assert 300_000 <= count_parameters(model) <= 320_000
+    _, hiddens = model.forward_features(torch.rand(2, 3, 32, 32))
+    assert [tuple(h.shape[1:]) for h in hiddens] == [(32, 32, 32), (64, 16, 16), (128, 8, 8)]

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from pwoa_lab.pruning import structured as S
 from pwoa_lab.training.methods import AdmmPruning, PruneConfig
-from pwoa_lab.core.models import build_model
+from pwoa_lab import pruning as P
+from pwoa_lab.core.models import build_model, count_parameters
 from pwoa_lab.training.presets import preset_config
 from pwoa_lab.pruning import (apply_masks, cubic_sparsity, gradient_importance, importance_masks, is_masked,
                               magnitude_masks, network_sparsity, prune_by_magnitude, sparsity_report)
@@ -237,3 +238,19 @@ def test_structured_iterative_run_resumes_to_the_same_weights(teacher, small_dat
     resumed = run_config(teacher, config, *small_data, progress=False, state_path=state)
     for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("scope", ["all", "hidden", "convs", "reference"])
+def test_vgg_small_prunes_in_every_scope_by_weight_and_by_channel(scope):
+    """The CPU CIFAR net: magnitude masks in every scope, and Torch-Pruning's channel removal (convs, BatchNorm and
+    the flattened classifier input follow) gives a smaller model that still computes."""
+    torch.manual_seed(0)
+    model = build_model("vgg_small", "cifar10").eval()
+    masks = P.magnitude_masks(model, 4, scope)
+    assert masks and all(abs(float(m.float().mean()) - 0.25) < 0.01 for m in masks.values())
+    if scope == "reference":
+        return  # structured pruning takes scopes all, hidden and convs
+    before = count_parameters(model)
+    S.structured_prune(model, (3, 32, 32), 0.5, scope=scope)
+    assert count_parameters(model) < before
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)

@@ -1,7 +1,8 @@
 """Models by name. Inputs are images in [0, 1], outputs are logits.
 
 Every model here has `forward_features(x) -> (logits, hiddens)`, where `hiddens` is the list of block
-outputs Z_j that the HSIC term of PwoA uses (LeNet-3: relu(conv1), relu(conv2), relu(fc1); ResNet-18: stem,
+outputs Z_j that the HSIC term of PwoA uses (LeNet-3: relu(conv1), relu(conv2), relu(fc1); VGG-small: its
+three stages; ResNet-18: stem,
 8 blocks, pooled feature; WRN-34-10: stem, 15 blocks, pooled feature). A plain `model(x)` returns the logits
 only. `logits_and_hiddens(model, x)` is the one way the rest of the kit asks for both. `Normalized(model, mean,
 std)` puts a per-channel input normalization in front of any of them (imported teachers trained on normalized
@@ -60,6 +61,30 @@ class LeNet3(TwoConvNet):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28):
         super().__init__(in_channels, num_classes, image_size, kernel=5, hidden=1024)
+
+
+class VGGSmall(HiddenModel):
+    """A CIFAR net for CPUs: 3 stages of two (3x3 conv, BatchNorm, ReLU) with 32, 64, 128 channels, a 2x2 max-pool
+    after each stage, a linear classifier `fc` on the flattened 128 x 4 x 4 map (0.31M parameters on CIFAR-10).
+    Hidden layers for HSIC: the three stage outputs (before their pool)."""
+    hidden_names = ["stage1", "stage2", "stage3"]
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32, width: int = 32):
+        super().__init__()
+        layers, cin = [], in_channels
+        for cout in (width, width, 2 * width, 2 * width, 4 * width, 4 * width):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(4 * width * (image_size // 8) ** 2, num_classes)
+
+    def forward_features(self, x):
+        hiddens = []
+        for stage in range(3):
+            x = self.features[6 * stage:6 * stage + 6](x)
+            hiddens.append(x)
+            x = F.max_pool2d(x, 2)
+        return self.fc(x.flatten(1)), hiddens
 
 
 class BasicBlock(nn.Module):
@@ -196,6 +221,7 @@ def normalization_of(model: nn.Module) -> dict[str, list[float]] | None:
 MODELS: dict[str, Callable[..., HiddenModel]] = {
     "small_cnn": SmallCNN,
     "lenet3": LeNet3,
+    "vgg_small": VGGSmall,
     "resnet18": ResNet18,
     "wrn34_10": WideResNet,
 }
