@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from pwoa_lab.cli import main
-from pwoa_lab.experiments.frontier import (budget_grid, compare_fronts, parse_budgets, pareto_flags, tune_budgets,
-                                           validation_table)
+from pwoa_lab.experiments.frontier import (budget_grid, cached_frontier, compare_fronts, parse_budgets, pareto_flags,
+                                           tune_budgets, validation_table)
 from pwoa_lab.training.presets import preset_config
 
 
@@ -120,6 +120,13 @@ def test_frontier_and_tuned_figure1_from_the_cli(tmp_path, capsys, monkeypatch):
     assert set(points.kind) == {"teacher", "method", "control"}
     assert len(points[points.kind == "method"]) == 4 and points.on_front.any()
     assert (out / "frontier_digits_smoke.png").stat().st_size > 0
+    # what the explorer shows: the same points read back from the cache, nothing trained
+    cached = cached_frontier("digits", [4], ["naive", "pwoa"], [0], preset="smoke", lr_factors=[0.1, 1],
+                             scope="hidden")
+    body = points[points.kind != "teacher"].reset_index(drop=True)
+    assert len(cached) == len(body)
+    assert cached.natural.tolist() == pytest.approx(body.natural.tolist())
+    assert cached.robust.tolist() == pytest.approx(body.robust.tolist())
     # the tuned Figure 1 reads the same runs from the cache and says which budget each method got
     assert main(["figure1", *[a for a in args if a != "--budgets" and a != "lr=0.1,1"], "--methods",
                  "oneshot,naive,pwoa", "--tune", "budget", "--budgets", "lr=0.1,1"]) == 0

@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from pwoa_lab import defaults
 from pwoa_lab.core.evaluation import EvalSettings
-from pwoa_lab.experiments.runs import resolve_teacher, teacher_row
+from pwoa_lab.experiments.runs import cached_prune_row, resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import sweep
 from pwoa_lab.training.presets import eval_settings, preset_config
 from pwoa_lab.training.registry import method_spec
@@ -260,3 +260,30 @@ def figure1_tuned(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 
     table["budget"] = [budget_label(lr, ep) if m not in ("teacher", "oneshot") else "-"
                        for m, lr, ep in zip(table.method, table.lr_factor, table.epoch_factor)]
     return table
+
+
+def cached_frontier(dataset: str, rates: Sequence[float], methods: Sequence[str], seeds: Sequence[int],
+                    preset: str = defaults.PRESET, lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
+                    epoch_factors: Sequence[float] = DEFAULT_EPOCH_FACTORS, teacher: nn.Module | None = None,
+                    cache_dir: str | Path | None = None, device=None, **fixed: Any) -> pd.DataFrame:
+    """The frontier's points from what the run cache already holds (nothing is trained; e.g. the classroom
+    explorer after `pwoa-lab frontier` ran before class): `front_table` of the cached runs, without the teacher
+    row; empty when no trained method has a cached budget."""
+    dev = get_device(device)
+    teacher = resolve_teacher(dataset, teacher, dev)
+    settings = eval_settings(dataset, preset)
+    points = [{"method": m, "rate": float(r), **b} for m in methods if method_spec(m).trains for r in rates
+              for b in budget_grid(lr_factors, epoch_factors)]
+    points += [{"method": "oneshot", "rate": float(r), "lr_factor": 1.0, "epoch_factor": 1.0} for r in rates]
+    rows = []
+    for point in points:
+        for seed in seeds:
+            config = preset_config(dataset, preset, **{**fixed, **point, "seed": seed, "device": str(dev)})
+            hit = cached_prune_row(teacher, config, settings, cache_dir)
+            if hit is not None:
+                rows.append({**point, "seed": seed, **{k: hit[0].get(k) for k in ("natural", "pgd", "aa")}})
+    runs = pd.DataFrame(rows)
+    if runs.empty or not (runs.method != "oneshot").any():
+        return pd.DataFrame()
+    metric = "aa" if settings.aa_n and runs.aa.notna().any() else "pgd"
+    return front_table(runs, metric)
