@@ -28,10 +28,17 @@ browser-test: $(STAMP)  ## the real-browser widget test (needs Debian chromium a
 setup-git: $(STAMP)  ## once per clone: the nbstripout git filter strips notebook outputs at `git add`
 	$(VENV)/bin/nbstripout --install --attributes .gitattributes
 
-EXPLORER_PORT ?= 8866
+# The explorer: `make explorer` on this machine; `make explorer HOST=0.0.0.0 PORT=8866` for a room (auto-compute
+# off, at most MAX_RUNS runs a request, default 6; SHARED=1 does the same behind a proxy on this machine).
+# CULL_IDLE: seconds a kernel whose page is gone is kept.
+# HOST and PORT are read from the command line only: some shells export HOST as the machine's name.
+EXPLORER_HOST := $(if $(filter command line,$(origin HOST)),$(HOST),127.0.0.1)
+EXPLORER_PORT := $(if $(filter command line,$(origin PORT)),$(PORT),8866)
+CULL_IDLE ?= 600
 explorer: $(STAMP)  ## the classroom explorer: notebooks/explorer.ipynb as a web app, no code shown (Voila)
 	$(PY) -c "import voila" 2>/dev/null || $(PY) -m pip install -q -e '.[explorer]'
-	$(VENV)/bin/voila notebooks/explorer.ipynb --port=$(EXPLORER_PORT) $(VOILA_ARGS)
+	$(VENV)/bin/pwoa-lab explorer --host=$(EXPLORER_HOST) --port=$(EXPLORER_PORT) --cull-idle=$(CULL_IDLE) \
+		$(if $(MAX_RUNS),--max-runs=$(MAX_RUNS)) $(if $(filter 1 yes true,$(SHARED)),--shared) -- $(VOILA_ARGS)
 
 bench: $(STAMP)  ## benchmarks (not part of the tests)
 	$(PY) bench/run_all.py

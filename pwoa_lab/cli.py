@@ -7,6 +7,7 @@
     pwoa-lab prune --checkpoint digits --method pwoa --rate 4 --structure structured --schedule iterative --out s.pt
     pwoa-lab figure1 --dataset digits --preset quick --out results/fig1
     pwoa-lab figure3 --dataset digits --preset quick --out results/fig3
+    pwoa-lab explorer --host 0.0.0.0 --port 8866     # the classroom explorer for a room (Voila)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -434,6 +436,22 @@ def _add_design(p: argparse.ArgumentParser) -> None:
                                                      for v in values))
 
 
+def cmd_explorer(args: argparse.Namespace) -> int:
+    from pwoa_lab.course.serving import served_to_others, serve_command
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"{notebook} is missing: pass --notebook notebooks/explorer.ipynb of a checkout")
+    cmd, env = serve_command(args.host, args.port, args.cull_idle, args.cull_interval, args.max_runs, notebook,
+                             args.voila_args, shared=args.shared or None)
+    where = "to others on this network" if served_to_others(args.host) else "on this machine"
+    name = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host  # what students type
+    print(f"pwoa-lab explorer: serving {notebook} {where} at http://{name}:{args.port}/ (auto-compute "
+          f"{'off' if env['PWOA_EXPLORER_SHARED'] == '1' else 'on'}, at most {env['PWOA_EXPLORER_MAX_RUNS']} runs "
+          f"a request (0: no cap), idle kernels culled after {args.cull_idle} s)", flush=True)
+    os.execvpe(cmd[0], cmd, {**os.environ, **env})  # Voila takes over this process (Ctrl-C stops it)
+    return 0
+
+
 def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="local", choices=("local", "ray"),
                    help="local: worker processes on this machine; ray: one task per run on a Ray cluster "
@@ -601,6 +619,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     _add_common(p)
     p.set_defaults(func=cmd_figure3)
+
+    from pwoa_lab.course import serving
+    p = sub.add_parser("explorer", help="serve the classroom explorer (notebooks/explorer.ipynb) with Voila",
+                       description="Serve the classroom explorer with Voila. Served to others (a --host that is "
+                                   "not loopback), auto-compute is off and one request may start at most "
+                                   "--max-runs runs. Kernels whose page is gone are shut down after --cull-idle "
+                                   "seconds. Arguments after -- go to Voila.")
+    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only; 0.0.0.0: every network "
+                                                      "interface (a room)")
+    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--cull-idle", type=int, default=serving.CULL_IDLE_S,
+                   help=f"seconds a kernel with no page and no work is kept (default {serving.CULL_IDLE_S})")
+    p.add_argument("--cull-interval", type=int, default=serving.CULL_INTERVAL_S,
+                   help=f"seconds between checks for such kernels (default {serving.CULL_INTERVAL_S})")
+    p.add_argument("--max-runs", type=int, default=None,
+                   help=f"the most runs one request may start; 0: no cap (default: {serving.ROOM_MAX_RUNS} when "
+                        "served to others, else no cap)")
+    p.add_argument("--shared", action="store_true",
+                   help="served to others although --host is loopback (behind a proxy on this machine)")
+    p.add_argument("--notebook", default=str(serving.NOTEBOOK))
+    p.add_argument("voila_args", nargs="*", help="after --: more Voila options")
+    p.set_defaults(func=cmd_explorer)
     return parser
 
 

@@ -153,6 +153,14 @@ class VoilaServer:
     log: Path           # server stdout + stderr
     proc: subprocess.Popen
 
+    def kernel_status(self, kernel_id: str) -> int:
+        """HTTP status of the server's /api/kernels/ID: 200 while the kernel lives, 404 once it is shut down."""
+        try:
+            with urllib.request.urlopen(f"{self.url}api/kernels/{kernel_id}", timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
 
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -161,17 +169,22 @@ def _port_open(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def voila_server(notebook: Path, base: Path, cache_dir: Path, start_timeout: float = 180.0) -> Iterator[VoilaServer]:
-    """`voila NOTEBOOK --no-browser` on 127.0.0.1:FREE (smoke mode, the result cache `cache_dir`, Jupyter config
-    under `base`); stopped with SIGTERM on exit. Voila runs the notebook when the page is requested, so being
-    ready means the port answers (asking for the page here would run it once more)."""
+def voila_server(notebook: Path, base: Path, cache_dir: Path, start_timeout: float = 180.0,
+                 **serve) -> Iterator[VoilaServer]:
+    """The explorer served as `make explorer` serves it (`course.serving.serve_command`, with `serve`: e.g.
+    cull_idle_s, max_runs, shared), on 127.0.0.1:FREE without a browser (smoke mode, the result cache
+    `cache_dir`, Jupyter config under `base`); stopped with SIGTERM on exit. Voila runs the notebook when the page
+    is requested, so being ready means the port answers (asking for the page here would run it once more)."""
+    from pwoa_lab.course.serving import serve_command
     env = _isolated_env(base, cache_dir)
     log = base / "voila.log"
     last_error = None
     for _attempt in range(3):  # a free port can be taken between free_port() and the bind: retry
         port = free_port()
-        cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-               "--Voila.port_retries=0", "--VoilaExecutor.startup_timeout=300", "--show_tracebacks=True"]
+        cmd, room = serve_command("127.0.0.1", port, notebook=notebook, voila_args=[
+            "--no-browser", "--Voila.port_retries=0", "--VoilaExecutor.startup_timeout=300",
+            "--show_tracebacks=True"], **serve)
+        env.update(room)
         with open(log, "ab") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=notebook.parent,
                                     start_new_session=True)

@@ -13,6 +13,13 @@ The explorer case (`test_explorer_rate_change_in_voila`) starts `voila notebooks
 four smoke runs), unticks the 16x rate and checks that the Figure 1 image changes (read from the cache) and that
 no code is shown. Screenshots of the whole page (explorer_before, explorer_after) go to test-artifacts/browser/.
 
+The room case (`test_explorer_in_a_room_caps_runs_shows_live_progress_and_culls_closed_pages`) serves the explorer
+as `make explorer HOST=0.0.0.0` does (shared: auto-compute off), with a cap of 1 run a request and a 30 s cull
+timeout: the first view's 4 missing runs are refused (message, disabled button); one run computes with the
+progress bar filling and the elapsed seconds counting while it runs; an invalid selection shows only its error;
+the kernel of the open page outlives the timeout, and is gone soon after the page is closed. Screenshots
+explorer_room_refused, _computing and _error.
+
 Needs /usr/bin/chromium and the python package playwright (.ci/run installs both), and voila for the explorer
 case (the `explorer` extra); skips with the reason otherwise. Set PWOA_BROWSER_NOTEBOOK=path.ipynb to point the
 first case at another notebook holding a prune-rate widget.
@@ -312,6 +319,130 @@ def test_explorer_rate_change_in_voila(voila):
             print("[browser] console errors:", *console[-20:], sep="\n  ")
             print("[browser] voila log tail:\n" + tail(voila.log))
             raise
+    for name, p in shots.items():
+        print(f"[browser] screenshot {name}: {p}")
+    print(f"[browser] total {time.monotonic() - t0:.0f} s")
+
+
+# ----------------------------------------------------------------------------------------------- a room
+
+ROOM_CULL_S = 30      # the idle time after which the room server culls a kernel with no page (the default: 600)
+ROOM_MAX_RUNS = 1     # the room server's cap on runs one request may start
+
+
+@pytest.fixture(scope="module")
+def voila_room(tmp_path_factory):
+    """The explorer served to a room (shared: auto-compute off, at most ROOM_MAX_RUNS runs a request) with a
+    short cull timeout, and its own fresh result cache."""
+    reason = missing_browser_tools() or missing_voila()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("voila-room")
+    root = base / "root"
+    root.mkdir()
+    notebook = prepare_notebook(EXPLORER, root)
+    with voila_server(notebook, base / "jupyter", base / "cache", shared=True, max_runs=ROOM_MAX_RUNS,
+                      cull_idle_s=ROOM_CULL_S, cull_interval_s=2) as server:
+        yield server
+
+
+def _progress_sample(page) -> tuple[str, float | None]:
+    """(status text, the progress bar's fill in % or None while it is hidden)."""
+    return page.evaluate("""() => {
+        const status = document.querySelector('.pwoa-explorer-status');
+        const box = document.querySelector('.pwoa-explorer-progress');
+        const bar = box && box.querySelector('.progress-bar');
+        const shown = box && getComputedStyle(box).visibility !== 'hidden';
+        return [status ? status.innerText : '', shown && bar ? parseFloat(bar.style.width || '0') : null];
+    }""")
+
+
+def test_explorer_in_a_room_caps_runs_shows_live_progress_and_culls_closed_pages(voila_room):
+    from playwright.sync_api import expect
+
+    shots = _fresh_shots("explorer_room", ("refused", "computing", "error"))
+    t0 = time.monotonic()
+    with _chromium_page({"width": 1300, "height": 2400}) as (page, console):
+        try:
+            page.goto(voila_room.url, timeout=NOTEBOOK_RUN_S * 1000, wait_until="commit")
+            status = page.locator(".pwoa-explorer-status")
+            _voila_wait(page, "the explorer's first view", NOTEBOOK_RUN_S,
+                        lambda: status.count() and "runs shown" in status.inner_text())
+            print(f"[browser] room: first view after {time.monotonic() - t0:.0f} s")
+            kernel = page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent)"
+                                   ".kernelId")
+            assert voila_room.kernel_status(kernel) == 200
+
+            # served to others: nothing computed at start, no automatic computing, and the 4 runs of the first
+            # view are more than one request may start: refused, with what to do instead
+            button = page.locator(".pwoa-explorer-compute")
+            expect(status).to_contain_text("0 of 4 runs shown")
+            expect(status).to_contain_text("pick fewer rates, seeds or methods")
+            expect(button).to_be_disabled()
+            expect(button).to_contain_text("4 missing runs: more than 1 at once")
+            auto = page.locator(".widget-checkbox").filter(has_text="compute missing runs at once") \
+                .locator("input[type=checkbox]")
+            expect(auto).not_to_be_checked()
+            expect(auto).to_be_disabled()
+            page.screenshot(path=str(shots["refused"]), full_page=True)
+
+            # one run (pwoa 4x): within the cap; while it computes, the bar fills and the clock counts
+            for box in (page.locator(".pwoa-explorer-methods .widget-checkbox").filter(has_text="naive"),
+                        page.locator(".pwoa-explorer-rates .widget-checkbox").filter(has_text="16x")):
+                box.locator("input[type=checkbox]").uncheck()
+            expect(status).to_contain_text("0 of 1 runs shown")
+            expect(button).to_be_enabled()
+            expect(button).to_contain_text("compute 1 missing run")
+            button.click()
+            samples, shot = [], False
+            deadline = time.monotonic() + NEW_PLOT_S
+            while "1 of 1 runs shown" not in (sample := _progress_sample(page))[0]:
+                assert "cannot show" not in sample[0], sample[0]
+                samples.append(sample)
+                if not shot and sample[1]:
+                    page.screenshot(path=str(shots["computing"]), full_page=True)
+                    shot = True
+                assert time.monotonic() < deadline, f"the run did not finish in {NEW_PLOT_S} s: {samples[-3:]}"
+                page.wait_for_timeout(250)
+            expect(status).to_contain_text("1 of 1 runs shown (1 computed now")
+            computing = [(text, fill) for text, fill in samples if text.startswith("computing")]
+            seconds = {int(m.group(1)) for text, _ in computing if (m := re.search(r"(\d+) s so far", text))}
+            fills = [fill for _, fill in computing if fill is not None]
+            print(f"[browser] room: {len(samples)} samples while computing; seconds shown {sorted(seconds)}; "
+                  f"bar {sorted(set(fills))}")
+            assert len(seconds) >= 2 and max(seconds) >= 1, f"the elapsed time did not count up: {computing}"
+            assert any(0 < fill < 100 for fill in fills), f"the bar did not move during the run: {computing}"
+            assert fills == sorted(fills), f"the bar went back: {fills}"
+
+            # an invalid selection: only the error, no stale figure, no live button
+            page.locator(".pwoa-explorer-methods .widget-checkbox").filter(has_text="pwoa") \
+                .locator("input[type=checkbox]").uncheck()
+            expect(status).to_contain_text("cannot show this selection")
+            expect(status).to_contain_text("pick at least one method")
+            expect(page.locator(".pwoa-explorer-figure1 img")).to_have_count(0)
+            expect(page.locator(".pwoa-explorer-table table")).to_have_count(0)
+            expect(button).to_be_disabled()
+            page.screenshot(path=str(shots["error"]), full_page=True)
+
+            # culling: a kernel whose page is open is kept however long it idles ...
+            page.wait_for_timeout((ROOM_CULL_S + 6) * 1000)
+            assert voila_room.kernel_status(kernel) == 200, "the kernel of an open page was culled"
+        except BaseException:
+            saved = save_failure_artifacts(page, voila_room, "explorer_room")
+            print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")
+            print("[browser] console errors:", *console[-20:], sep="\n  ")
+            print("[browser] voila log tail:\n" + tail(voila_room.log))
+            raise
+        # ... and shut down once its tab is closed (whether or not the page's own shutdown request arrives)
+        page.close(run_before_unload=True)
+        closed = time.monotonic()
+    while voila_room.kernel_status(kernel) == 200:
+        assert time.monotonic() - closed < ROOM_CULL_S + 60, \
+            f"the kernel outlived its closed page by {ROOM_CULL_S + 60} s; voila log:\n{tail(voila_room.log)}"
+        time.sleep(1)
+    culled = "Culling" in voila_room.log.read_text(errors="replace")
+    print(f"[browser] room: kernel gone {time.monotonic() - closed:.0f} s after its page closed "
+          f"({'culled' if culled else 'shut down by the page'})")
     for name, p in shots.items():
         print(f"[browser] screenshot {name}: {p}")
     print(f"[browser] total {time.monotonic() - t0:.0f} s")

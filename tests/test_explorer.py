@@ -1,4 +1,5 @@
-"""The classroom explorer (pwoa_lab/explorer.py, notebooks/explorer.ipynb) in smoke mode: real runs.
+"""The classroom explorer (pwoa_lab/course/explorer.py, notebooks/explorer.ipynb) in smoke mode: real runs; and how
+it is served to a room (pwoa_lab/course/serving.py, `make explorer`).
 
 Every test shares one temporary result cache (module scope): the first computes the smoke default selection
 (digits, naive and pwoa at 4x and 16x, seed 0: four runs of seconds), the others read it back. The real-browser
@@ -7,12 +8,22 @@ case (Voila + headless Chromium) is in tests/test_browser.py.
 from __future__ import annotations
 
 import base64
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from pwoa_lab.cli import build_parser
 from pwoa_lab.course import explorer as ex
+from pwoa_lab.course import serving
+from pwoa_lab.course.serving import serve_command
+from pwoa_lab.experiments.figures import figure1
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "explorer.ipynb"
@@ -28,9 +39,10 @@ def cache(tmp_path_factory) -> Path:
 def first_view(cache, teacher):
     """The smoke default selection, computed into the fresh cache."""
     sel = ex.default_selection(PRESET)
-    calls = []
-    view = ex.explore(sel, PRESET, teacher, cache_dir=cache, on_run=lambda i, n, run: calls.append((i, n, run)))
-    return view, calls
+    calls, epochs = [], []
+    view = ex.explore(sel, PRESET, teacher, cache_dir=cache, on_run=lambda i, n, run: calls.append((i, n, run)),
+                      on_epoch=lambda done, of: epochs.append((done, of)))
+    return view, calls, epochs
 
 
 def _png(out) -> str:
@@ -52,10 +64,13 @@ def test_selection_is_checked():
 
 
 def test_explore_computes_the_missing_runs_with_progress(first_view):
-    view, calls = first_view
+    view, calls, epochs = first_view
     assert view.computed == view.selection.runs() and view.missing == []
     # on_run: before each run (0..3 of 4), then once at the end
     assert [(i, n) for i, n, _ in calls] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    # on_epoch: every training epoch of every run, counted from 1 within its run (what moves the bar)
+    assert epochs and all(1 <= done <= of for done, of in epochs)
+    assert sum(done == of for done, of in epochs) == 4 and sum(done == 1 for done, _ in epochs) == 4
     table = view.table
     assert list(table.method) == ["teacher", "naive", "naive", "pwoa", "pwoa"]
     assert set(table.rate[table.method != "teacher"]) == {4.0, 16.0}
@@ -69,10 +84,14 @@ def test_explore_computes_the_missing_runs_with_progress(first_view):
 
 
 def test_explore_reuses_the_cache_and_follows_the_rate_selection(first_view, cache, teacher):
-    view, _ = first_view
+    view, _, _ = first_view
     again = ex.explore(view.selection, PRESET, teacher, cache_dir=cache, compute=False)
     assert again.computed == [] and again.missing == []
     assert again.table.cached.all()  # every row, the teacher's included, came from the cache
+    # the explorer's runs are Figure 1's: `pwoa-lab figure1` (or `make demo`) finds them, and the other way round
+    fig1 = figure1("digits", rates=[4, 16], methods=["naive", "pwoa"], preset=PRESET, seeds=[0], teacher=teacher,
+                   cache_dir=cache, progress=False, scope="hidden")
+    assert len(fig1) == 5 and fig1.cached.all()
     assert again.table.drop(columns=["cached", "eval_seconds"]).equals(view.table.drop(columns=["cached",
                                                                                                 "eval_seconds"]))
     one_rate = ex.explore(ex.Selection("digits", ("naive", "pwoa"), (4,), "hidden", (0,)), PRESET, teacher,
@@ -120,11 +139,126 @@ def test_app_redraws_on_a_rate_change_and_computes_on_request(first_view, cache)
     app.compute_button.click()
     assert app.error is None, app.error
     assert app.view.missing == [] and app.view.computed == [("naive", 8.0, 0), ("pwoa", 8.0, 0)]
-    assert progress and progress[-1] == 2 and app.compute_button.disabled
+    assert progress and progress[-1] == app.progress.max == 2 * ex.PROGRESS_STEPS and app.compute_button.disabled
     assert set(app.view.table.rate) == {1.0, 4.0, 8.0, 16.0}
 
-    app.methods["naive"].value = app.methods["pwoa"].value = False  # nothing picked: said so, nothing breaks
-    assert "pick at least one method" in app.status.value and app.error
+
+def test_an_invalid_selection_shows_only_its_error(first_view, cache):
+    app = ex.explorer_app(PRESET, cache_dir=cache, auto_compute=False)
+    app.rates[32.0].value = True  # two runs missing: the button offers them
+    assert not app.compute_button.disabled and all(out.outputs for out in app.outputs.values())
+    app.methods["naive"].value = app.methods["pwoa"].value = False  # nothing picked
+    assert "pick at least one method" in app.status.value and app.error and app.view is None
+    # no stale figure or table beside the error, and no button that would compute the last valid selection
+    assert all(out.outputs == () for out in app.outputs.values())
+    assert app.compute_button.disabled and not re.search(r"\d", app.compute_button.description)  # no "compute 2"
+    app.methods["pwoa"].value = True  # valid again: everything comes back
+    assert app.error is None and all(out.outputs for out in app.outputs.values())
+    assert app.view.missing == [("pwoa", 32.0, 0)] and not app.compute_button.disabled
+
+
+def test_progress_moves_within_a_run_and_the_clock_ticks(first_view, cache):
+    app = ex.explorer_app(PRESET, cache_dir=cache, auto_compute=False)
+    app.rates[2.0].value = True
+    assert app.view.missing == [("naive", 2.0, 0), ("pwoa", 2.0, 0)]
+    seen = []  # (thread, progress value, status) at every change of either
+    app.progress.observe(lambda c: seen.append((threading.current_thread().name, c["new"], None)), names="value")
+    app.status.observe(lambda c: seen.append((threading.current_thread().name, None, c["new"])), names="value")
+    app.compute_button.click()
+    assert app.error is None, app.error
+    assert app.view.computed == [("naive", 2.0, 0), ("pwoa", 2.0, 0)]
+    values = [v for _, v, _ in seen if v is not None]
+    # the bar moves with the epochs: it is part-filled before the first run ends, never goes back, ends full
+    assert any(0 < v < ex.PROGRESS_STEPS for v in values), values
+    assert values == sorted(values) and values[-1] == 2 * ex.PROGRESS_STEPS
+    computing = [t for _, _, t in seen if t and t.startswith("computing naive 2x seed 0")]
+    assert any("epoch 1 of" in t for t in computing), computing
+    # the clock thread rewrote the status while the runs computed (not only between runs)
+    assert any(name == "pwoa-explorer-clock" and t for name, _, t in seen), seen
+    assert all(re.search(r": \d+ (s|min \d+ s) so far", t) for t in computing), computing
+    assert app.progress.layout.visibility == "hidden" and "2 computed now" in app.status.value
+    time.sleep(1.5)  # the clock stopped with the runs: the final status stays
+    assert "computing" not in app.status.value
+
+
+def test_a_shared_server_computes_on_request_only_and_caps_the_runs(first_view, cache, teacher, monkeypatch):
+    monkeypatch.setenv("PWOA_EXPLORER_SHARED", "1")
+    monkeypatch.setenv("PWOA_EXPLORER_MAX_RUNS", "1")
+    app = ex.explorer_app(PRESET, cache_dir=cache)
+    assert app.auto.value is False and app.auto.disabled and app.max_runs == 1
+    app.methods["naive"].value = False
+    app.rates[32.0].value = True  # one run missing (pwoa 32x): a change of the controls does not compute it
+    assert app.error is None and app.view.computed == [] and app.view.missing == [("pwoa", 32.0, 0)]
+    assert not app.view.refused and not app.compute_button.disabled
+    app.seeds.value = (0, 1)  # and pwoa at 4x, 16x, 32x with seed 1: 4 runs missing, the cap is 1
+    assert len(app.view.missing) == 4 and app.view.refused
+    assert app.compute_button.disabled and "more than 1 at once" in app.compute_button.description
+    assert "pick fewer rates, seeds or methods" in app.status.value and "make demo" in app.status.value
+    assert all(out.outputs for out in app.outputs.values())  # what the cache holds is still shown
+    app.refresh(compute=True)  # a request that gets past the button (a stale page) is refused as well
+    assert app.view.computed == [] and len(app.view.missing) == 4
+    with pytest.raises(ex.TooManyRuns, match="4 runs"):
+        ex.compute_missing(app.selection(), PRESET, teacher, cache, max_runs=3)
+    assert len(ex.missing_runs(app.selection(), PRESET, teacher, cache)) == 4  # nothing ran
+
+
+def test_serve_command_for_this_machine_and_for_a_room(monkeypatch):
+    cmd, env = serve_command("127.0.0.1", 8870)
+    assert cmd[1:4] == ["-m", "voila", str(NOTEBOOK)] and "--port=8870" in cmd and "--Voila.ip=127.0.0.1" in cmd
+    assert f"--MappingKernelManager.cull_idle_timeout={serving.CULL_IDLE_S}" in cmd
+    assert f"--MappingKernelManager.cull_interval={serving.CULL_INTERVAL_S}" in cmd
+    assert env == {"PWOA_EXPLORER_SHARED": "0", "PWOA_EXPLORER_MAX_RUNS": "0"}  # alone: as before, no cap
+    cmd, env = serve_command("0.0.0.0", 8870, cull_idle_s=5, cull_interval_s=1, voila_args=["--debug"])
+    assert "--Voila.ip=0.0.0.0" in cmd and "--no-browser" in cmd and cmd[-1] == "--debug"
+    assert "--MappingKernelManager.cull_idle_timeout=5" in cmd and "--MappingKernelManager.cull_interval=1" in cmd
+    assert env == {"PWOA_EXPLORER_SHARED": "1", "PWOA_EXPLORER_MAX_RUNS": str(serving.ROOM_MAX_RUNS)}
+    assert serve_command("10.0.0.5", max_runs=2)[1]["PWOA_EXPLORER_MAX_RUNS"] == "2"
+    cmd, env = serve_command("127.0.0.1", shared=True)  # behind a proxy on this machine: a room all the same
+    assert env["PWOA_EXPLORER_SHARED"] == "1" and env["PWOA_EXPLORER_MAX_RUNS"] == str(serving.ROOM_MAX_RUNS)
+    for bad in (dict(cull_idle_s=0), dict(max_runs=-1)):
+        with pytest.raises(ValueError):
+            serve_command("0.0.0.0", **bad)
+    # what the kernels read back
+    for key, value in serve_command("0.0.0.0", max_runs=3)[1].items():
+        monkeypatch.setenv(key, value)
+    assert serving.room_settings() == (True, 3)
+    monkeypatch.setenv("PWOA_EXPLORER_MAX_RUNS", "0")
+    assert serving.room_settings() == (True, None)
+    monkeypatch.setenv("PWOA_EXPLORER_MAX_RUNS", "many")
+    with pytest.raises(ValueError, match="PWOA_EXPLORER_MAX_RUNS"):
+        serving.room_settings()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_explorer_serves_a_room_with_host_port_and_cap(monkeypatch):
+    def dry_run(*assignments: str) -> list[str]:
+        out = subprocess.run(["make", "-n", "explorer", *assignments], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.replace("\\\n", " ")
+        (line,) = [ln for ln in out.splitlines() if "pwoa-lab explorer" in ln]
+        return shlex.split(line)[1:]  # the arguments of `pwoa-lab`
+
+    args = build_parser().parse_args(dry_run("HOST=0.0.0.0", "PORT=9123", "MAX_RUNS=3", "CULL_IDLE=120"))
+    assert (args.host, args.port, args.max_runs, args.cull_idle) == ("0.0.0.0", 9123, 3, 120)
+    cmd, env = serve_command(args.host, args.port, args.cull_idle, args.cull_interval, args.max_runs)
+    assert env == {"PWOA_EXPLORER_SHARED": "1", "PWOA_EXPLORER_MAX_RUNS": "3"}
+    assert "--MappingKernelManager.cull_idle_timeout=120" in cmd
+    monkeypatch.setenv("HOST", "lab-pc-7")  # a shell's HOST (the machine's name) does not serve the room
+    args = build_parser().parse_args(dry_run())
+    assert (args.host, args.port, args.max_runs, args.shared, args.voila_args) == ("127.0.0.1", 8866, None, False, [])
+    assert build_parser().parse_args(dry_run("SHARED=1")).shared
+
+
+def test_pwoa_lab_explorer_hands_over_to_voila(monkeypatch, capsys, tmp_path):
+    from pwoa_lab import cli
+    seen = {}
+    monkeypatch.setattr(cli.os, "execvpe", lambda file, args, env: seen.update(file=file, args=args, env=env))
+    assert cli.main(["explorer", "--host", "0.0.0.0", "--port", "8871", "--max-runs", "2", "--", "--debug"]) == 0
+    assert seen["args"] == serve_command("0.0.0.0", 8871, max_runs=2, voila_args=["--debug"])[0]
+    assert seen["file"] == seen["args"][0]
+    assert seen["env"]["PWOA_EXPLORER_SHARED"] == "1" and seen["env"]["PWOA_EXPLORER_MAX_RUNS"] == "2"
+    assert "to others on this network" in capsys.readouterr().out
+    assert cli.main(["explorer", "--notebook", str(tmp_path / "gone.ipynb")]) == 2
+    assert "gone.ipynb is missing" in capsys.readouterr().err
 
 
 def test_notebook_is_stripped_and_only_calls_the_package():

@@ -1,7 +1,7 @@
 """The course: plots, widgets, the classroom explorer and the notebooks' one-line set-up. The top layer.
 
 - `plots`: figures of the result tables (every plot takes `ax=`); `widgets`: ipywidgets controls around plain
-  `*_view` functions; `explorer`: the classroom web app (Voila);
+  `*_view` functions; `explorer`: the classroom web app (Voila); `serving`: its Voila command for a room;
 - `notebook_setup`: `course.setup(DATASET)` gives a notebook its smoke switch, preset, cache folder, teacher and
   seeds; `course.execute_notebook` runs one headless.
 

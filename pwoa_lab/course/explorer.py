@@ -8,10 +8,14 @@ The logic lives here and is tested without a browser (tests/test_explorer.py):
 
 - `Selection`: what the controls say; `default_selection(preset)`.
 - `missing_runs(selection, preset)`: the (method, rate, seed) runs not in the cache yet.
-- `compute_missing(selection, preset, on_run=...)`: runs them (`figures.figure1`, one run at a time).
+- `compute_missing(selection, preset, on_run=..., on_epoch=..., max_runs=...)`: runs them, one at a time (each a
+  `runs.prune_row`: the cache entry `figures.figure1` writes); more than `max_runs` are refused (`TooManyRuns`).
 - `explore(selection, preset)`: -> `ExplorerView`: the Figure-1 table (one row per run, as `figures.figure1`),
   its `figures.seed_summary`, and the three figures; cached runs only unless `compute=True`.
 - `ExplorerApp` / `explorer_app(preset)`: the ipywidgets app around `explore` that the notebook displays.
+
+Served to a room (`course.serving`, `make explorer HOST=0.0.0.0`), the app computes only when its button is
+pressed and one request may start at most PWOA_EXPLORER_MAX_RUNS runs.
 
 With PWOA_SMOKE=1 the app uses the `smoke` preset (seconds a run) and computes its first view at start; with
 the `quick` preset it starts from what the cache holds (after `make demo`: digits, oneshot / naive / pwoa at
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,12 +36,13 @@ from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import torch.nn as nn
 
-from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, figure1, seed_summary
+from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, seed_summary
 from pwoa_lab.course.plots import METHOD_STYLE, plot_figure1, plot_information_plane
+from pwoa_lab.course.serving import room_settings
 from pwoa_lab.training.presets import PRESETS, eval_settings, preset_config
 from pwoa_lab.training.registry import method_names
 from pwoa_lab.pruning.masks import SCOPES
-from pwoa_lab.experiments.runs import cached_prune_row, resolve_teacher, teacher_row
+from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.utils import check_rate, get_device
 from pwoa_lab import defaults
 
@@ -45,6 +51,7 @@ SEED_CHOICES = ((0,), (0, 1), (0, 1, 2), (0, 1, 2, 3, 4))
 SCOPE_HELP = {"all": "every conv and linear layer", "hidden": "all but the first conv layer and the classifier",
               "convs": "conv layers only", "reference": "the reference code's layer rule"}
 FIGURE_METRICS = ("natural", "pgd", "aa")
+PROGRESS_STEPS = 100  # the progress bar's steps per run: it moves with every epoch, not only between runs
 
 
 smoke_mode = defaults.smoke_mode
@@ -129,23 +136,57 @@ def missing_runs(sel: Selection, preset: str, teacher: nn.Module | None = None, 
     return [run for run, hit in _cached_runs(sel, preset, teacher, cache_dir).items() if hit is None]
 
 
+class TooManyRuns(ValueError):
+    """A selection needs more new runs than one page may start at once (`max_runs`)."""
+
+
+def refusal(n_missing: int, max_runs: int | None) -> str | None:
+    """Why `n_missing` new runs are not started from one page, or None when they may be (`max_runs`: None or 0
+    is no cap)."""
+    if not max_runs or n_missing <= max_runs:
+        return None
+    return (f"this selection needs {n_missing} runs that are not computed yet, and one page may start at most "
+            f"{max_runs} at once on this shared server: pick fewer rates, seeds or methods, or ask the instructor "
+            f"to precompute them before class (`make demo`, or `pwoa-lab figure1` with these settings)")
+
+
 def compute_missing(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None, root=None,
-                    on_run: Callable[[int, int, tuple[str, float, int]], None] | None = None
+                    on_run: Callable[[int, int, tuple[str, float, int]], None] | None = None,
+                    on_epoch: Callable[[int, int], None] | None = None, max_runs: int | None = None
                     ) -> list[tuple[str, float, int]]:
-    """Run every missing run of `sel` (one `figures.figure1` call each, so it is cached exactly as Figure 1
-    caches it). `on_run(i, n, (method, rate, seed))` is called before run i of n and once more with i == n at
-    the end. -> the runs computed."""
+    """Run every missing run of `sel`, one `runs.prune_row` each (the cache entry `figures.figure1` writes, so
+    either finds the other's runs). `on_run(i, n, (method, rate, seed))` is called before run i of n and once
+    more with i == n at the end; `on_epoch(done, epochs)` after each training epoch of the current run. More
+    than `max_runs` missing runs: `TooManyRuns`, and nothing runs. -> the runs computed."""
     sel = sel.checked()
     teacher = teacher if teacher is not None else _TEACHERS(sel.dataset)
     todo = missing_runs(sel, preset, teacher, cache_dir)
+    reason = refusal(len(todo), max_runs)
+    if reason:
+        raise TooManyRuns(reason)
+    device = str(get_device(None))
+    settings = eval_settings(sel.dataset, preset)
     for i, (method, rate, seed) in enumerate(todo):
         if on_run:
             on_run(i, len(todo), (method, rate, seed))
-        figure1(sel.dataset, rates=[rate], methods=[method], preset=preset, seeds=[seed], teacher=teacher,
-                cache_dir=cache_dir, root=root, progress=False, scope=sel.scope)
+        config = _config(sel, preset, method, rate, seed, device).resolved()
+        prune_row(teacher, config, settings, cache_dir, root=root, progress=False,
+                  on_epoch=_epoch_counter(on_epoch, sum(p.epochs for p in config.phases())))
     if on_run and todo:
         on_run(len(todo), len(todo), todo[-1])
     return todo
+
+
+def _epoch_counter(on_epoch: Callable[[int, int], None] | None, epochs: int) -> Callable[[dict], None] | None:
+    """The training loop's `on_epoch(row)` as `on_epoch(epochs done, epochs of the run)`."""
+    if on_epoch is None:
+        return None
+    done = [0]
+
+    def step(_row: dict) -> None:
+        done[0] += 1
+        on_epoch(done[0], epochs)
+    return step
 
 
 @dataclass
@@ -159,6 +200,12 @@ class ExplorerView:
     missing: list[tuple[str, float, int]] = field(default_factory=list)
     computed: list[tuple[str, float, int]] = field(default_factory=list)
     figures: dict[str, plt.Figure] = field(default_factory=dict)  # "figure1", "curves", "plane"
+    max_runs: int | None = None      # the most missing runs one request may start (None: no cap)
+
+    @property
+    def refused(self) -> str | None:
+        """Why the missing runs are not computed from this page (too many at once), or None."""
+        return refusal(len(self.missing), self.max_runs)
 
     def message(self) -> str:
         n = len(self.selection.runs())
@@ -184,17 +231,22 @@ def _run_name(run: tuple[str, float, int]) -> str:
 
 
 def explore(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None, root=None,
-            compute: bool = True, on_run=None) -> ExplorerView:
+            compute: bool = True, on_run=None, on_epoch=None, max_runs: int | None = None) -> ExplorerView:
     """The explorer's view of `sel`: Figure 1 (mean +- std over seeds), training curves, information plane.
 
-    `compute`: run the missing runs first (`compute_missing`); otherwise show the cached ones only (the teacher
-    row is evaluated, once, when not cached: seconds)."""
+    `compute`: run the missing runs first (`compute_missing`), unless there are more than `max_runs` (then the
+    view's `refused` says why); otherwise show the cached ones only (the teacher row is evaluated, once, when not
+    cached: seconds)."""
     sel = sel.checked()
     teacher = teacher if teacher is not None else _TEACHERS(sel.dataset)
-    computed = compute_missing(sel, preset, teacher, cache_dir, root, on_run) if compute else []
+    hits = _cached_runs(sel, preset, teacher, cache_dir)
+    missing = [r for r, hit in hits.items() if hit is None]
+    computed = []
+    if compute and missing and refusal(len(missing), max_runs) is None:
+        computed = compute_missing(sel, preset, teacher, cache_dir, root, on_run, on_epoch)
+        hits = _cached_runs(sel, preset, teacher, cache_dir)
     settings = eval_settings(sel.dataset, preset)
     eps = preset_config(sel.dataset, preset, scope=sel.scope).resolved().eps
-    hits = _cached_runs(sel, preset, teacher, cache_dir)
     rows = [teacher_row(teacher, sel.dataset, eps, settings, cache_dir, True, root)]
     histories = []
     for (method, rate, seed), hit in hits.items():
@@ -209,7 +261,7 @@ def explore(sel: Selection, preset: str, teacher: nn.Module | None = None, cache
     hist = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(
         columns=["method", "rate", "seed", "epoch", "val_natural", "val_pgd"])
     view = ExplorerView(sel, preset, table, seed_summary(table), hist,
-                        missing=[r for r, hit in hits.items() if hit is None], computed=computed)
+                        missing=[r for r, hit in hits.items() if hit is None], computed=computed, max_runs=max_runs)
     with plt.ioff():  # never queued for the inline backend's flush (see widgets._interactive)
         view.figures = {"figure1": figure1_plot(view), "curves": plot_training_curves(hist, sel.rates),
                         "plane": plane_plot(view, getattr(teacher, "hidden_names", None))}
@@ -312,17 +364,30 @@ class ExplorerApp:
     the training curves, the information plane). Every change of a control redraws; missing runs are computed
     when "compute missing runs" is ticked (or its button pressed). `widget` is what the notebook displays.
 
+    `auto_compute`: None -> on, unless the server is shared (`room_settings`); `max_runs`: the most missing runs
+    one request may start (None -> PWOA_EXPLORER_MAX_RUNS; 0: no cap). While runs compute, the progress bar moves
+    with every epoch and the status line counts the seconds (a clock thread). An invalid selection clears the
+    outputs and disables the button: only the error shows.
+
     Outputs are set directly (`Output.outputs`), so the app works the same in Voila, JupyterLab and a test."""
 
     def __init__(self, preset: str | None = None, cache_dir=None, root=None, selection: Selection | None = None,
-                 compute_on_start: bool | None = None, auto_compute: bool = True):
+                 compute_on_start: bool | None = None, auto_compute: bool | None = None,
+                 max_runs: int | None = None):
         import ipywidgets as w
         self.preset = preset or ("smoke" if smoke_mode() else "quick")
         self.cache_dir, self.root = cache_dir, root
+        shared, room_max = room_settings()
+        self.max_runs = (room_max if max_runs is None else max_runs) or None
+        auto_compute = not shared if auto_compute is None else auto_compute
         sel = (selection or default_selection(self.preset)).checked()
         self.view: ExplorerView | None = None
         self.error: str | None = None
         self.updates = 0
+        self._lock = threading.Lock()   # the compute loop and the clock thread both write the status
+        self._clock: threading.Event | None = None
+        self._at = (0, 0, None, 0, 0)   # (run i, of n, run, epochs done, epochs of the run)
+        self._t0 = time.monotonic()
 
         datasets = available_datasets(self.preset) or [sel.dataset]
         self.dataset = w.Dropdown(options=datasets, value=sel.dataset, description="dataset")
@@ -337,12 +402,16 @@ class ExplorerApp:
         seed_options = list(SEED_CHOICES) if sel.seeds in SEED_CHOICES else list(SEED_CHOICES) + [sel.seeds]
         self.seeds = w.Dropdown(options=[(", ".join(map(str, s)), s) for s in seed_options], value=sel.seeds,
                                 description="seeds")
-        self.auto = w.Checkbox(value=auto_compute, description="compute missing runs at once", indent=False)
+        # shared: every tick would queue runs on the one server, so computing is always a press of the button
+        self.auto = w.Checkbox(value=auto_compute, description="compute missing runs at once", indent=False,
+                               disabled=shared)
         self.compute_button = w.Button(description="compute missing runs", icon="play", button_style="warning",
                                        layout=w.Layout(width="auto"))
+        self.compute_button.add_class("pwoa-explorer-compute")
         self.compute_button.on_click(lambda _: self.refresh(compute=True))
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="runs",
+        self.progress = w.IntProgress(value=0, min=0, max=PROGRESS_STEPS, description="runs",
                                       layout=w.Layout(visibility="hidden", width="420px"))
+        self.progress.add_class("pwoa-explorer-progress")
         self.status = w.HTML()
         self.status.add_class("pwoa-explorer-status")
         self.outputs = {}
@@ -378,31 +447,84 @@ class ExplorerApp:
         return Selection(self.dataset.value, tuple(m for m, c in self.methods.items() if c.value),
                          tuple(r for r, c in self.rates.items() if c.value), self.scope.value, tuple(self.seeds.value))
 
+    # -- progress: the compute loop reports runs and epochs; a clock thread redraws the status every second
+
     def _on_run(self, i: int, n: int, run) -> None:
-        self.progress.max, self.progress.value = max(n, 1), i
-        self.progress.layout.visibility = "visible"
-        self.progress.description = f"run {min(i + 1, n)}/{n}"
-        self.status.value = (f"computing {_run_name(run)} (run {i + 1} of {n}, preset {self.preset!r}; "
-                             f"{time.monotonic() - self._t0:.0f} s so far) ..." if i < n else
-                             f"computed {n} run(s) in {time.monotonic() - self._t0:.0f} s; drawing ...")
+        with self._lock:
+            self._at = (i, n, run, 0, 0)
+        if i == 0 and self._clock is None:
+            self.compute_button.description = f"computing {n} run(s) ..."
+            self._start_clock()
+        self._show_progress()
+
+    def _on_epoch(self, done: int, epochs: int) -> None:
+        with self._lock:
+            i, n, run, _, _ = self._at
+            self._at = (i, n, run, done, epochs)
+        self._show_progress()
+
+    def _start_clock(self) -> None:
+        self._clock = stop = threading.Event()
+
+        def tick():
+            while not stop.wait(1.0):
+                self._show_progress()
+        threading.Thread(target=tick, name="pwoa-explorer-clock", daemon=True).start()
+
+    def _stop_clock(self) -> None:
+        if self._clock is not None:
+            self._clock.set()
+            self._clock = None
+
+    def _show_progress(self) -> None:
+        with self._lock:
+            i, n, run, done, epochs = self._at
+            if not n:
+                return
+            elapsed = _duration(time.monotonic() - self._t0)
+            # an epoch moves the bar by its share of the run; the last share is the run's evaluation
+            share = done / (epochs + 1) if epochs else 0.0
+            self.progress.max = n * PROGRESS_STEPS
+            self.progress.value = min(int(PROGRESS_STEPS * (i + share)), n * PROGRESS_STEPS)
+            self.progress.description = f"run {min(i + 1, n)}/{n}"
+            self.progress.layout.visibility = "visible"
+            if i < n:
+                step = f", epoch {done} of {epochs}" if epochs and done else ""
+                self.status.value = (f"computing {_run_name(run)} (run {i + 1} of {n}{step}, preset "
+                                     f"{self.preset!r}): {elapsed} so far ...")
+            else:
+                self.status.value = f"computed {n} run(s) in {elapsed}; drawing ..."
+
+    def _clear(self) -> None:
+        """No figures, no table: what an invalid selection shows beside its error."""
+        for out in self.outputs.values():
+            out.outputs = ()
+        if self.view is not None:
+            self.view.close()
+        self.view = None
 
     def refresh(self, compute: bool | None = None) -> ExplorerView | None:
         """Redraw for the controls' selection (computing missing runs when `compute`, default: the tick box).
         Errors show in the status line (a widget callback would swallow them)."""
         compute = self.auto.value if compute is None else compute
         self._t0 = time.monotonic()
+        self._at = (0, 0, None, 0, 0)
         self.compute_button.disabled = True
         try:
             sel = self.selection().checked()
             self.status.value = "reading the cache ..."
             view = explore(sel, self.preset, cache_dir=self.cache_dir, root=self.root, compute=compute,
-                           on_run=self._on_run)
+                           on_run=self._on_run, on_epoch=self._on_epoch, max_runs=self.max_runs)
         except Exception as err:  # noqa: BLE001 - shown to the user, the app stays usable
             self.error = f"{type(err).__name__}: {err}"
+            self._clear()
+            self.compute_button.description = "compute missing runs"
             self.status.value = f"<span style='color:#b00'>cannot show this selection: {_html(self.error)}</span>"
-            self.compute_button.disabled = False
             return None
         finally:
+            self._stop_clock()
+            with self._lock:  # a tick still in flight now finds nothing to show
+                self._at = (0, 0, None, 0, 0)
             self.progress.layout.visibility = "hidden"
         self.error = None
         if self.view is not None:
@@ -415,14 +537,23 @@ class ExplorerApp:
         self.outputs["curves"].outputs = (_png_output(view.png("curves"), f"training curves: {title}"),)
         self.outputs["plane"].outputs = (_png_output(view.png("plane"), f"information plane: {title}"),)
         view.close()
-        self.compute_button.disabled = not view.missing
-        self.compute_button.description = (f"compute {len(view.missing)} missing run(s)" if view.missing
-                                           else "nothing to compute")
-        self.status.value = _html(view.message()) + f" ({time.monotonic() - self._t0:.0f} s)"
+        refused = view.refused
+        self.compute_button.disabled = not view.missing or refused is not None
+        self.compute_button.description = (
+            "nothing to compute" if not view.missing else
+            f"{len(view.missing)} missing runs: more than {self.max_runs} at once" if refused else
+            f"compute {len(view.missing)} missing run(s)")
+        self.status.value = _html(view.message()) + f" ({_duration(time.monotonic() - self._t0)})" + (
+            f"<br><span style='color:#b00'>{_html(refused)}</span>" if refused else "")
         return view
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def _html(text: str) -> str:
@@ -436,6 +567,6 @@ def explorer_app(preset: str | None = None, cache_dir=None, root=None, **kwargs)
     return ExplorerApp(preset, cache_dir, root, **kwargs)
 
 
-__all__ = ["Selection", "ExplorerView", "ExplorerApp", "default_selection", "available_datasets", "missing_runs",
-           "compute_missing", "explore", "explorer_app", "plot_training_curves", "figure1_plot", "plane_plot",
-           "smoke_mode"]
+__all__ = ["Selection", "ExplorerView", "ExplorerApp", "TooManyRuns", "default_selection", "available_datasets",
+           "missing_runs", "refusal", "compute_missing", "explore", "explorer_app", "plot_training_curves",
+           "figure1_plot", "plane_plot", "smoke_mode"]

@@ -108,14 +108,14 @@ class RunOutcome:
 
 
 def compute_outcome(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(), root=None,
-                    progress: bool = True, keep_model: bool = True, state_path: str | Path | None = None
-                    ) -> RunOutcome:
+                    progress: bool = True, keep_model: bool = True, state_path: str | Path | None = None,
+                    on_epoch: Callable[[dict], None] | None = None) -> RunOutcome:
     """Run `config` from `teacher` and evaluate it on the test split; writes nothing but the resume state at
-    `state_path` (if given)."""
+    `state_path` (if given). `on_epoch(row)`: after every training epoch (`loop.fit`)."""
     config = config.resolved()
     key = row_key(teacher, config, settings)
     device = get_device(config.device)
-    result = run_config(teacher, config, root=root, progress=progress, state_path=state_path)
+    result = run_config(teacher, config, root=root, progress=progress, state_path=state_path, on_epoch=on_epoch)
     row = {"dataset": config.dataset, "method": config.method, "rate": config.rate, "mix_ratio": config.mix_ratio,
            "seed": config.seed, **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
            # over every conv and linear weight, whatever the scope pruned: the network's real sparsity
@@ -155,11 +155,12 @@ def store_outcome(outcome: RunOutcome, cache_dir: str | Path | None = None) -> N
 
 def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(),
               cache_dir: str | Path | None = None, use_cache: bool = True, root=None,
-              progress: bool = True, keep_model: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
+              progress: bool = True, keep_model: bool = True, on_epoch: Callable[[dict], None] | None = None
+              ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Prune + evaluate once, or return the cached result: (row dict, per-epoch history DataFrame).
 
     With `keep_model`, the pruned weights are cached too (sparse file); reload them with `load_cached_model`.
-    An interrupted run resumes from its state in the cache folder.
+    An interrupted run resumes from its state in the cache folder. `on_epoch(row)`: after every training epoch.
     """
     config = config.resolved()
     key = row_key(teacher, config, settings)
@@ -168,7 +169,8 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
     if hit is not None:
         return hit
     state_path = cache.folder(key) / "state.pt" if use_cache else None
-    outcome = compute_outcome(teacher, config, settings, root, progress, keep_model and use_cache, state_path)
+    outcome = compute_outcome(teacher, config, settings, root, progress, keep_model and use_cache, state_path,
+                              on_epoch)
     if use_cache:
         store_outcome(outcome, cache_dir)
     return {**outcome.row, "cached": False, "key": key}, outcome.history
