@@ -269,7 +269,7 @@ def test_notebook_is_stripped_and_only_calls_the_package():
     for cell in code:
         assert cell.outputs == [] and cell.execution_count is None
     assert "widgets" not in nb.metadata
-    assert 'os.environ.get("PWOA_SMOKE", "0") == "1"' in code[0].source
+    assert "defaults.smoke_mode()" in code[0].source  # the kit's one reading of PWOA_SMOKE
     assert "explorer_app(" in code[-1].source and sum(len(c.source.splitlines()) for c in code) < 15
 
 
@@ -292,3 +292,26 @@ def test_notebook_runs_in_smoke_mode(first_view, cache, monkeypatch):
     assert shown, "the app cell displayed no widget"
     probe = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert probe.split() == ["PROBE", "None", "0", "1"], probe
+
+
+def test_the_frontier_view_reads_the_budget_grid_from_the_cache(first_view, cache, teacher):
+    """The explorer's frontier is what `pwoa-lab frontier` put in the cache: nothing is trained for it; an empty
+    cache gives the command that fills it."""
+    from pwoa_lab.experiments.frontier import cached_frontier, frontier
+    sel = ex.Selection("digits", ("naive", "pwoa"), (4,), "hidden", (0,))
+    nowhere = ex.Selection("digits", ("naive", "pwoa"), (32,), "hidden", (0,))  # no other test computes 32x
+    empty = ex.frontier_plot(nowhere, PRESET, teacher, cache)
+    assert not empty.axes[0].axison
+    assert "pwoa-lab frontier --dataset digits --preset smoke --scope hidden --rates 32" in \
+        empty.axes[0].texts[0].get_text()
+    # the default selection's runs are the preset's budget (lr x1) of the frontier: one point per method
+    before = cached_frontier("digits", [4], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
+                             scope="hidden")
+    assert sorted(before[before.kind == "method"].lr_factor) == [1.0, 1.0]
+    frontier("digits", rates=[4], methods=["naive", "pwoa"], lr_factors=[0.1, 1], seeds=[0], preset=PRESET,
+             teacher=teacher, cache_dir=cache, progress=False, scope="hidden")
+    after = cached_frontier("digits", [4], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
+                            scope="hidden")
+    assert sorted(after[after.kind == "method"].lr_factor) == [0.1, 0.1, 1.0, 1.0]
+    fig = ex.frontier_plot(sel, PRESET, teacher, cache)
+    assert fig.axes[0].axison and len(fig.axes[0].containers) == 3  # naive, pwoa, the one-shot control

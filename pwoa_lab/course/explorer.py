@@ -37,7 +37,8 @@ import pandas as pd
 import torch.nn as nn
 
 from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, seed_summary
-from pwoa_lab.course.plots import METHOD_STYLE, plot_figure1, plot_information_plane
+from pwoa_lab.course.plots import METHOD_STYLE, plot_figure1, plot_frontier, plot_information_plane
+from pwoa_lab.experiments.frontier import cached_frontier
 from pwoa_lab.course.serving import room_settings
 from pwoa_lab.training.presets import PRESETS, eval_settings, preset_config
 from pwoa_lab.training.registry import method_names
@@ -199,7 +200,7 @@ class ExplorerView:
     histories: pd.DataFrame          # per run and epoch: method, rate, seed, epoch, phase, val_natural, val_pgd, ...
     missing: list[tuple[str, float, int]] = field(default_factory=list)
     computed: list[tuple[str, float, int]] = field(default_factory=list)
-    figures: dict[str, plt.Figure] = field(default_factory=dict)  # "figure1", "curves", "plane"
+    figures: dict[str, plt.Figure] = field(default_factory=dict)  # "figure1", "curves", "plane", "frontier"
     max_runs: int | None = None      # the most missing runs one request may start (None: no cap)
 
     @property
@@ -264,7 +265,8 @@ def explore(sel: Selection, preset: str, teacher: nn.Module | None = None, cache
                         missing=[r for r, hit in hits.items() if hit is None], computed=computed, max_runs=max_runs)
     with plt.ioff():  # never queued for the inline backend's flush (see widgets._interactive)
         view.figures = {"figure1": figure1_plot(view), "curves": plot_training_curves(hist, sel.rates),
-                        "plane": plane_plot(view, getattr(teacher, "hidden_names", None))}
+                        "plane": plane_plot(view, getattr(teacher, "hidden_names", None)),
+                        "frontier": frontier_plot(sel, preset, teacher, cache_dir)}
     return view
 
 
@@ -333,6 +335,20 @@ def plane_plot(view: ExplorerView, layer_names=None) -> plt.Figure:
     fig.suptitle("information plane: nHSIC(X, Z) vs nHSIC(Y, Z) per layer over training (dark: later epochs)")
     fig.tight_layout()
     return fig
+
+
+def frontier_plot(sel: Selection, preset: str, teacher: nn.Module, cache_dir=None) -> plt.Figure:
+    """Is the comparison fair? `plots.plot_frontier` of the selection's methods and rates over the fine-tuning
+    budget, from the cache only (the explorer never trains a budget grid: `pwoa-lab frontier` fills it)."""
+    points = cached_frontier(sel.dataset, sel.rates, sel.methods, sel.seeds, preset, teacher=teacher,
+                             cache_dir=cache_dir, scope=sel.scope)
+    if points.empty:
+        methods = ",".join(m for m in sel.methods if m != "oneshot" and m != "hydra") or "naive,pwoa"
+        return _empty("no frontier of this selection in the cache. Before class, run:\n"
+                      f"pwoa-lab frontier --dataset {sel.dataset} --preset {preset} --scope {sel.scope} "
+                      f"--rates {','.join(f'{r:g}' for r in sel.rates)}\n--methods {methods} "
+                      f"--seeds {','.join(map(str, sel.seeds))}", size=(7, 2.5))
+    return plot_frontier(points)
 
 
 def figure_png(fig: plt.Figure) -> bytes:
@@ -415,7 +431,7 @@ class ExplorerApp:
         self.status = w.HTML()
         self.status.add_class("pwoa-explorer-status")
         self.outputs = {}
-        for name in ("figure1", "table", "curves", "plane"):
+        for name in ("figure1", "table", "curves", "plane", "frontier"):
             out = w.Output()
             out.add_class(f"pwoa-explorer-{name}")
             self.outputs[name] = out
@@ -434,7 +450,9 @@ class ExplorerApp:
             w.HTML("<h3>Figure 1: robustness vs pruning rate</h3>"), self.outputs["figure1"],
             w.HTML("<h3>The numbers (mean and std over the seeds, %)</h3>"), self.outputs["table"],
             w.HTML("<h3>Training curves</h3>"), self.outputs["curves"],
-            w.HTML("<h3>Information plane</h3>"), self.outputs["plane"]])
+            w.HTML("<h3>Information plane</h3>"), self.outputs["plane"],
+            w.HTML("<h3>Is the comparison fair? Natural vs robust accuracy over the fine-tuning budget</h3>"),
+            self.outputs["frontier"]])
         self.widget.add_class("pwoa-explorer")
 
         for control in [self.dataset, self.scope, self.seeds, *self.methods.values(), *self.rates.values()]:
@@ -536,6 +554,7 @@ class ExplorerApp:
         self.outputs["table"].outputs = (_table_output(view.summary),)
         self.outputs["curves"].outputs = (_png_output(view.png("curves"), f"training curves: {title}"),)
         self.outputs["plane"].outputs = (_png_output(view.png("plane"), f"information plane: {title}"),)
+        self.outputs["frontier"].outputs = (_png_output(view.png("frontier"), f"frontier: {title}"),)
         view.close()
         refused = view.refused
         self.compute_button.disabled = not view.missing or refused is not None
