@@ -36,6 +36,7 @@ TEACHES = {
     "04_efficiency_and_mix_ratio": "PwoA vs AdvPrune and HYDRA: robustness per training second, the mix ratio (Fig. 3)",
     "05_rigorous_evaluation": "AutoAttack, gradient-masking checks, the paper's tables, the `paper` preset",
     "06_pruning_design_space": "weight vs structured pruning, importance, schedules; accuracy vs size and latency",
+    "07_is_the_comparison_fair": "each method's natural-vs-robust front over its fine-tuning budget; budgets tuned on validation",
 }
 MODES = ("full", "smoke")
 COLUMNS = ("notebook", "what it teaches", "full mode", "full: measured on", "smoke mode", "smoke: measured on")

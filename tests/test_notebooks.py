@@ -33,7 +33,7 @@ NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["00_start_here", "01_adversarial_examples", "02_naive_pruning_breaks_robustness",
             "03_distillation_and_hsic", "04_efficiency_and_mix_ratio", "05_rigorous_evaluation",
-            "06_pruning_design_space"]
+            "06_pruning_design_space", "07_is_the_comparison_fair"]
 CELL_TIMEOUT = 600  # seconds per cell
 
 PROBE = "import sys as _s, resource as _r\n_u = _r.getrusage(_r.RUSAGE_SELF)\nprint('PWOA-PROBE', _s.prefix, _u.ru_utime + _u.ru_stime)"
