@@ -43,9 +43,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     from pwoa_lab.core.data import load_dataset
     from pwoa_lab.training.methods import TeacherConfig
     from pwoa_lab.experiments.runs import train_teacher
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite or choose another --out)")
+    out = _check_out_file(args.out, args.overwrite)
     config = TeacherConfig(dataset=args.dataset, model=args.model, method=args.method, eps=args.eps,
                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
                            optimizer=args.optimizer, weight_decay=args.weight_decay, val_n=args.val_n,
@@ -93,6 +91,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_import_teacher(args: argparse.Namespace) -> int:
     from pwoa_lab.io.teacher_import import import_teacher
+    _check_out_file(args.out, args.overwrite)
     result = import_teacher(args.arch, args.dataset, args.weights, fmt=args.format, eps=args.eps, out=args.out,
                             mean=args.mean, std=args.std, source=args.source, n=args.n, aa_n=args.aa_n,
                             aa_version=args.aa_version, pgd_steps=args.pgd_steps, root=args.root,
@@ -107,13 +106,44 @@ def cmd_import_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
-def unique_path(path: Path) -> Path:
-    """`path`, or `stem-2.suffix`, `stem-3.suffix`, ... when it exists (results are never overwritten)."""
-    candidate, i = path, 2
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        i += 1
-    return candidate
+def _check_out_file(out: str, overwrite: bool) -> Path:
+    """--out of a command that writes one file, checked before any work: not a folder, not an existing file
+    (without --overwrite), in a folder that can be written."""
+    from pwoa_lab.utils import check_writable_folder
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder; give a file name, e.g. --out {out / 'model.pt'}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite or choose another --out)")
+    check_writable_folder(out.parent, given=out)
+    return out
+
+
+def _check_out_folder(out: str) -> Path:
+    """--out of a command that writes a set of result files, checked before any work."""
+    from pwoa_lab.utils import check_writable_folder
+    return check_writable_folder(out)
+
+
+def write_results(out: Path, names: list[str], writers: list) -> list[Path]:
+    """Write one command's output set (`names` in `out`, `writers[i](path)` writes file i) under one shared free
+    suffix (`name`, else `name-2`, ... for every file of the set: results are never overwritten), each file
+    atomically. The runs are already in the cache: an error here says so."""
+    from pwoa_lab.utils import write_reserved
+    try:
+        return write_reserved([out / n for n in names], writers)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write the results into {out} ({err.strerror or err}); the runs are in "
+                                 "the cache: run the same command with a writable --out, nothing is computed "
+                                 "again") from err
+
+
+def _csv(df):
+    return lambda path: df.to_csv(path, index=False)
+
+
+def _png(fig):
+    return lambda path: fig.savefig(path, dpi=120, format="png")
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -155,9 +185,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from pwoa_lab.training.presets import preset_config
     from pwoa_lab.pruning.export import save_sparse
     from pwoa_lab.pruning.masks import sparsity_report
-    from pwoa_lab.experiments.runs import run_config
-    from pwoa_lab.utils import get_device
-    out = Path(args.out)
+    from pwoa_lab.core.data import check_available
+    from pwoa_lab.experiments.runs import check_run, run_config
+    from pwoa_lab.utils import get_device, torch_threads
+    out = _check_out_file(args.out, args.overwrite)  # before any training: a trained model is never lost to it
     sparse_out = out.with_name(out.stem + ".sparse.pt")
     state_path = out.with_name(out.name + ".state")  # resume point: the same command continues an interrupted run
     design = _design_overrides(args, [args.method])
@@ -173,10 +204,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
         overrides["mix_ratio"] = args.mix_ratio
     config = preset_config(meta["dataset"], args.preset, method=args.method, rate=args.rate, seed=args.seed,
                            device=str(device), **overrides)
+    check_run(teacher, config.resolved())  # a rate that leaves too few weights: refused before training
+    check_available(meta["dataset"], args.root)
     if state_path.exists():
         print(f"resuming from {state_path} where it belongs to this run (else it is ignored and left as it is)")
     result = run_config(teacher, config, root=args.root, state_path=state_path)
-    row = evaluate_row(result.model, meta["dataset"], result.config.eps, EvalSettings(n=args.n, aa_n=0), args.root)
+    with torch_threads(defaults.RUN_THREADS):  # evaluated like every run: the same numbers whatever the cores
+        row = evaluate_row(result.model, meta["dataset"], result.config.eps, EvalSettings(n=args.n, aa_n=0),
+                           args.root)
     report = sparsity_report(result.model, result.config.scope)
     print(report.to_string(index=False))
     print({k: round(v, 2) for k, v in row.items()})
@@ -187,17 +222,40 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 "kind": "pruned", "method": args.method, "rate": result.config.rate, "teacher": str(args.checkpoint),
                 "config": result.config.to_dict(), "metrics": {"test": row, "train_seconds": result.train_seconds},
                 "command": command_line(), "history": result.history.to_dict("records")}
-    save_checkpoint(out, result.model, new_meta, overwrite=args.overwrite)
+    saved = _save_or_fallback(lambda path, overwrite: save_checkpoint(path, result.model, new_meta,
+                                                                      overwrite=overwrite), out, args.overwrite)
     if structured:  # channels removed: the file is already the small model; a sparse copy would hold no zeros
         state_path.unlink(missing_ok=True)
-        print(f"saved {out} (structured: a smaller plain model without masks, {out.stat().st_size / 1e6:.2f} MB)")
-        return 0
-    save_sparse(result.model, sparse_out, metadata={k: new_meta[k] for k in ("model", "dataset", "method", "rate",
-                                                                             "command")}, overwrite=args.overwrite)
+        print(f"saved {saved} (structured: a smaller plain model without masks, "
+              f"{saved.stat().st_size / 1e6:.2f} MB)")
+        return 0 if saved == out else 1
+    sparse_meta = {k: new_meta[k] for k in ("model", "dataset", "method", "rate", "command")}
+    saved_sparse = _save_or_fallback(lambda path, overwrite: save_sparse(result.model, path, metadata=sparse_meta,
+                                                                         overwrite=overwrite),
+                                     sparse_out, args.overwrite)
     state_path.unlink(missing_ok=True)  # the saved model replaces the resume point
-    print(f"saved {out} (dense with zeros, {out.stat().st_size / 1e6:.2f} MB) and {sparse_out} "
-          f"(compact, {sparse_out.stat().st_size / 1e6:.2f} MB)")
-    return 0
+    print(f"saved {saved} (dense with zeros, {saved.stat().st_size / 1e6:.2f} MB) and {saved_sparse} "
+          f"(compact, {saved_sparse.stat().st_size / 1e6:.2f} MB)")
+    return 0 if (saved, saved_sparse) == (out, sparse_out) else 1
+
+
+def _save_or_fallback(save, path: Path, overwrite: bool) -> Path:
+    """`save(path, overwrite)`, or, when `path` cannot be written (the disk filled up, the folder went away),
+    `save` into the cache folder's `unsaved/` under a free name, saying where on stderr: a trained model is never
+    lost to an output error. Returns the path written."""
+    from pwoa_lab.io.cache import cache_root
+    from pwoa_lab.utils import reserve_paths
+    try:
+        save(path, overwrite)
+        return path
+    except FileExistsError:  # the user's file, kept on purpose: not an output error
+        raise
+    except OSError as err:
+        (fallback,) = reserve_paths([cache_root() / "unsaved" / path.name])
+        save(fallback, True)
+        print(f"pwoa-lab: cannot write {path} ({err.strerror or err}); the trained model is saved at {fallback} "
+              "instead: move it where you want it", file=sys.stderr)
+        return fallback
 
 
 def _workers(text: str) -> int | str:
@@ -250,6 +308,7 @@ def cmd_figure1(args: argparse.Namespace) -> int:
     from pwoa_lab.experiments.figures import claim_in_words, figure1, phenomenon, seed_summary
     from pwoa_lab.experiments.frontier import figure1_tuned, parse_budgets
     from pwoa_lab.course.plots import plot_figure1
+    out = _check_out_folder(args.out)  # before any run: results are never computed for nowhere
     rates = [float(r) for r in args.rates.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     seeds = _seeds(args)
@@ -267,18 +326,13 @@ def cmd_figure1(args: argparse.Namespace) -> int:
     for field, value in design.items():  # which design every pruned row used ("-": the teacher)
         df[field] = [("-" if m == "teacher" else value) for m in df.method]
     summary = seed_summary(df)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"figure1_{args.dataset}_{args.preset}" + ("_tuned" if args.tune == "budget" else "")
-    csv, summary_csv, png = (unique_path(out / f"{stem}.csv"), unique_path(out / f"{stem}_summary.csv"),
-                             unique_path(out / f"{stem}.png"))
-    df.to_csv(csv, index=False)
-    summary.to_csv(summary_csv, index=False)
     scope = args.scope or "all"
     design_title = "".join(f", {v}" for v in design.values())
     fig = plot_figure1(df, title=f"Figure 1: {args.dataset}, preset {args.preset}, scope {scope}{design_title}, "
                                  f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
-    fig.savefig(png, dpi=120)
+    csv, summary_csv, png = write_results(out, [f"{stem}.csv", f"{stem}_summary.csv", f"{stem}.png"],
+                                          [_csv(df), _csv(summary), _png(fig)])
     print(f"scope {scope} (which weights are pruned), {_design_words(design)}, seeds {', '.join(map(str, seeds))}; "
           "mean ± standard deviation over seeds")
     print(_mean_std_table(summary, ["natural", "pgd", "aa", "pgd_last"]))
@@ -307,6 +361,7 @@ def _add_budgets(p: argparse.ArgumentParser, default: list[str] | None = None) -
 def cmd_frontier(args: argparse.Namespace) -> int:
     from pwoa_lab.course.plots import plot_frontier
     from pwoa_lab.experiments.frontier import frontier, parse_budgets
+    out = _check_out_folder(args.out)  # before any run: results are never computed for nowhere
     lr_factors, epoch_factors = parse_budgets(args.budgets)
     rates = [float(r) for r in args.rates.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -316,16 +371,12 @@ def cmd_frontier(args: argparse.Namespace) -> int:
                   compare=("pwoa", "naive"), teacher=teacher, root=args.root, device=args.device,
                   workers=resolve_workers(args.workers, args.device), backend=args.backend, address=args.address,
                   **_overrides(args))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"frontier_{args.dataset}_{args.preset}"
-    csv, png = unique_path(out / f"{stem}.csv"), unique_path(out / f"{stem}.png")
-    fr.points.to_csv(csv, index=False)
     scope = args.scope or "all"
     fig = plot_frontier(fr.points, title=f"frontier: {args.dataset}, preset {args.preset}, scope {scope}, "
                                          f"{len(seeds)} seed(s)\npoints: learning-rate factor[/epoch factor]; "
                                          "lines: each method's front")
-    fig.savefig(png, dpi=120)
+    csv, png = write_results(out, [f"{stem}.csv", f"{stem}.png"], [_csv(fr.points), _png(fig)])
     shown = fr.points.assign(budget=[f"lr x{a:.3g}, ep x{b:.3g}" if k == "method" else "-"
                                      for a, b, k in zip(fr.points.lr_factor, fr.points.epoch_factor, fr.points.kind)])
     cols = ["rate", "method", "budget", "natural", "natural_std", "robust", "robust_std", "on_front"]
@@ -342,7 +393,10 @@ def cmd_frontier(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pwoa_lab.course.plots import plot_sweep
-    from pwoa_lab.experiments.sweep import parse_grid, sweep
+    from pwoa_lab.experiments.sweep import PLOT_METRICS, parse_grid, sweep
+    from pwoa_lab.utils import check_choice
+    out = _check_out_folder(args.out)  # the output and the plot's options before any run
+    check_choice(args.metric, PLOT_METRICS, "--metric")
     grid = parse_grid(args.grid)
     x = args.x or next((k for k in grid if len(grid[k]) > 1 and k != "method"), next(iter(grid)))
     hue = args.hue if args.hue is not None else next((k for k in grid if k != x and len(grid[k]) > 1), None)
@@ -353,17 +407,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     result = sweep(grid, seeds=_seeds(args), dataset=args.dataset, preset=args.preset, teacher=teacher,
                    root=args.root, device=args.device, use_cache=not args.no_cache, backend=args.backend,
                    address=args.address, workers=resolve_workers(args.workers, args.device))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"sweep_{args.dataset}_{args.preset}"
-    csv, summary_csv, png = (unique_path(out / f"{stem}.csv"), unique_path(out / f"{stem}_summary.csv"),
-                             unique_path(out / f"{stem}_{args.metric}.png"))
-    result.runs.to_csv(csv, index=False)
-    result.summary.to_csv(summary_csv, index=False)
+    names, writers = [f"{stem}.csv", f"{stem}_summary.csv"], [_csv(result.runs), _csv(result.summary)]
     if len(result.runs):
         fig = plot_sweep(result.runs, x=x, metric=args.metric, hue=hue,
                          title=f"sweep: {args.dataset}, preset {args.preset}, {len(_seeds(args))} seed(s)")
-        fig.savefig(png, dpi=120)
+        names, writers = names + [f"{stem}_{args.metric}.png"], writers + [_png(fig)]
+    csv, summary_csv, *png = write_results(out, names, writers)
+    png = png[0] if png else None
     shown = [c for c in result.summary.columns if not c.endswith("_std") and c not in ("natural_last", "pgd_last")]
     metrics = [c for c in shown if c in ("natural", "fgsm", "pgd", "aa", "sparsity")]
     print(result.summary[shown].round({m: 2 for m in metrics}).to_string(index=False))  # grid values as given
@@ -381,22 +432,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_figure3(args: argparse.Namespace) -> int:
     from pwoa_lab.experiments.figures import figure3
     from pwoa_lab.course.plots import plot_figure3
+    out = _check_out_folder(args.out)
     ratios = None if args.mix_ratios is None else [float(r) for r in args.mix_ratios.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
     curves, summary = figure3(args.dataset, rate=args.rate, mix_ratios=ratios, methods=methods, preset=args.preset,
                               seeds=_seeds(args), teacher=teacher, root=args.root, device=args.device,
                               use_cache=not args.no_cache, n_per_class=args.n_per_class)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"figure3_{args.dataset}_{args.preset}"
-    paths = [unique_path(out / f"{stem}_curves.csv"), unique_path(out / f"{stem}_summary.csv"),
-             unique_path(out / f"{stem}.png")]
-    curves.to_csv(paths[0], index=False)
-    summary.to_csv(paths[1], index=False)
     fig = plot_figure3(curves.dropna(subset=["val_pgd"]), target=float(summary.target_val_pgd.iloc[0]),
                        title=f"Figure 3: {args.dataset} {args.rate:g}x, preset {args.preset}")
-    fig.savefig(paths[2], dpi=120)
+    paths = write_results(out, [f"{stem}_curves.csv", f"{stem}_summary.csv", f"{stem}.png"],
+                          [_csv(curves), _csv(summary), _png(fig)])
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print("\ntime_ratio: time to reach PwoA's (r=0) final validation PGD accuracy / PwoA's time (NaN: never)")
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -644,14 +691,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def interrupted_words(args: argparse.Namespace) -> str:
+    """What an interrupted command kept, and how to go on: one line."""
+    if args.command in ("figure1", "figure3", "sweep") and getattr(args, "no_cache", False):
+        return "nothing was kept (--no-cache); run the same command again to start over"
+    if args.command in ("figure1", "figure3", "sweep"):
+        from pwoa_lab.io.cache import cache_root
+        return (f"the finished runs are in the cache ({cache_root()}), with the last finished epoch of an "
+                "unfinished one; run the same command again to resume")
+    if args.command == "prune":
+        state = Path(args.out).with_name(Path(args.out).name + ".state")
+        return (f"the last finished epoch is kept in {state}; run the same command again to resume from it"
+                if state.exists() else "no epoch had finished, nothing was kept; run the same command again")
+    return "nothing was written (this command has no resume point); run the same command again to start over"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; 130 = 128 + SIGINT, as shells report it
+        print(f"\npwoa-lab {args.command}: interrupted; {interrupted_words(args)}", file=sys.stderr)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError, RuntimeError, ImportError) as err:
         print(f"pwoa-lab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    return 130
 
 
 if __name__ == "__main__":

@@ -4,6 +4,14 @@ seed imports it from here.
 - `DATASET`: the embedded data set (scikit-learn's 8x8 digits; needs no files).
 - `PRESET`: `quick`, the CPU-minutes schedules of the course (`smoke`: seconds, for tests; `paper`: GPU hours).
 - `SEED`: the paper's seed, of every run that is not given one.
+- `RUN_THREADS`: torch's intra-op threads while a run trains and is evaluated (1). A CPU's float sums depend on
+  how many threads split them, so a run computed with 2 threads gives other weights than one computed with 1; every
+  run computes with this fixed count, whatever the caller's own count, the number of workers, the backend (local or
+  Ray) or the machine's cores: the same config gives the same numbers (on the same device type). Parallelism comes
+  from worker processes (`--workers`), not from threads inside a run.
+- `MIN_KEPT_WEIGHTS`: the fewest weights a pruned layer may keep (10). A rate that would leave fewer in some pruned
+  layer (e.g. `--rate 1000`: one weight a layer) is refused before training, with the largest rate that keeps
+  this many: such a model is at chance level, and its robust accuracy means nothing.
 - `smoke_mode()`: whether PWOA_SMOKE asks for the smoke preset (the tests, CI and the notebooks' smoke runs).
 """
 from __future__ import annotations
@@ -13,6 +21,8 @@ import os
 DATASET = "digits"
 PRESET = "quick"
 SEED = 1234
+RUN_THREADS = 1
+MIN_KEPT_WEIGHTS = 10
 
 
 def smoke_mode() -> bool:

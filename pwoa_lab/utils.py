@@ -1,20 +1,25 @@
-"""Small shared helpers: seeding, device choice, argument checks, atomic file writes.
+"""Small shared helpers: seeding, device choice, thread count, argument checks, atomic file writes.
 
 Everything that must behave the same across the kit lives here once: `set_seed` is the one place seeds
-are set, `get_device` picks cuda, then mps, then cpu, and the `check_*` functions give the error messages
-users see for bad input.
+are set, `get_device` picks cuda, then mps, then cpu, `torch_threads` fixes the intra-op thread count of a run,
+and the `check_*` functions give the error messages users see for bad input. Files: `atomic_write` (no
+half-written file), `reserve_paths` (one free suffix for a set of output files, taken atomically),
+`check_writable_folder` (an output folder checked before any work) and `load_error_words` (why a torch file
+cannot be read, in the kit's words).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +52,22 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` inside the block; the caller's count is restored after.
+
+    A CPU's float reductions are split between the threads, so their order (and the last bits of every sum)
+    depends on the count: a run computed inside this block gives the same weights whatever the caller's count."""
+    before = torch.get_num_threads()
+    if before != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -144,11 +165,107 @@ def atomic_write(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         yield tmp_path
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        try:
+            os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        except PermissionError:  # a file system without Unix modes (a mounted share, vfat): the file is still good
+            pass
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def reserve_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """The first free suffix for a whole set of output files: `paths` as given, else each `stem-2.ext`, then
+    `stem-3.ext`, ... with the same number for every file of the set (results are never overwritten).
+
+    Each file is reserved by creating it empty and exclusively (O_EXCL), so two processes that write into the same
+    folder at once never pick the same name, nor a mixed set; write the contents with
+    `atomic_write(path, overwrite=True)`. A set of which any file exists is skipped whole."""
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        candidates = [p if n == 1 else p.with_name(f"{p.stem}-{n}{p.suffix}") for p in paths]
+        made: list[Path] = []
+        try:
+            for c in candidates:
+                os.close(os.open(c, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                made.append(c)
+            return candidates
+        except FileExistsError:
+            for c in made:  # another process holds part of this set (or an old file does): try the next number
+                c.unlink(missing_ok=True)
+        n += 1
+
+
+def write_reserved(paths: Sequence[Path], writers: Sequence[Callable[[Path], None]]) -> list[Path]:
+    """Write a set of output files: `reserve_paths(paths)`, then `writers[i](tmp)` writes file i to a temporary
+    path that is renamed onto the reserved name (`atomic_write`). On an error the still-empty reservations are
+    removed and the error is raised; returns the paths written."""
+    reserved = reserve_paths(paths)
+    try:
+        for path, write in zip(reserved, writers):
+            with atomic_write(path, overwrite=True) as tmp:
+                write(tmp)
+    except BaseException:
+        for path in reserved:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()
+        raise
+    return reserved
+
+
+def check_writable_folder(folder: str | Path, option: str = "--out", given: str | Path | None = None) -> Path:
+    """`folder` if files can be written there (a missing folder: if it can be created in its nearest existing
+    parent), else an error that says what to do; `given`: the option's value as the user wrote it (default:
+    `folder`). Probes with a real file, since os.access does not see a read-only file system or every permission
+    (and a root user passes it everywhere). Nothing is left behind."""
+    folder = Path(folder)
+    given = folder if given is None else given
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{option} {given}: {existing} is a file, not a folder; choose another {option}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pwoa-lab-probe.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        why = "the file system is read-only" if err.errno == errno.EROFS else \
+            "the disk is full" if err.errno == errno.ENOSPC else err.strerror or str(err)
+        raise PermissionError(f"{option} {given}: cannot write in {existing} ({why}); choose an {option} in a "
+                              "writable folder (nothing was computed)") from None
+    return folder
+
+
+def load_error_words(path: str | Path, err: BaseException) -> str:
+    """Why torch.load(weights_only=True) could not read `path`, in the kit's words: never torch's advice to retry
+    with weights_only=False (the kit reads weights-only data, always)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as read_err:
+        return f"cannot open it: {read_err.strerror or read_err}"
+    if not head:
+        return "the file is empty: 0 bytes"
+    if isinstance(err, pickle.UnpicklingError):
+        return ("it holds Python objects that only arbitrary unpickling could load, which the kit never does, "
+                "since that can run code")
+    if isinstance(err, EOFError):
+        return "the file ends early"
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither torch's zip format nor a (legacy) pickle
+        return "it is not a torch.save file"
+    text = str(err).strip()
+    if "zip archive" in text or "central directory" in text:
+        return "it is not a complete torch.save file: a truncated or damaged archive"
+    first = text.splitlines()[0] if text else ""
+    if "weights_only" in first.lower() or "weights only" in first.lower():
+        first = "not readable as tensors and plain containers"
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def config_key(config: dict[str, Any]) -> str:

@@ -209,3 +209,26 @@ def test_file_whose_metadata_holds_a_torch_version_object_loads(saved, tmp_path,
     assert meta["versions"]["torch"] == str(torch.__version__)
     with torch.no_grad():
         assert torch.equal(loaded(images), model(images))
+
+
+class _Custom:
+    """An object only arbitrary unpickling can rebuild."""
+
+
+@pytest.mark.parametrize("content", ["empty", "custom object"])
+@pytest.mark.parametrize("loader", ["checkpoint", "sparse", "structured"])
+def test_unreadable_files_get_the_kits_words_never_torchs_weights_only_advice(tmp_path, loader, content):
+    from pwoa_lab.pruning.export import load_sparse
+    from pwoa_lab.pruning.structured import load_structured
+    bad = tmp_path / "bad.pt"
+    if content == "empty":
+        bad.write_bytes(b"")
+    else:  # a torch.save file that needs arbitrary unpickling: torch's own error advises weights_only=False
+        torch.save({"format": FORMAT, "meta": _Custom()}, bad)
+    load = {"checkpoint": load_checkpoint, "sparse": load_sparse, "structured": load_structured}[loader]
+    with pytest.raises(ValueError) as info:
+        load(bad)
+    msg = str(info.value)
+    assert str(bad) in msg
+    assert ("the file is empty: 0 bytes" if content == "empty" else "only arbitrary unpickling could load") in msg
+    assert "weights_only" not in msg and "Re-running" not in msg

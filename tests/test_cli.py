@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -220,3 +222,157 @@ def test_figure1_structure_and_schedule_reach_every_run(digits_teacher, tmp_path
     records = [json.loads(p.read_text()) for p in (cache / "prune_row").glob("*/result.json")]
     assert [(r["config"]["structure"], r["config"]["schedule"], r["config"]["rate"]) for r in records] == \
         [("structured", "iterative", 4.0)]
+
+
+# ------------------------------------------------------- issue 24: outputs checked first, Ctrl-C, rates, data
+
+def _read_only_folder():
+    """A folder that even root cannot write (a read-only system folder), or skip."""
+    import tempfile
+    for candidate in ("/sys", "/proc"):
+        try:
+            fd, probe = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            return Path(candidate)
+        os.close(fd)
+        os.unlink(probe)
+    pytest.skip("no read-only folder on this machine")
+
+
+def test_prune_into_a_path_under_a_file_fails_before_training(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("a file, not a folder")
+    rc = main(["prune", "--checkpoint", "digits", "--method", "naive", "--rate", "4", "--preset", "smoke",
+               "--out", str(afile / "out.pt")])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert f"--out {afile / 'out.pt'}: {afile} is a file, not a folder; choose another --out" in captured.err
+    assert captured.out == ""  # no training report: it failed before the run
+    assert afile.read_text() == "a file, not a folder"
+
+
+def test_prune_into_a_read_only_folder_fails_before_training(tmp_path, capsys):
+    folder = _read_only_folder()
+    rc = main(["prune", "--checkpoint", "digits", "--method", "naive", "--rate", "4", "--preset", "smoke",
+               "--out", str(folder / "pwoa-lab-test" / "out.pt")])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert f"cannot write in {folder}" in captured.err and "choose an --out in a writable folder" in captured.err
+    assert captured.out == ""
+
+
+def test_figure1_into_a_read_only_folder_fails_before_any_run(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PWOA_CACHE_DIR", str(cache))
+    rc = main(["figure1", "--preset", "smoke", "--rates", "4", "--methods", "naive", "--workers", "1",
+               "--out", str(_read_only_folder() / "pwoa-lab-figures")])
+    assert rc == 2
+    assert "choose an --out in a writable folder (nothing was computed)" in capsys.readouterr().err
+    assert not cache.exists()  # no run, not even the teacher's row
+
+
+def test_sweep_with_an_unknown_metric_fails_before_any_run(tmp_path, monkeypatch, capsys):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    monkeypatch.setenv("PWOA_CACHE_DIR", str(cache))
+    rc = main(["sweep", "--preset", "smoke", "--grid", "method=naive", "--grid", "rate=4", "--metric", "foo",
+               "--workers", "1", "--out", str(out)])
+    assert rc == 2
+    assert "unknown --metric 'foo'; valid: aa, fgsm, natural, natural_last, pgd, pgd_last, sparsity, " \
+           "train_seconds" in capsys.readouterr().err
+    assert not cache.exists() and not out.exists()
+
+
+def test_a_trained_model_that_cannot_be_saved_is_kept_beside_the_cache(tmp_path, monkeypatch, capsys):
+    """The output folder passed the check, then the disk filled up while saving: the model goes to the cache's
+    unsaved/ folder, the command says where and exits 1."""
+    import errno
+    from pwoa_lab.io import checkpoint
+    cache, out = tmp_path / "cache", tmp_path / "out" / "pruned.pt"
+    monkeypatch.setenv("PWOA_CACHE_DIR", str(cache))
+    real_save = checkpoint.save_checkpoint
+
+    def disk_full_at_out(path, *args, **kwargs):
+        if Path(path) == out:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", disk_full_at_out)
+    rc = main(["prune", "--checkpoint", "digits", "--method", "oneshot", "--rate", "4", "--preset", "smoke",
+               "--n", "20", "--out", str(out)])
+    captured = capsys.readouterr()
+    kept = cache / "unsaved" / "pruned.pt"
+    assert rc == 1
+    assert f"cannot write {out} (No space left on device); the trained model is saved at {kept}" in captured.err
+    model, meta = load_checkpoint(kept)
+    assert meta["kind"] == "pruned" and meta["rate"] == 4.0
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sum(int((w == 0).sum()) for w in weights) > 0
+    assert (tmp_path / "out" / "pruned.sparse.pt").exists()  # the file that could be written is where asked
+
+
+def test_ctrl_c_prints_one_line_without_traceback_and_exits_130(monkeypatch, tmp_path, capsys):
+    import pwoa_lab.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_figure1", interrupted)
+    monkeypatch.setenv("PWOA_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["figure1", "--preset", "smoke", "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"pwoa-lab figure1: interrupted; the finished runs are in the cache ({tmp_path / 'cache'}), with "
+                   "the last finished epoch of an unfinished one; run the same command again to resume")
+    monkeypatch.setattr(cli, "cmd_prune", interrupted)
+    out = tmp_path / "p.pt"
+    (tmp_path / "p.pt.state").write_bytes(b"a resume point")
+    assert main(["prune", "--checkpoint", "digits", "--rate", "4", "--out", str(out)]) == 130
+    assert capsys.readouterr().err.strip() == (f"pwoa-lab prune: interrupted; the last finished epoch is kept in "
+                                               f"{out}.state; run the same command again to resume from it")
+
+
+@pytest.mark.parametrize("rate", ["1000", "1e9", "31"])
+def test_a_rate_that_leaves_too_few_weights_is_refused_before_training(tmp_path, capsys, rate):
+    out = tmp_path / "p.pt"
+    rc = main(["prune", "--checkpoint", "digits", "--method", "naive", "--rate", rate, "--preset", "smoke",
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    assert "of the 288 weights of conv1.weight (scope all)" in captured.err
+    assert "fewer than 10 weights in a pruned layer" in captured.err
+    assert "The largest rate here is 30.3: use a rate of at most 30.3" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_largest_rate_depends_on_the_scope_and_is_itself_accepted(teacher):
+    from pwoa_lab.pruning.masks import check_rate_fits, keep_count, largest_rate
+    assert largest_rate(teacher, "all") == (30.3, "conv1.weight", 288)
+    assert largest_rate(teacher, "hidden") == (1940.2, "conv2.weight", 18432)  # conv1 and fc2 stay dense
+    assert check_rate_fits(teacher, 30.3, "all") == 30.3 and keep_count(288, 30.3) == 10
+    assert check_rate_fits(teacher, 1000, "hidden") == 1000
+    with pytest.raises(ValueError, match="would leave 9 of the 288"):
+        check_rate_fits(teacher, 30.4, "all")
+
+
+def test_figure1_without_the_data_fails_once_before_any_run(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PWOA_CACHE_DIR", str(cache))
+    monkeypatch.delenv("PWOA_DOWNLOAD", raising=False)  # the default: no download
+    rc = main(["figure1", "--dataset", "mnist", "--preset", "smoke", "--rates", "4", "--methods", "naive,pwoa",
+               "--workers", "2", "--root", str(empty), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("files not found") == 1 and "Traceback" not in err
+    assert "--root FOLDER" in err and "PWOA_DATA_ROOT" in err and str(empty / "MNIST" / "raw") in err
+    assert list(empty.iterdir()) == []  # no download attempt, no empty MNIST/raw
+    assert not (cache / "prune_row").exists()
+
+
+def test_evaluate_an_empty_checkpoint_gives_the_kits_words(tmp_path, capsys):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert main(["evaluate", "--checkpoint", str(empty), "--n", "5"]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty} could not be read as a checkpoint (the file is empty: 0 bytes)" in err
+    assert "weights_only" not in err

@@ -273,3 +273,59 @@ def test_data_folder_is_never_written(data_root):
         load_dataset("cifar10", "test", data_root)
     assert sorted(os.listdir(data_root)) == before
     assert not (Path(data_root) / "MNIST" / "processed").exists()
+
+
+# ----------------------------------------------------------------------------------------------- offline (issue 24)
+
+def test_missing_data_is_not_downloaded_unless_asked_and_nothing_is_created(tmp_path, monkeypatch):
+    monkeypatch.delenv("PWOA_DOWNLOAD", raising=False)  # the default
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset("mnist", "test", root)
+    msg = str(info.value)
+    assert "--root FOLDER" in msg and "PWOA_DATA_ROOT" in msg and "PWOA_DOWNLOAD=1" in msg
+    assert "download was tried" not in msg
+    assert list(root.iterdir()) == []  # no MNIST/raw left behind
+
+
+def test_the_default_data_folder_is_left_as_it_is_when_the_data_is_missing(monkeypatch):
+    from pwoa_lab.core.data import DEFAULT_DATA_ROOT
+    if (DEFAULT_DATA_ROOT / "MNIST").exists():
+        pytest.skip(f"{DEFAULT_DATA_ROOT / 'MNIST'} exists here")
+    monkeypatch.delenv("PWOA_DATA_ROOT", raising=False)
+    monkeypatch.delenv("PWOA_DOWNLOAD", raising=False)
+    before = sorted(os.listdir(DEFAULT_DATA_ROOT)) if DEFAULT_DATA_ROOT.exists() else None
+    with pytest.raises(FileNotFoundError, match="PWOA_DATA_ROOT"):
+        load_dataset("mnist", "train")
+    assert (sorted(os.listdir(DEFAULT_DATA_ROOT)) if DEFAULT_DATA_ROOT.exists() else None) == before
+
+
+def test_check_available_raises_what_loading_would_without_reading(tmp_path, monkeypatch, mnist_root):
+    from pwoa_lab.core.data import check_available
+    monkeypatch.delenv("PWOA_DOWNLOAD", raising=False)
+    root = tmp_path / "root"
+    (root / "MNIST" / "raw").mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):  # the test split is missing
+        os.symlink(mnist_root / "MNIST" / "raw" / name, root / "MNIST" / "raw" / name)
+    with pytest.raises(FileNotFoundError) as checked:
+        check_available("mnist", root)
+    with pytest.raises(FileNotFoundError) as loaded:
+        load_dataset("mnist", "test", root)
+    assert str(checked.value) == str(loaded.value)
+    check_available("mnist", mnist_root)
+    check_available("digits", tmp_path / "nowhere")  # embedded: needs no files
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline_mnist(root, train, download):  # what torchvision does on an offline machine: folders, then fail
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline_mnist)
+    root = tmp_path / "root"
+    with pytest.raises(FileNotFoundError, match="A download was tried and failed .*offline"):
+        load_dataset("mnist", "test", root, download=True)
+    assert not root.exists()

@@ -127,8 +127,8 @@ def test_figure1_rejects_bad_rates(teacher):
 
 def test_figure1_with_two_worker_processes_gives_the_same_table(fig1, teacher, tmp_path):
     """Parallel runs seed themselves like sequential ones, and the evaluation seeds its attacks: same numbers.
-    (The worker processes get torch.get_num_threads() // 2 threads; the test run uses 1 thread, so
-    both sides compute at 1 thread, the condition for bit-identical float results on a CPU.)"""
+    (Every run computes with defaults.RUN_THREADS threads, in this process or in a worker: the condition for
+    bit-identical float results on a CPU; tests/test_run_store.py checks it with 2 threads in the caller.)"""
     df, _ = fig1
     par = figure1("digits", rates=(4,), methods=("naive", "pwoa"), preset="smoke", teacher=teacher,
                   settings=SETTINGS, cache_dir=tmp_path, progress=False, workers=2)

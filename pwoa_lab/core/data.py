@@ -4,11 +4,17 @@ Names: `digits` (scikit-learn's bundled 8x8 digits, upsampled to 16x16; needs no
 `fashion_mnist`, `cifar10`, `cifar100` (torchvision layouts). Splits: `train`, `val` (held out from the
 training set, for model selection), `test`.
 
-Where files are looked for: the `root` argument, else the `PWOA_DATA_ROOT` environment variable, else the
-project's `data/` folder. The root may be read-only: MNIST-style `.gz` archives are parsed in place and CIFAR
-pickles are read in place; nothing is written there unless a download is needed (torchvision, online). CIFAR
-pickles are read by a restricted unpickler (`read_cifar_pickle`) that builds numpy arrays and plain
-containers only, so a tampered batch file cannot run code.
+Where files are looked for: the `root` argument (the CLI's `--root`), else the `PWOA_DATA_ROOT` environment
+variable, else the project's `data/` folder. The root may be read-only: MNIST-style `.gz` archives are parsed in
+place and CIFAR pickles are read in place; nothing is written there. CIFAR pickles are read by a restricted
+unpickler (`read_cifar_pickle`) that builds numpy arrays and plain containers only, so a tampered batch file cannot
+run code.
+
+Downloads: none unless asked for. Missing files are a FileNotFoundError that names the folder looked in, `--root`
+and `PWOA_DATA_ROOT`; nothing is created (no empty `data/MNIST/raw`). With `PWOA_DOWNLOAD=1` (or
+`download=True`) torchvision fetches missing files into the root (online); a download that fails leaves no new
+empty folders behind. `check_available(name, root)` raises the same error without reading anything: the sweeps
+call it once, before any run starts.
 """
 from __future__ import annotations
 
@@ -95,7 +101,7 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     """Load `split` of dataset `name` as tensors in [0, 1].
 
     `n_per_class` keeps a seeded, class-balanced subset (quick presets). `download` (default: the
-    PWOA_DOWNLOAD variable, on unless "0") lets torchvision fetch missing files into the root.
+    PWOA_DOWNLOAD variable, off unless it is 1) lets torchvision fetch missing files into the root (online).
     """
     info = dataset_info(name)
     check_choice(split, SPLITS, "split")
@@ -187,16 +193,48 @@ _CIFAR = {"cifar10": ("cifar-10-batches-py", ["data_batch_1", "data_batch_2", "d
 
 
 def _download_default(download: bool | None) -> bool:
+    """Whether missing files may be downloaded: the argument, else PWOA_DOWNLOAD=1 (true, yes); off by default."""
     if download is not None:
         return download
-    return os.environ.get("PWOA_DOWNLOAD", "1") != "0"
+    return os.environ.get("PWOA_DOWNLOAD", "").strip().lower() in ("1", "true", "yes")
 
 
 def _missing(name: str, folder: Path, files: list[str]) -> FileNotFoundError:
     return FileNotFoundError(
         f"dataset {name!r}: files not found in {folder} (looked for {', '.join(files)}). Point the kit at a "
-        f"folder that holds them with the `root` argument or the PWOA_DATA_ROOT environment variable "
-        f"(now {os.environ.get('PWOA_DATA_ROOT', 'unset')!r}), or allow a download (online; PWOA_DOWNLOAD=1).")
+        f"folder that holds them: --root FOLDER on the command line, root=... in Python, or the PWOA_DATA_ROOT "
+        f"environment variable (now {os.environ.get('PWOA_DATA_ROOT', 'unset')!r}); or allow a download "
+        "(online) with PWOA_DOWNLOAD=1.")
+
+
+def _missing_files(name: str, root: Path) -> tuple[Path, list[str]] | None:
+    """(folder, files looked for) when a split's files of `name` are missing under `root`, else None."""
+    if name in _MNIST_LIKE:
+        folder = root / _MNIST_LIKE[name] / "raw"
+        for train in (True, False):
+            stems = _MNIST_FILES[train]
+            if any(_find_idx(folder, s) is None for s in stems):
+                return folder, [f"{s}[.gz]" for s in stems]
+        return None
+    base, train_files, test_files, _ = _CIFAR[name]
+    for files in (train_files, test_files):
+        if not all((root / base / f).is_file() for f in files):
+            return root / base, files
+    return None
+
+
+def check_available(name: str, root: str | Path | None = None, download: bool | None = None) -> None:
+    """Raise the FileNotFoundError that `load_dataset` would raise for any split of `name` whose files are missing,
+    without reading them (digits needs no files; with downloads allowed nothing is checked)."""
+    dataset_info(name)
+    if name == "digits" or _download_default(download):
+        return
+    root = data_root(root)
+    if not root.is_dir():
+        raise _missing(name, root, ["the data root itself"])
+    missing = _missing_files(name, root)
+    if missing is not None:
+        raise _missing(name, *missing)
 
 
 def _load_torchvision(name: str, train: bool, root: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,6 +243,24 @@ def _load_torchvision(name: str, train: bool, root: Path, download: bool) -> tup
     if name in _MNIST_LIKE:
         return _load_mnist_like(name, train, root, download)
     return _load_cifar(name, train, root, download)
+
+
+def _download(cls, root: Path, train: bool, name: str, folder: Path, files: list[str]) -> None:
+    """torchvision's download of `cls` into `root`; on failure the folders it created and left empty are removed
+    (an offline machine keeps no empty `MNIST/raw`), and the error names the files, --root and PWOA_DATA_ROOT."""
+    below = [root / d for d in reversed(folder.relative_to(root).parents) if d != Path(".")] + [folder]
+    new = [d for d in [root, *below] if not d.exists()]  # top down: e.g. root/MNIST, root/MNIST/raw
+    try:
+        cls(str(root), train=train, download=True)
+    except Exception as err:  # offline, read-only root, ...
+        for d in reversed(new):
+            try:
+                d.rmdir()  # only if empty: a partial download stays for a retry to see
+            except OSError:
+                pass
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(f"{_missing(name, folder, files)} A download was tried and failed ({why}): "
+                                "is this machine offline?") from err
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -237,11 +293,8 @@ def _load_mnist_like(name: str, train: bool, root: Path, download: bool) -> tupl
         if not download:
             raise _missing(name, folder, [f"{s}[.gz]" for s in stems])
         import torchvision
-        cls = getattr(torchvision.datasets, _MNIST_LIKE[name])
-        try:
-            cls(str(root), train=train, download=True)
-        except Exception as err:  # offline, read-only root, ...
-            raise _missing(name, folder, [f"{s}[.gz]" for s in stems]) from err
+        _download(getattr(torchvision.datasets, _MNIST_LIKE[name]), root, train, name, folder,
+                  [f"{s}[.gz]" for s in stems])
         paths = [_find_idx(folder, s) for s in stems]
     images, labels = _read_idx(paths[0]), _read_idx(paths[1])
     x = torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1)
@@ -296,10 +349,7 @@ def _load_cifar(name: str, train: bool, root: Path, download: bool) -> tuple[tor
             raise _missing(name, folder, files)
         import torchvision
         cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-        try:
-            cls(str(root), train=train, download=True)
-        except Exception as err:
-            raise _missing(name, folder, files) from err
+        _download(cls, root, train, name, folder, files)
     xs, ys = [], []
     for f in files:  # read in place (works on a read-only root; the MD5s of rebuilt pickles may differ)
         entry = read_cifar_pickle(folder / f)

@@ -1,13 +1,17 @@
 """Jobs: many independent runs at once, in local worker processes or as tasks on a Ray cluster.
 
 - `run_jobs(jobs, workers, backend=...)`: importable functions run one after the other, in a local process pool
-  (torch's threads split between the workers), or as Ray tasks (`backend="ray"`: one task per job, a GPU each
+  (`defaults.RUN_THREADS` torch threads a worker), or as Ray tasks (`backend="ray"`: one task per job, a GPU each
   on a cluster with GPUs, else a CPU). Failures either raise or come back as `JobFailure` (`errors="keep"`).
+  Ctrl-C stops the worker processes at once (they ignore SIGINT themselves: no traceback from each of them).
 - `run_configs(teacher, configs, ...)`: cached runs come back at once; the missing ones are computed by
   `run_jobs` and stored into the cache here, by the caller's process, as each one arrives: workers need no shared
-  file system, a run that fails loses none that finished, and a rerun computes only what is still missing.
+  file system, a run that fails loses none that finished, and a rerun computes only what is still missing. Each
+  run is computed under its cache entry's lock: a run that another process is computing is waited for and read
+  back, never computed twice.
 - `prune_rows`: the same, raising on the first failure (the figures and analyses).
-Every run seeds itself, so results never depend on the backend or the number of workers.
+Every run seeds itself and computes with `defaults.RUN_THREADS` threads (`experiments.runs`), so results never
+depend on the backend, the number of workers or the machine's cores.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import copy
 import functools
 import json
 import os
+import signal
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +31,10 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from pwoa_lab.io.cache import ResultCache
+from pwoa_lab.io.cache import EntryLock, ResultCache
+from pwoa_lab.core.data import check_available
 from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab import defaults
 from pwoa_lab.training.loop import RunConfig
 from pwoa_lab.experiments.runs import cached_prune_row, compute_outcome, row_key, store_outcome
 
@@ -73,6 +81,11 @@ def _capture_spread(fn: Callable, threads: int | None, *args: Any) -> tuple[bool
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    # Ctrl-C reaches every process of the terminal's group: the parent stops the workers, and reports it once
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm's default lock is made of inter-process semaphores, which a stopped worker leaves behind (and Python
+    # then warns of "leaked semaphore objects"); a worker's bars are off and its own, so a thread lock does
+    tqdm.set_lock(threading.RLock())
 
 
 def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int = 1, progress: bool = True,
@@ -81,8 +94,9 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int = 1, progress:
              on_result: Callable[[int, Any], None] | None = None) -> list:
     """[fn(*args) for fn, args in jobs], in order.
 
-    backend "local": one after the other (`workers` = 1) or in `workers` processes at once, torch's threads split
-    between them (on a 2-core CPU two small jobs at 1 thread each finish sooner than one after the other at 2).
+    backend "local": one after the other (`workers` = 1) or in `workers` processes at once, each with
+    `defaults.RUN_THREADS` torch threads (on a 2-core CPU two small jobs at 1 thread each finish sooner than one
+    after the other at 2; the runs set that count themselves, so their numbers do not depend on `workers`).
     backend "ray": each job a Ray task on the cluster at `address` (else RAY_ADDRESS, else a local cluster started
     here and stopped at the end); `workers` is ignored, the cluster's resources decide.
     `fn` must be importable (a module-level function or a functools.partial of one). `priority` (one number per
@@ -137,9 +151,8 @@ def _run_pool(jobs, order, workers: int, finish) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     workers = min(workers, len(jobs))
-    threads = max(1, torch.get_num_threads() // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
+                             initializer=_init_worker, initargs=(defaults.RUN_THREADS,)) as pool:
         futures = {pool.submit(_capture, *jobs[i]): i for i in order}
         try:
             for future in as_completed(futures):
@@ -148,7 +161,12 @@ def _run_pool(jobs, order, workers: int, finish) -> None:
                 except Exception as err:  # the worker process itself died (killed, out of memory)
                     ok, value = False, (f"{type(err).__name__}: {err}", traceback.format_exc())
                 finish(futures[future], ok, value)
-        except BaseException:  # a failure with errors="raise", or Ctrl-C: do not start the jobs still queued
+        except KeyboardInterrupt:  # stop now: the runs' resume states and the finished runs are kept
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)  # the workers are gone: this only tidies the queues
+            raise
+        except BaseException:  # a failure with errors="raise": do not start the jobs still queued
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
@@ -191,7 +209,7 @@ def _run_ray(jobs, order, address: str | None, finish) -> None:
                 return shared[id(arg)]
             return arg
 
-        refs = {task.remote(jobs[i][0], 1, *(put(a) for a in jobs[i][1])): i for i in order}
+        refs = {task.remote(jobs[i][0], defaults.RUN_THREADS, *(put(a) for a in jobs[i][1])): i for i in order}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -234,7 +252,11 @@ def run_configs(teacher: nn.Module, configs: Sequence[RunConfig], settings: Eval
     `extra_jobs` alongside them, first) and stored into the cache here as each one finishes. A config asked for
     twice (a control that no seed changes) is computed once. `errors="keep"`: a failed run is reported in
     `failures` and the others are kept; "raise": the first failure raises (finished runs are already stored).
-    `on_run(i)` is called as config i's run finishes and is stored."""
+    `on_run(i)` is called as config i's run finishes and is stored.
+
+    With the cache, each run is computed under its entry's lock (`ResultCache.lock`): a run that another process
+    holds is waited for once this process's own runs are done, and read back from the cache (computed here only
+    if that process stopped without storing it). The data of the runs to compute is checked before any starts."""
     workers = check_workers(workers)
     check_backend(backend)
     results: list = [cached_prune_row(teacher, c, settings, cache_dir, use_cache) for c in configs]
@@ -242,39 +264,96 @@ def run_configs(teacher: nn.Module, configs: Sequence[RunConfig], settings: Eval
     for i, hit in enumerate(results):
         if hit is None:
             same.setdefault(json.dumps(configs[i].resolved().to_dict(), sort_keys=True, default=str), []).append(i)
-    todo = [group[0] for group in same.values()]
+    groups = list(same.values())
+    for dataset in dict.fromkeys(configs[g[0]].resolved().dataset for g in groups):
+        check_available(dataset, root)  # one clear error before any job, not one per job
+    keys = {g[0]: row_key(teacher, configs[g[0]].resolved(), settings) for g in groups}
+    cache = ResultCache("prune_row", cache_dir)
     local = backend == "local"
-    if todo and (workers > 1 or not local):
+    if groups and (workers > 1 or not local):
         teacher = copy.deepcopy(teacher).cpu()  # what goes to the worker processes
-    jobs = list(extra_jobs)
-    for i in todo:
-        # local workers share this file system: an interrupted run resumes from its state in the cache folder
-        key = row_key(teacher, configs[i].resolved(), settings)
-        state = ResultCache("prune_row", cache_dir).folder(key) / "state.pt" if local and use_cache else None
-        jobs.append((functools.partial(compute_outcome, progress=False, keep_model=use_cache, state_path=state),
-                     (teacher, configs[i], settings, root)))
-    # extra jobs (the teacher's evaluation: seconds) last
-    priority = [0.5] * len(extra_jobs) + [run_priority(configs[i]) for i in todo]
+    batch = RunBatch(results)
+    extra = list(extra_jobs)
 
-    def store(j: int, value: Any) -> None:
-        if j < len(extra_jobs):
-            return
-        if use_cache:
-            store_outcome(value, cache_dir)
-        if on_run is not None:
-            on_run(todo[j - len(extra_jobs)])
-
-    done = run_jobs(jobs, workers if todo else 1, progress, desc, priority, backend if todo else "local",
-                    address, errors, on_result=store)
-    batch = RunBatch(results, extras=done[:len(extra_jobs)], submitted=len(todo))
-    for group, value in zip(same.values(), done[len(extra_jobs):]):
+    def fill(group: list[int], value: Any) -> None:
         for i in group:
             if isinstance(value, JobFailure):
                 results[i] = None
                 batch.failures.append((i, value))
             else:
-                results[i] = ({**value.row, "cached": False, "key": value.key}, value.history)
+                results[i] = value
+
+    pending = groups
+    while pending or extra:
+        mine, busy, locks = [], [], {}
+        for group in pending:
+            lock = cache.lock(keys[group[0]]) if use_cache else None
+            if lock is not None and not lock.acquire(blocking=False):
+                busy.append(group)  # another process is computing it
+                continue
+            hit = cached_prune_row(teacher, configs[group[0]], settings, cache_dir, use_cache)
+            if hit is not None:  # stored by another process since the first look
+                if lock is not None:
+                    lock.release()
+                fill(group, hit)
+                continue
+            mine.append(group)
+            locks[group[0]] = lock
+        try:
+            done = _compute(teacher, configs, mine, keys, locks, settings, cache_dir, use_cache, root, workers,
+                            progress, desc, extra, backend, address, errors, on_run)
+        finally:
+            for lock in locks.values():
+                if lock is not None:
+                    lock.release()
+        if extra:
+            batch.extras = done[:len(extra)]
+        for group, value in zip(mine, done[len(extra):]):
+            fill(group, value if isinstance(value, JobFailure) else
+                 ({**value.row, "cached": False, "key": value.key}, value.history))
+        batch.submitted += len(mine)
+        extra, pending = [], []
+        if busy and progress:
+            tqdm.write(f"{len(busy)} run(s) are being computed by another process on this cache; waiting for them")
+        for group in busy:
+            with cache.lock(keys[group[0]]):  # released when that process stores the run, or stops
+                hit = cached_prune_row(teacher, configs[group[0]], settings, cache_dir, use_cache)
+            if hit is not None:
+                fill(group, hit)
+            else:  # that process stopped or its run failed: compute it here
+                pending.append(group)
     return batch
+
+
+def _compute(teacher, configs, mine, keys, locks: dict[int, EntryLock | None], settings, cache_dir, use_cache,
+             root, workers, progress, desc, extra, backend, address, errors, on_run) -> list:
+    """One round of `run_configs`: the runs of `mine` (their locks held) and the `extra` jobs, through
+    `run_jobs`; each run is stored, and its lock released, as it arrives."""
+    local = backend == "local"
+    jobs = list(extra)
+    for group in mine:
+        # local workers share this file system: an interrupted run resumes from its state in the cache folder
+        state = ResultCache("prune_row", cache_dir).folder(keys[group[0]]) / "state.pt" \
+            if local and use_cache else None
+        jobs.append((functools.partial(compute_outcome, progress=False, keep_model=use_cache, state_path=state),
+                     (teacher, configs[group[0]], settings, root)))
+    # extra jobs (the teacher's evaluation: seconds) last
+    priority = [0.5] * len(extra) + [run_priority(configs[g[0]]) for g in mine]
+
+    def store(j: int, value: Any) -> None:
+        if j < len(extra):
+            return
+        group = mine[j - len(extra)]
+        if use_cache:
+            store_outcome(value, cache_dir)
+        lock = locks.get(group[0])
+        if lock is not None:
+            lock.release()  # a process waiting for this run reads it now
+        if on_run is not None:
+            on_run(group[0])
+
+    return run_jobs(jobs, workers if mine else 1, progress, desc, priority, backend if mine else "local",
+                    address, errors, on_result=store)
 
 
 def prune_rows(teacher: nn.Module, configs: Sequence[RunConfig], settings: EvalSettings = EvalSettings(),

@@ -7,9 +7,16 @@
   configuration, the teacher's weights, the evaluation settings and the kit's code (`cache.entry_key`), with the
   pruned weights as a compact sparse file; an interrupted run resumes from its state in the cache folder.
 - `teacher_row`: the dense teacher evaluated like a pruned model (rate 1), cached the same way.
+
+Every run computes (training and evaluation, the teacher row too) with `defaults.RUN_THREADS` intra-op threads,
+set here around the run and restored after: an in-process run, a local worker and a Ray task give the same
+weights and numbers, whatever `--workers`, the backend or the machine's cores. The store is safe for concurrent
+processes: a run is computed under its cache entry's lock (`ResultCache.lock`), and a process that needs a run
+another one is computing waits for it and reads it back.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from dataclasses import dataclass
@@ -28,9 +35,10 @@ from pwoa_lab.core.evaluation import EvalSettings, evaluate_row, natural_and_pgd
 from pwoa_lab.training.loop import FitResult, RunConfig, fit
 from pwoa_lab.training.methods import TeacherConfig
 from pwoa_lab.pruning.export import load_sparse, sparse_payload, write_sparse
-from pwoa_lab.pruning.masks import network_sparsity
+from pwoa_lab.pruning.masks import check_rate_fits, network_sparsity
 from pwoa_lab.pruning.structured import resize_to_state
-from pwoa_lab.utils import get_device, model_fingerprint, set_seed, versions
+from pwoa_lab.utils import get_device, model_fingerprint, set_seed, torch_threads, versions
+from pwoa_lab import defaults
 
 
 def state_key(config: RunConfig, teacher: nn.Module | None) -> str:
@@ -39,14 +47,30 @@ def state_key(config: RunConfig, teacher: nn.Module | None) -> str:
                                      "teacher": model_fingerprint(teacher) if teacher is not None else None})
 
 
+def check_run(teacher: nn.Module | None, config: RunConfig) -> None:
+    """What only the teacher can tell about a config, checked before any training: a pruning rate that would
+    leave fewer than `defaults.MIN_KEPT_WEIGHTS` weights in one of the layers its scope prunes (ValueError with
+    the largest rate that keeps them)."""
+    rate = getattr(config, "rate", None)
+    if teacher is not None and rate is not None:
+        check_rate_fits(teacher, rate, getattr(config, "scope", "all"), getattr(config, "mode", "layer"))
+
+
 def run_config(teacher: nn.Module | None, config: RunConfig, train: TensorData | None = None,
                val: TensorData | None = None, root: str | None = None, progress: bool = True,
                on_epoch: Callable[[dict], None] | None = None, state_path: str | Path | None = None) -> FitResult:
     """Run `config` from `teacher` (None for a TeacherConfig); returns a FitResult whose `config` is resolved.
 
     `train` / `val` default to the dataset's training split (subset per `n_per_class`) and validation split.
-    `state_path`: resume points (see `pwoa_lab.loop`)."""
+    `state_path`: resume points (see `pwoa_lab.loop`). Computes with `defaults.RUN_THREADS` threads (the
+    caller's count is restored after)."""
     config = config.resolved()
+    check_run(teacher, config)
+    with torch_threads(defaults.RUN_THREADS):
+        return _run_config(teacher, config, train, val, root, progress, on_epoch, state_path)
+
+
+def _run_config(teacher, config, train, val, root, progress, on_epoch, state_path) -> FitResult:
     device = get_device(config.device)
     set_seed(config.seed)
     if train is None:
@@ -111,8 +135,14 @@ def compute_outcome(teacher: nn.Module, config: RunConfig, settings: EvalSetting
                     progress: bool = True, keep_model: bool = True, state_path: str | Path | None = None,
                     on_epoch: Callable[[dict], None] | None = None) -> RunOutcome:
     """Run `config` from `teacher` and evaluate it on the test split; writes nothing but the resume state at
-    `state_path` (if given). `on_epoch(row)`: after every training epoch (`loop.fit`)."""
+    `state_path` (if given). `on_epoch(row)`: after every training epoch (`loop.fit`). Training and evaluation
+    compute with `defaults.RUN_THREADS` threads."""
     config = config.resolved()
+    with torch_threads(defaults.RUN_THREADS):
+        return _compute_outcome(teacher, config, settings, root, progress, keep_model, state_path, on_epoch)
+
+
+def _compute_outcome(teacher, config, settings, root, progress, keep_model, state_path, on_epoch) -> RunOutcome:
     key = row_key(teacher, config, settings)
     device = get_device(config.device)
     result = run_config(teacher, config, root=root, progress=progress, state_path=state_path, on_epoch=on_epoch)
@@ -160,7 +190,8 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
     """Prune + evaluate once, or return the cached result: (row dict, per-epoch history DataFrame).
 
     With `keep_model`, the pruned weights are cached too (sparse file); reload them with `load_cached_model`.
-    An interrupted run resumes from its state in the cache folder. `on_epoch(row)`: after every training epoch.
+    An interrupted run resumes from its state in the cache folder. Another process computing the same run at
+    the same time is waited for, and its result read back. `on_epoch(row)`: after every training epoch.
     """
     config = config.resolved()
     key = row_key(teacher, config, settings)
@@ -168,11 +199,15 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
     hit = _cached(cache, key)
     if hit is not None:
         return hit
-    state_path = cache.folder(key) / "state.pt" if use_cache else None
-    outcome = compute_outcome(teacher, config, settings, root, progress, keep_model and use_cache, state_path,
-                              on_epoch)
-    if use_cache:
-        store_outcome(outcome, cache_dir)
+    with cache.lock(key) if use_cache else contextlib.nullcontext():
+        hit = _cached(cache, key)  # stored by another process while this one waited for the lock
+        if hit is not None:
+            return hit
+        state_path = cache.folder(key) / "state.pt" if use_cache else None
+        outcome = compute_outcome(teacher, config, settings, root, progress, keep_model and use_cache, state_path,
+                                      on_epoch)
+        if use_cache:
+            store_outcome(outcome, cache_dir)
     return {**outcome.row, "cached": False, "key": key}, outcome.history
 
 
@@ -223,16 +258,21 @@ def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSett
     hit = cache.get(key)
     if hit is not None:
         return {**hit["row"], "cached": True}
-    if device is not None:
-        here, there = next(teacher.parameters()).device, torch.device(device)
-        if here.type != there.type or (there.index is not None and here.index != there.index):
-            teacher = copy.deepcopy(teacher).to(there)
-    row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
-           **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
-    row.update(natural_last=row["natural"], pgd_last=row["pgd"])
-    if use_cache:
-        try:
-            cache.put(key, {"row": row, "versions": versions()})
-        except OSError as err:
-            warnings.warn(str(err), stacklevel=2)
+    with cache.lock(key) if use_cache else contextlib.nullcontext():
+        hit = cache.get(key)  # stored by another process while this one waited for the lock
+        if hit is not None:
+            return {**hit["row"], "cached": True}
+        if device is not None:
+            here, there = next(teacher.parameters()).device, torch.device(device)
+            if here.type != there.type or (there.index is not None and here.index != there.index):
+                teacher = copy.deepcopy(teacher).to(there)
+        with torch_threads(defaults.RUN_THREADS):
+            row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
+                   **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
+        row.update(natural_last=row["natural"], pgd_last=row["pgd"])
+        if use_cache:
+            try:
+                cache.put(key, {"row": row, "versions": versions()})
+            except OSError as err:
+                warnings.warn(str(err), stacklevel=2)
     return {**row, "cached": False}

@@ -25,11 +25,12 @@ from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.experiments.jobs import check_backend, check_workers, run_configs
 from pwoa_lab.training.presets import eval_settings, preset_config
 from pwoa_lab.training.registry import method_names, method_spec
-from pwoa_lab.experiments.runs import resolve_teacher
+from pwoa_lab.experiments.runs import check_run, resolve_teacher
 from pwoa_lab.utils import get_device
 from pwoa_lab import defaults
 
 METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
+PLOT_METRICS = METRICS + ("sparsity", "train_seconds")  # what a sweep's plot can show (the CLI's --metric)
 RUN_COLUMNS = ("natural", "fgsm", "pgd", "aa", "aa_points", "sparsity", "selected_epoch", "last_epoch",
                "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached", "key")
 # set by the sweep itself, not by a grid: the dataset picks the teacher, seeds come from `seeds`
@@ -169,7 +170,7 @@ def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]], seeds
     configs = []
     for point, s in jobs:
         config = preset_config(dataset, preset, **{**fixed, **point, "seed": s, "device": run_device})
-        config.resolved()  # every bad value fails here, before the first run starts
+        check_run(teacher, config.resolved())  # every bad value fails here, before the first run starts
         configs.append(config)
     batch = run_configs(teacher, configs, settings, cache_dir, use_cache, root, workers, progress,
                         desc or f"sweep ({dataset}, {preset})", extra_jobs, backend, address, errors,

@@ -7,6 +7,12 @@ The key is a hash of the configuration, the kit's version and a fingerprint of t
 (say `hsic.py`) ever returns a stale result: after an edit, runs are computed again. Entries are written atomically: `result.json` is renamed into place last, so an interrupted run
 leaves no entry that a later run would trust.
 
+Processes share a cache safely: `ResultCache.lock(key)` is a per-key file lock (`<kind>/.locks/<key>.lock`,
+the `filelock` package), taken by whoever computes that entry; another process that needs the same entry waits for
+it and reads it instead of computing it again. The lock is the operating system's (flock), so a process that is
+killed releases it: a stale lock file is never a reason to wait. Where the cache cannot be written there is nothing
+to share and the lock is always free.
+
 Where: the `cache_dir` argument, else $PWOA_CACHE_DIR, else ~/.cache/pwoa-lab.
 """
 from __future__ import annotations
@@ -19,6 +25,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from pwoa_lab import __version__
 from pwoa_lab.utils import atomic_write, config_key
@@ -92,6 +100,48 @@ class ResultCache:
 
     def clear(self, key: str) -> None:
         shutil.rmtree(self.folder(key), ignore_errors=True)
+
+    def lock(self, key: str) -> "EntryLock":
+        """The inter-process lock of computing `key` (see the module docstring): `with cache.lock(key): ...`
+        waits for it; `lock.acquire(blocking=False)` only tries."""
+        return EntryLock(self.root / ".locks" / f"{key}.lock")
+
+
+class EntryLock:
+    """A file lock that is always free where its folder cannot be written (a read-only cache: nothing to share).
+
+    Not re-entrant across objects: one process takes one key's lock once (two objects on the same file in one
+    process would wait for each other)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock: FileLock | None = None
+        self.held = False
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock (wait for it, or return False at once when another process holds it and not `blocking`)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = self._lock or FileLock(self.path)
+            self._lock.acquire(timeout=-1 if blocking else 0)
+        except Timeout:
+            return False
+        except OSError:  # a read-only or full cache folder: no other process can store this entry either
+            self._lock = None
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        if self.held and self._lock is not None:
+            self._lock.release()
+        self.held = False
+
+    def __enter__(self) -> "EntryLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def cache_error(root: Path, err: OSError) -> OSError:

@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.torch_version import TorchVersion
 
 from pwoa_lab.core.models import build_model, normalization_of, resize_to_state
-from pwoa_lab.utils import atomic_write, versions
+from pwoa_lab.utils import atomic_write, load_error_words, versions
 
 FORMAT = "pwoa-lab-checkpoint"
 TEACHER_DIR = Path(__file__).resolve().parents[1] / "teachers"
@@ -83,9 +83,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         # TorchVersion (a str subclass) is allowed so that files saved before versions() stored plain strings load
         with torch.serialization.safe_globals([TorchVersion]):
             blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(err).__name__}: {err}); the file "
-                              "is truncated or corrupted: re-create it or copy it again") from err
+    except Exception as err:  # torch's own message would advise weights_only=False: the kit's words instead
+        raise CheckpointError(f"{path} could not be read as a checkpoint ({load_error_words(path, err)}); the file "
+                              "is truncated or corrupted: re-create it or copy it again") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pwoa-lab checkpoint (no '{FORMAT}' marker); save models with "
                               "pwoa_lab.checkpoint.save_checkpoint or `pwoa-lab train-teacher`")

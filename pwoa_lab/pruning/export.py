@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from pwoa_lab.pruning.masks import current_masks, prunable_weights
-from pwoa_lab.utils import atomic_write
+from pwoa_lab.utils import atomic_write, load_error_words
 
 SPARSE_FORMAT = "pwoa-lab-sparse"
 SPARSE_VERSION = 1
@@ -120,8 +120,8 @@ def load_sparse(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[
         raise FileNotFoundError(f"{path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickle errors, disallowed objects ...
-        raise _not_sparse(path, f"cannot read it: {type(err).__name__}: {err}") from err
+    except Exception as err:  # truncated zip, pickle errors, disallowed objects ...: in the kit's words
+        raise _not_sparse(path, f"cannot read it: {load_error_words(path, err)}; re-create it") from None
     if not isinstance(payload, dict) or payload.get("format") != SPARSE_FORMAT:
         raise _not_sparse(path, f"no format marker {SPARSE_FORMAT!r}")
     if payload.get("version") != SPARSE_VERSION:

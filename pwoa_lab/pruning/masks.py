@@ -1,6 +1,8 @@
 """Which weights a scope prunes, top-k masks, the hard prune with torch.nn.utils.prune, and the sparsity report.
 
 A pruning rate R keeps 1/R of each pruned weight tensor: k = max(1, round(numel / R)) entries survive.
+`check_rate_fits` refuses a rate that would leave fewer than `defaults.MIN_KEPT_WEIGHTS` (10) weights in a pruned
+layer (in mode "global": in all of them together), naming the largest rate that keeps them.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from pwoa_lab.utils import check_choice, check_rate
+from pwoa_lab import defaults
 
 
 SCOPES = ("all", "hidden", "convs", "reference")
@@ -27,6 +30,39 @@ MODES = ("layer", "global")
 def keep_count(numel: int, rate: float) -> int:
     """How many of `numel` weights survive pruning at rate R: max(1, round(numel / R))."""
     return max(1, round(numel / check_rate(rate)))
+
+
+def largest_rate(model: nn.Module, scope: str = "all", mode: str = "layer",
+                 min_kept: int = defaults.MIN_KEPT_WEIGHTS) -> tuple[float, str, int]:
+    """The largest rate that leaves `min_kept` weights in every layer `scope` prunes (mode "global": in all of
+    them together), rounded down to 0.1: (rate, the layer that limits it, its number of weights)."""
+    check_choice(mode, MODES, "mode")
+    sizes = {key: module.weight.numel() for key, module in prunable_modules(model, scope).items()}
+    if not sizes:
+        raise ValueError(f"scope {scope!r} prunes no layer of this model; use scope 'all'")
+    if mode == "global":
+        key, numel = "all pruned layers together", sum(sizes.values())
+    else:
+        key = min(sizes, key=sizes.get)
+        numel = sizes[key]
+    # keep_count rounds numel / R: it keeps min_kept weights down to numel / R = min_kept - 0.5
+    return math.floor(10 * numel / (min_kept - 0.5)) / 10, key, numel
+
+
+def check_rate_fits(model: nn.Module, rate: float, scope: str = "all", mode: str = "layer") -> float:
+    """`rate` if every layer `scope` prunes keeps at least `defaults.MIN_KEPT_WEIGHTS` weights at it, else a
+    ValueError with the largest rate that does (checked before training: past it the model is at chance level)."""
+    rate = check_rate(rate)
+    most, key, numel = largest_rate(model, scope, mode)
+    kept = keep_count(numel, rate)
+    if kept < defaults.MIN_KEPT_WEIGHTS:
+        raise ValueError(
+            f"rate {rate:g} would leave {kept} of the {numel:,} weights of {key} (scope {scope}); the kit refuses "
+            f"rates that leave fewer than {defaults.MIN_KEPT_WEIGHTS} weights in a pruned layer (such a model is at "
+            f"chance level). The largest rate here is {most:g}: use a rate of at most {most:g}"
+            + (", or a scope that leaves the small layers dense (e.g. hidden)" if scope in ("all", "convs",
+                                                                                             "reference") else ""))
+    return rate
 
 
 def _layer_types(scope: str) -> tuple[type[nn.Module], ...]:

@@ -49,7 +49,7 @@ from pwoa_lab.core.models import is_structured_state, resize_to_state
 from pwoa_lab.pruning.admm import ADMM
 from pwoa_lab.pruning.export import _check_plain
 from pwoa_lab.pruning.masks import effective_weight, is_masked, prunable_modules, remove_masks
-from pwoa_lab.utils import atomic_write, check_choice, check_rate
+from pwoa_lab.utils import atomic_write, check_choice, check_rate, load_error_words
 
 IMPORTANCES = ("magnitude", "gradient")
 STRUCTURED_SCOPES = ("all", "hidden", "convs")
@@ -302,7 +302,13 @@ def save_structured(model: nn.Module, path: str | os.PathLike, metadata: dict | 
 def load_structured(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Read a ``save_structured`` file: (plain model in eval mode, metadata). Loaded with weights_only=True."""
     from pwoa_lab.core.models import build_model
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # empty, truncated, foreign: the kit's words, not torch's advice
+        raise ValueError(f"{path} is not a pwoa-lab structured checkpoint (cannot read it: "
+                         f"{load_error_words(path, err)}); re-create it") from None
     if not isinstance(payload, dict) or payload.get("format") != STRUCTURED_FORMAT:
         raise ValueError(f"{path} is not a pwoa-lab structured checkpoint (no format marker {STRUCTURED_FORMAT!r})")
     if payload.get("version") != STRUCTURED_VERSION:

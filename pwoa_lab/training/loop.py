@@ -48,7 +48,7 @@ from pwoa_lab.core.hsic import hsic_xz_yz
 from pwoa_lab.core.models import logits_and_hiddens
 from pwoa_lab.pruning.masks import sparsity_report
 from pwoa_lab.utils import (atomic_write, check_budget_factor, check_choice, check_eps, check_mix_ratio, forked_rng,
-                            get_device)
+                            get_device, load_error_words)
 from pwoa_lab import defaults
 
 LR_SCHEDULES = ("constant", "multistep", "cosine")
@@ -272,13 +272,9 @@ def load_state(path: str | Path, key: str) -> dict | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        warnings.warn(f"ignoring the resume state {path}: it holds objects that only arbitrary unpickling could "
-                      f"load, which the kit never does ({str(err).splitlines()[0]}); starting the run afresh",
-                      stacklevel=3)
-        return None
-    except (OSError, RuntimeError, EOFError, ValueError) as err:
-        warnings.warn(f"ignoring the damaged resume state {path} ({type(err).__name__}); starting the run afresh",
+    except (pickle.UnpicklingError, OSError, RuntimeError, EOFError, ValueError) as err:
+        # the kit's words (torch's own message would advise weights_only=False, which the kit never does)
+        warnings.warn(f"ignoring the resume state {path} ({load_error_words(path, err)}); starting the run afresh",
                       stacklevel=3)
         return None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("key") != key:
