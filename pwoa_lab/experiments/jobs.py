@@ -19,6 +19,7 @@ import copy
 import functools
 import json
 import os
+import pickle
 import signal
 import threading
 import traceback
@@ -77,6 +78,25 @@ def _capture_spread(fn: Callable, threads: int | None, *args: Any) -> tuple[bool
     """`_capture` with the job's arguments spread out: Ray resolves object references only in top-level
     arguments."""
     return _capture(fn, args, threads)
+
+
+class _Plain:
+    """A value that crosses to or from a local worker as plain pickled bytes (a copy): multiprocessing would
+    otherwise hand torch tensors over as shared-memory file descriptors, served by a thread of the sending
+    process, and a worker stopped by Ctrl-C while it fetches one makes that thread print a traceback. Pickled
+    lazily, when the executor sends the value; it arrives as the value itself."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __reduce__(self):
+        return pickle.loads, (pickle.dumps(self.value, protocol=pickle.HIGHEST_PROTOCOL),)
+
+
+def _capture_plain(fn: Callable, args: tuple) -> tuple[bool, Any]:
+    """`_capture` in a local worker: the result goes back as plain bytes (`_Plain`)."""
+    ok, value = _capture(fn, args)
+    return ok, _Plain(value)
 
 
 def _init_worker(threads: int) -> None:
@@ -153,7 +173,7 @@ def _run_pool(jobs, order, workers: int, finish) -> None:
     workers = min(workers, len(jobs))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(defaults.RUN_THREADS,)) as pool:
-        futures = {pool.submit(_capture, *jobs[i]): i for i in order}
+        futures = {pool.submit(_capture_plain, jobs[i][0], _Plain(jobs[i][1])): i for i in order}
         try:
             for future in as_completed(futures):
                 try:
