@@ -274,10 +274,8 @@ def resolve_workers(workers: int | str, device: str | None) -> int:
     """'auto': 1 on a GPU (one device to share), else the CPU cores, at most 4 (memory); a number as given."""
     if workers != "auto":
         return int(workers)
-    from pwoa_lab.utils import get_device
-    if get_device(device).type != "cpu":
-        return 1
-    return max(1, min(4, os.cpu_count() or 1))
+    from pwoa_lab.experiments.jobs import auto_workers
+    return auto_workers(device)
 
 
 def _seeds(args: argparse.Namespace) -> list[int]:

@@ -18,6 +18,7 @@ from typing import Any
 from pwoa_lab.io import cache, checkpoint
 from pwoa_lab.core import data
 from pwoa_lab import defaults
+from pwoa_lab.experiments.jobs import auto_workers
 from pwoa_lab.training.presets import PRESETS
 
 smoke_mode = defaults.smoke_mode
@@ -61,6 +62,7 @@ class Course:
     cache_dir: Path
     PROGRESS: bool
     SEEDS: tuple[int, ...]
+    WORKERS: int                       # runs computed at once by the cells that run many (1 in smoke mode)
     teacher: Any = field(repr=False)
     meta: dict[str, Any] = field(repr=False)
 
@@ -87,6 +89,8 @@ def setup(dataset: str = defaults.DATASET, preset: str | None = None, seeds: tup
     preset: None picks "smoke" under PWOA_SMOKE=1, else "quick". seeds: None gives (0,) in smoke mode, else
     (0, 1, 2). teacher: a checkpoint path for a dataset without a shipped teacher. cache_dir: None reads
     PWOA_CACHE_DIR, else the default cache folder. progress: None shows progress bars except in smoke mode.
+    WORKERS: how many runs the figure and sweep cells compute at once (worker processes; every run computes with one
+    thread, so this is what uses a laptop's cores): `jobs.auto_workers()` in full mode, 1 in smoke mode.
     Also seeds torch (0), sets pandas to print two decimals and, in a Jupyter kernel, switches figures inline
     (`%matplotlib inline`), as every notebook did by hand.
     """
@@ -119,7 +123,7 @@ def setup(dataset: str = defaults.DATASET, preset: str | None = None, seeds: tup
     model.eval()
     course = Course(DATASET=dataset, SMOKE=smoke, PRESET=preset, cache_dir=root,
                     PROGRESS=(not smoke) if progress is None else bool(progress), SEEDS=seeds,
-                    teacher=model, meta=meta)
+                    WORKERS=1 if smoke else auto_workers(), teacher=model, meta=meta)
     if not quiet:
         print(course.summary())
     return course

@@ -38,8 +38,17 @@ from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab import defaults
 from pwoa_lab.training.loop import RunConfig
 from pwoa_lab.experiments.runs import cached_prune_row, compute_outcome, row_key, store_outcome
+from pwoa_lab.utils import get_device
 
 BACKENDS = ("local", "ray")
+
+
+def auto_workers(device: str | None = None) -> int:
+    """How many runs to compute at once by default: 1 on a GPU (one device to share), else the CPU cores, at most 4
+    (memory). Each run computes with `defaults.RUN_THREADS` threads, so the processes are what use the cores."""
+    if get_device(device).type != "cpu":
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def check_workers(workers: Any) -> int:
