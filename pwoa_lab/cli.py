@@ -38,11 +38,11 @@ def _resolve_checkpoint(name: str) -> Path:
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from pwoa_lab.core.attacks import default_attack_options
-    from pwoa_lab.core.evaluation import evaluate
-    from pwoa_lab.io.checkpoint import command_line, save_checkpoint
     from pwoa_lab.core.data import load_dataset
-    from pwoa_lab.training.methods import TeacherConfig
+    from pwoa_lab.core.evaluation import evaluate
     from pwoa_lab.experiments.runs import train_teacher
+    from pwoa_lab.io.checkpoint import command_line, save_checkpoint
+    from pwoa_lab.training.methods import TeacherConfig
     out = _check_out_file(args.out, args.overwrite)
     config = TeacherConfig(dataset=args.dataset, model=args.model, method=args.method, eps=args.eps,
                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
@@ -68,9 +68,9 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pwoa_lab.core.attacks import default_attack_options
+    from pwoa_lab.core.data import dataset_info, load_dataset
     from pwoa_lab.core.evaluation import evaluate
     from pwoa_lab.io.checkpoint import load_checkpoint
-    from pwoa_lab.core.data import dataset_info, load_dataset
     from pwoa_lab.utils import get_device
     device = get_device(args.device)
     model, meta = load_checkpoint(_resolve_checkpoint(args.checkpoint), device,
@@ -180,13 +180,13 @@ def _design_words(design: dict) -> str:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from pwoa_lab.io.checkpoint import command_line, load_checkpoint, save_checkpoint
+    from pwoa_lab.core.data import check_available
     from pwoa_lab.core.evaluation import EvalSettings, evaluate_row
-    from pwoa_lab.training.presets import preset_config
+    from pwoa_lab.experiments.runs import check_run, run_config
+    from pwoa_lab.io.checkpoint import command_line, load_checkpoint, save_checkpoint
     from pwoa_lab.pruning.export import save_sparse
     from pwoa_lab.pruning.masks import sparsity_report
-    from pwoa_lab.core.data import check_available
-    from pwoa_lab.experiments.runs import check_run, run_config
+    from pwoa_lab.training.presets import preset_config
     from pwoa_lab.utils import get_device, torch_threads
     out = _check_out_file(args.out, args.overwrite)  # before any training: a trained model is never lost to it
     sparse_out = out.with_name(out.stem + ".sparse.pt")
@@ -303,9 +303,9 @@ def _mean_std_table(summary, metrics) -> str:
 
 
 def cmd_figure1(args: argparse.Namespace) -> int:
+    from pwoa_lab.course.plots import plot_figure1
     from pwoa_lab.experiments.figures import claim_in_words, figure1, phenomenon, seed_summary
     from pwoa_lab.experiments.frontier import figure1_tuned, parse_budgets
-    from pwoa_lab.course.plots import plot_figure1
     out = _check_out_folder(args.out)  # before any run: results are never computed for nowhere
     rates = [float(r) for r in args.rates.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -428,8 +428,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_figure3(args: argparse.Namespace) -> int:
-    from pwoa_lab.experiments.figures import figure3
     from pwoa_lab.course.plots import plot_figure3
+    from pwoa_lab.experiments.figures import figure3
     out = _check_out_folder(args.out)
     ratios = None if args.mix_ratios is None else [float(r) for r in args.mix_ratios.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -482,7 +482,7 @@ def _add_design(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_explorer(args: argparse.Namespace) -> int:
-    from pwoa_lab.course.serving import served_to_others, serve_command
+    from pwoa_lab.course.serving import serve_command, served_to_others
     notebook = Path(args.notebook)
     if not notebook.is_file():
         raise FileNotFoundError(f"{notebook} is missing: pass --notebook notebooks/explorer.ipynb of a checkout")

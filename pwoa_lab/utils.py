@@ -276,8 +276,9 @@ def config_key(config: dict[str, Any]) -> str:
 
 def versions() -> dict[str, str]:
     """Versions that a saved result records."""
-    from pwoa_lab import __version__
     import torchvision
+
+    from pwoa_lab import __version__
     # plain str: torch.__version__ is a TorchVersion, which torch.load(weights_only=True) refuses to unpickle
     return {"pwoa_lab": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "numpy": str(np.__version__)}

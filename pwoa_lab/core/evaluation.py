@@ -20,8 +20,17 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from pwoa_lab.core.attacks import (ATTACKS, accuracy, autoattack, check_images, default_attack_options, eval_mode,
-                                   kept_rng, parse_attacks, pgd_linf)
+from pwoa_lab.core.attacks import (
+    ATTACKS,
+    accuracy,
+    autoattack,
+    check_images,
+    default_attack_options,
+    eval_mode,
+    kept_rng,
+    parse_attacks,
+    pgd_linf,
+)
 from pwoa_lab.core.data import load_dataset
 from pwoa_lab.utils import check_eps, forked_rng
 

@@ -8,6 +8,6 @@
     from pwoa_lab import course
     C = course.setup(DATASET)
 """
-from pwoa_lab.course.notebook_setup import (PRESETS, Course, execute_notebook, setup, show, smoke_mode)
+from pwoa_lab.course.notebook_setup import PRESETS, Course, execute_notebook, setup, show, smoke_mode
 
 __all__ = ["Course", "setup", "show", "smoke_mode", "execute_notebook", "PRESETS"]

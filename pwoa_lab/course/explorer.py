@@ -32,20 +32,20 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import torch.nn as nn
+from matplotlib.ticker import MaxNLocator
 
-from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, seed_summary
+from pwoa_lab import defaults
 from pwoa_lab.course.plots import METHOD_STYLE, plot_figure1, plot_frontier, plot_information_plane
-from pwoa_lab.experiments.frontier import cached_frontier
 from pwoa_lab.course.serving import room_settings
+from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, seed_summary
+from pwoa_lab.experiments.frontier import cached_frontier
+from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
+from pwoa_lab.pruning.masks import SCOPES
 from pwoa_lab.training.presets import PRESETS, eval_settings, preset_config
 from pwoa_lab.training.registry import method_names
-from pwoa_lab.pruning.masks import SCOPES
-from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.utils import check_rate, get_device
-from pwoa_lab import defaults
 
 RATE_CHOICES = (2.0, 4.0, 8.0, 16.0, 32.0)
 SEED_CHOICES = ((0,), (0, 1), (0, 1, 2), (0, 1, 2, 3, 4))

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pwoa_lab.io import cache, checkpoint
-from pwoa_lab.core import data
 from pwoa_lab import defaults
+from pwoa_lab.core import data
 from pwoa_lab.experiments.jobs import auto_workers
+from pwoa_lab.io import cache, checkpoint
 from pwoa_lab.training.presets import PRESETS
 
 smoke_mode = defaults.smoke_mode

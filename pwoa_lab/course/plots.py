@@ -408,4 +408,5 @@ def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, ti
         ax_.set_ylabel(METRIC_LABEL.get(metric, metric))
         ax_.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
-    return _finish(fig, ax is None, title or "natural vs robust accuracy over the fine-tuning budget\n(points labelled by their learning-rate factor[/epoch factor]; a method's front is its line)")
+    return _finish(fig, ax is None, title or "natural vs robust accuracy over the fine-tuning budget\n(points "
+                   "labelled by their learning-rate factor[/epoch factor]; a method's front is its line)")

@@ -19,14 +19,20 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from pwoa_lab import defaults
 from pwoa_lab.core.attacks import accuracy, fgsm, pgd_linf
 from pwoa_lab.core.data import TensorData, dataset_info
 from pwoa_lab.core.evaluation import EvalSettings
-from pwoa_lab.course.plots import (METHOD_STYLE, plot_accuracy_bars, plot_adversarial_grid, plot_figure3,
-                                   plot_information_plane, plot_weight_histogram)
-from pwoa_lab.training.presets import eval_settings, preset_config
+from pwoa_lab.course.plots import (
+    METHOD_STYLE,
+    plot_accuracy_bars,
+    plot_adversarial_grid,
+    plot_figure3,
+    plot_information_plane,
+    plot_weight_histogram,
+)
 from pwoa_lab.experiments.runs import load_cached_model, prune_row, teacher_row
-from pwoa_lab import defaults
+from pwoa_lab.training.presets import eval_settings, preset_config
 
 
 def _largest_layer(model: nn.Module) -> str:
@@ -193,8 +199,8 @@ def design_space_view(df: pd.DataFrame, x: str = "ship_bytes", metric: str = "pg
                       ) -> tuple[pd.DataFrame, plt.Figure]:
     """The design-space rows (``design_space.design_space``) restricted to the chosen values of each axis (None:
     all) -> (mean ± std table over seeds, ``plots.plot_design_space`` figure). Reads `df` only: no training."""
-    from pwoa_lab.experiments.design_space import mean_std_table
     from pwoa_lab.course.plots import plot_design_space
+    from pwoa_lab.experiments.design_space import mean_std_table
     keep = df.method == "teacher"
     chosen = (df.method != "teacher")
     for col, values in (("structure", structures), ("importance", importances), ("schedule", schedules),

@@ -10,15 +10,16 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from pwoa_lab import defaults
 from pwoa_lab.core.data import TensorData, dataset_info, load_dataset
 from pwoa_lab.core.evaluation import EVAL_SEED, EvalSettings, evaluate_row
+from pwoa_lab.experiments.frontier import frontier  # noqa: F401  the trade-off over the fine-tuning budget
 from pwoa_lab.experiments.jobs import prune_rows
+from pwoa_lab.experiments.runs import resolve_teacher
+from pwoa_lab.pruning.masks import apply_masks, magnitude_masks, prunable_modules, remove_masks
 from pwoa_lab.training.loop import validation_metrics
 from pwoa_lab.training.presets import preset_config
-from pwoa_lab.pruning.masks import apply_masks, magnitude_masks, prunable_modules, remove_masks
-from pwoa_lab.experiments.runs import resolve_teacher
 from pwoa_lab.utils import check_rate, forked_rng, get_device
-from pwoa_lab import defaults
 
 
 def one_shot(model: nn.Module, rate: float, scope: str = "all", mode: str = "layer") -> nn.Module:
@@ -60,7 +61,8 @@ def layer_sensitivity(model: nn.Module, dataset: str, rate: float, n: int | None
 
 def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: float = 8,
                    methods: Sequence[str] = ("naive", "kd", "pwoa"), lrs: Sequence[float] = (5e-4,),
-                   epochs: int = 3, preset: str = defaults.PRESET, scope: str = "all", mode: str = "layer", seed: int = defaults.SEED,
+                   epochs: int = 3, preset: str = defaults.PRESET, scope: str = "all", mode: str = "layer",
+                   seed: int = defaults.SEED,
                    cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
                    progress: bool = True, **overrides: Any) -> pd.DataFrame:
     """Where does robustness go: into the pruning, or into the fine-tuning after it?
@@ -113,7 +115,8 @@ def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: fl
 def learning_curve(teacher: nn.Module | None = None, dataset: str = "mnist", rates: Sequence[float] = (4, 8),
                    methods: Sequence[str] = ("naive", "pwoa"), sizes: Sequence[int] = (60, 600, 5000),
                    fixed_steps: int = 400, steps: Sequence[int] = (140, 420, 1170), fixed_size: int = 600,
-                   preset: str = defaults.PRESET, seed: int = defaults.SEED, settings: EvalSettings = EvalSettings(n=500, aa_n=0),
+                   preset: str = defaults.PRESET, seed: int = defaults.SEED,
+                   settings: EvalSettings = EvalSettings(n=500, aa_n=0),
                    cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
                    progress: bool = True, workers: int = 1, **overrides: Any) -> pd.DataFrame:
     """Where does the gap to the paper come from: the amount of data, or the number of optimizer steps?

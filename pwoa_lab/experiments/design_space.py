@@ -25,14 +25,14 @@ from typing import Any, Sequence
 import pandas as pd
 import torch.nn as nn
 
+from pwoa_lab import defaults
 from pwoa_lab.core.data import dataset_info
 from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.experiments.runs import load_cached_model, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.pruning.footprint import file_sizes, latency_table, nonzero_count, parameter_count
 from pwoa_lab.training.methods import PruneConfig
 from pwoa_lab.training.presets import eval_settings, preset_config
-from pwoa_lab.experiments.runs import load_cached_model, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.utils import get_device
-from pwoa_lab import defaults
 
 AXES = ("structure", "importance", "schedule", "method")
 FOOTPRINT = ("params", "nonzero", "dense_bytes", "sparse_bytes", "ship_bytes")

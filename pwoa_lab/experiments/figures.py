@@ -10,15 +10,15 @@ from typing import Any, Sequence
 import pandas as pd
 import torch.nn as nn
 
+from pwoa_lab import defaults
 from pwoa_lab.core.data import check_n_per_class
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.experiments.jobs import check_backend, check_workers
-from pwoa_lab.training.presets import eval_settings, fig3_defaults, preset_config
 from pwoa_lab.experiments.runs import resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import check_seeds, summarize, sweep
-from pwoa_lab.utils import check_rate, get_device
-from pwoa_lab import defaults
+from pwoa_lab.training.presets import eval_settings, fig3_defaults, preset_config
 from pwoa_lab.training.registry import method_order
+from pwoa_lab.utils import check_rate, get_device
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
                 "selected_epoch", "last_epoch", "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached"]
@@ -26,7 +26,8 @@ SUMMARY_METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
 
 
 def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 16),
-            methods: Sequence[str] = ("oneshot", "naive", "pwoa"), preset: str = defaults.PRESET, seed: int = defaults.SEED,
+            methods: Sequence[str] = ("oneshot", "naive", "pwoa"), preset: str = defaults.PRESET,
+            seed: int = defaults.SEED,
             seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
             settings: EvalSettings | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
             root=None, device=None, progress: bool = True, workers: int = 1, backend: str = "local",
@@ -131,7 +132,8 @@ def time_to_reach(history: pd.DataFrame, target: float, metric: str = "val_pgd")
 
 
 def figure3(dataset: str = defaults.DATASET, rate: float = 4, mix_ratios: Sequence[float] | None = None,
-            methods: Sequence[str] = ("pwoa", "advprune", "hydra"), preset: str = defaults.PRESET, seed: int = defaults.SEED,
+            methods: Sequence[str] = ("pwoa", "advprune", "hydra"), preset: str = defaults.PRESET,
+            seed: int = defaults.SEED,
             seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
             settings: EvalSettings | None = None,
             cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,

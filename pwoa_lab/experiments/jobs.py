@@ -32,12 +32,12 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from pwoa_lab.io.cache import EntryLock, ResultCache
+from pwoa_lab import defaults
 from pwoa_lab.core.data import check_available
 from pwoa_lab.core.evaluation import EvalSettings
-from pwoa_lab import defaults
-from pwoa_lab.training.loop import RunConfig
 from pwoa_lab.experiments.runs import cached_prune_row, compute_outcome, row_key, store_outcome
+from pwoa_lab.io.cache import EntryLock, ResultCache
+from pwoa_lab.training.loop import RunConfig
 from pwoa_lab.utils import get_device
 
 BACKENDS = ("local", "ray")

@@ -27,18 +27,18 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from pwoa_lab.io.cache import ResultCache, cache_error, code_fingerprint, entry_key
-from pwoa_lab.io.checkpoint import load_checkpoint, load_teacher
+from pwoa_lab import defaults
 from pwoa_lab.core.data import TensorData, load_dataset
 from pwoa_lab.core.distillation import frozen_teacher
 from pwoa_lab.core.evaluation import EvalSettings, evaluate_row, natural_and_pgd
-from pwoa_lab.training.loop import FitResult, RunConfig, fit
-from pwoa_lab.training.methods import TeacherConfig
+from pwoa_lab.io.cache import ResultCache, cache_error, code_fingerprint, entry_key
+from pwoa_lab.io.checkpoint import load_checkpoint, load_teacher
 from pwoa_lab.pruning.export import load_sparse, sparse_payload, write_sparse
 from pwoa_lab.pruning.masks import check_rate_fits, network_sparsity
 from pwoa_lab.pruning.structured import resize_to_state
+from pwoa_lab.training.loop import FitResult, RunConfig, fit
+from pwoa_lab.training.methods import TeacherConfig
 from pwoa_lab.utils import get_device, model_fingerprint, set_seed, torch_threads, versions
-from pwoa_lab import defaults
 
 
 def state_key(config: RunConfig, teacher: nn.Module | None) -> str:

@@ -21,13 +21,13 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 import torch.nn as nn
 
+from pwoa_lab import defaults
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.experiments.jobs import check_backend, check_workers, run_configs
+from pwoa_lab.experiments.runs import check_run, resolve_teacher
 from pwoa_lab.training.presets import eval_settings, preset_config
 from pwoa_lab.training.registry import method_names, method_spec
-from pwoa_lab.experiments.runs import check_run, resolve_teacher
 from pwoa_lab.utils import get_device
-from pwoa_lab import defaults
 
 METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
 PLOT_METRICS = METRICS + ("sparsity", "train_seconds")  # what a sweep's plot can show (the CLI's --metric)

@@ -57,9 +57,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from pwoa_lab.core.models import HiddenModel, Normalized, ResNet18, WideResNet, build_model
 from pwoa_lab.io.checkpoint import FORMAT as KIT_FORMAT
 from pwoa_lab.io.checkpoint import CheckpointError
-from pwoa_lab.core.models import HiddenModel, Normalized, ResNet18, WideResNet, build_model
 from pwoa_lab.utils import check_choice, check_eps
 
 FORMATS = ("trades", "robustbench", "plain")
@@ -454,8 +454,8 @@ def evaluate_teacher(model: nn.Module, dataset: str, eps: float, n: int = 1000, 
     images: one row per attack (attack, eps, n, accuracy, seconds, setting). PGD: the kit's default for the dataset
     (CIFAR: 10 steps of 2/255) unless `pgd_steps` (step 2.5 eps / steps) is given. Seeded (seed 0)."""
     from pwoa_lab.core.attacks import default_attack_options
-    from pwoa_lab.core.evaluation import evaluate
     from pwoa_lab.core.data import load_dataset
+    from pwoa_lab.core.evaluation import evaluate
     from pwoa_lab.utils import forked_rng, get_device
     device = get_device(device)
     model = model.to(device).eval()

@@ -50,13 +50,35 @@ fine-tuning phase (fresh momentum / Adam moments); ``check_optimizer`` tells you
 """
 
 from pwoa_lab.pruning.admm import ADMM
-from pwoa_lab.pruning.export import (dense_state_dict, load_sparse, plain_state_dict, save_sparse, sparse_payload,
-                                     write_sparse)
+from pwoa_lab.pruning.export import (
+                                     dense_state_dict,
+                                     load_sparse,
+                                     plain_state_dict,
+                                     save_sparse,
+                                     sparse_payload,
+                                     write_sparse,
+)
 from pwoa_lab.pruning.importance import cubic_sparsity, gradient_importance, importance_masks
-from pwoa_lab.pruning.masks import (MODES, SCOPES, apply_masks, check_optimizer, current_masks, effective_weight,
-                                    is_masked, keep_count, magnitude_masks, network_sparsity, project_topk,
-                                    prunable_modules, prunable_weights, prune_by_magnitude, rate_label, remove_masks,
-                                    sparsity_report, topk_mask)
+from pwoa_lab.pruning.masks import (
+                                     MODES,
+                                     SCOPES,
+                                     apply_masks,
+                                     check_optimizer,
+                                     current_masks,
+                                     effective_weight,
+                                     is_masked,
+                                     keep_count,
+                                     magnitude_masks,
+                                     network_sparsity,
+                                     project_topk,
+                                     prunable_modules,
+                                     prunable_weights,
+                                     prune_by_magnitude,
+                                     rate_label,
+                                     remove_masks,
+                                     sparsity_report,
+                                     topk_mask,
+)
 
 __all__ = [
     "SCOPES", "MODES", "keep_count", "prunable_modules", "effective_weight", "prunable_weights",

@@ -9,9 +9,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from pwoa_lab.pruning.masks import effective_weight, keep_count, prunable_modules, topk_mask
 from pwoa_lab.utils import check_rate
 
-from pwoa_lab.pruning.masks import effective_weight, keep_count, prunable_modules, topk_mask
 # ----------------------------------------------------------------------------------------------- ADMM
 
 class ADMM:

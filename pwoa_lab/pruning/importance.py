@@ -1,5 +1,5 @@
-"""Other importances and schedules: gradient importance (the magnitude of w * dL/dw), top-k masks of any score, the cubic
-sparsity schedule of gradual pruning."""
+"""Other importances and schedules: gradient importance (the magnitude of w * dL/dw), top-k masks of any score,
+the cubic sparsity schedule of gradual pruning."""
 from __future__ import annotations
 
 import copy

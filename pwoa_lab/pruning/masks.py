@@ -16,9 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from pwoa_lab.utils import check_choice, check_rate
 from pwoa_lab import defaults
-
+from pwoa_lab.utils import check_choice, check_rate
 
 SCOPES = ("all", "hidden", "convs", "reference")
 REFERENCE_NAME = "fc.weight"  # scope "reference": a linear weight is pruned iff its name contains this

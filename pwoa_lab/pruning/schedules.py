@@ -38,11 +38,24 @@ import torch.nn as nn
 
 from pwoa_lab.core.data import TensorData, dataset_info
 from pwoa_lab.pruning.admm import ADMM
-from pwoa_lab.pruning.masks import (apply_masks, current_masks, is_masked, magnitude_masks, prunable_weights,
-                                    remove_masks)
 from pwoa_lab.pruning.importance import cubic_sparsity, gradient_importance, importance_masks
-from pwoa_lab.pruning.structured import (ChannelADMM, channel_groups, channel_masks, channel_scores,
-                                         channels_to_remove, fraction_for_rate, prune_channels)
+from pwoa_lab.pruning.masks import (
+    apply_masks,
+    current_masks,
+    is_masked,
+    magnitude_masks,
+    prunable_weights,
+    remove_masks,
+)
+from pwoa_lab.pruning.structured import (
+    ChannelADMM,
+    channel_groups,
+    channel_masks,
+    channel_scores,
+    channels_to_remove,
+    fraction_for_rate,
+    prune_channels,
+)
 
 STRUCTURES = ("weight", "structured")
 IMPORTANCES = ("magnitude", "gradient")

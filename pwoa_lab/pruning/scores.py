@@ -22,8 +22,6 @@ import torch.nn.functional as F
 from pwoa_lab.pruning.masks import keep_count, prunable_modules, topk_mask
 from pwoa_lab.utils import check_rate
 
-
-
 # ----------------------------------------------------------------------------------------------- scores
 
 

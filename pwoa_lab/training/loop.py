@@ -42,14 +42,22 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from pwoa_lab import defaults
 from pwoa_lab.core.attacks import accuracy, pgd_linf
 from pwoa_lab.core.data import TensorData, augment_batch, check_n_per_class, dataset_info
 from pwoa_lab.core.hsic import hsic_xz_yz
 from pwoa_lab.core.models import logits_and_hiddens
 from pwoa_lab.pruning.masks import sparsity_report
-from pwoa_lab.utils import (atomic_write, check_budget_factor, check_choice, check_eps, check_mix_ratio, forked_rng,
-                            get_device, load_error_words)
-from pwoa_lab import defaults
+from pwoa_lab.utils import (
+    atomic_write,
+    check_budget_factor,
+    check_choice,
+    check_eps,
+    check_mix_ratio,
+    forked_rng,
+    get_device,
+    load_error_words,
+)
 
 LR_SCHEDULES = ("constant", "multistep", "cosine")
 SELECT_RULES = ("last", "best_val_pgd", "best_val_natural")

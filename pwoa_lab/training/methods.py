@@ -2,7 +2,7 @@
 
 | config | method | phases | loss |
 | --- | --- | --- | --- |
-| `PruneConfig` (naive, kd, pwoa, advprune, oneshot) | `AdmmPruning` | admm, retrain (or retrain only in global mode) | the registered loss |
+| `PruneConfig` (naive, kd, pwoa, advprune, oneshot) | `AdmmPruning` | admm, retrain (global mode: retrain) | its loss |
 | `HydraConfig` | `HydraPruning` | score, finetune | TRADES |
 | `TeacherConfig` (pgd, fgsm_rs, none) | `AdversarialTraining` | train | CE |
 
@@ -45,15 +45,15 @@ from pwoa_lab.core.attacks import default_attack_options, pgd_linf
 from pwoa_lab.core.data import TensorData, dataset_info
 from pwoa_lab.core.distillation import kd_loss
 from pwoa_lab.core.hsic import hbar_loss
-from pwoa_lab.core.trades import TRAIN_PGD_STEPS, trades_adversarial, trades_objective
-from pwoa_lab.pruning.scores import add_scores, remove_scores
-from pwoa_lab.training.loop import Batch, Phase, RunConfig
-from pwoa_lab.training.registry import MethodSpec, method_names, method_spec, register
 from pwoa_lab.core.models import build_model, logits_and_hiddens
-from pwoa_lab.pruning.schedules import IMPORTANCES, SCHEDULES, STRUCTURES, PruneSchedule, is_default
+from pwoa_lab.core.trades import TRAIN_PGD_STEPS, trades_adversarial, trades_objective
 from pwoa_lab.pruning.admm import ADMM
 from pwoa_lab.pruning.masks import MODES, SCOPES, apply_masks, is_masked, magnitude_masks, remove_masks
+from pwoa_lab.pruning.schedules import IMPORTANCES, SCHEDULES, STRUCTURES, PruneSchedule, is_default
+from pwoa_lab.pruning.scores import add_scores, remove_scores
 from pwoa_lab.pruning.structured import STRUCTURED_SCOPES
+from pwoa_lab.training.loop import Batch, Phase, RunConfig
+from pwoa_lab.training.registry import MethodSpec, method_names, method_spec, register
 from pwoa_lab.utils import check_choice, check_rate
 
 
@@ -182,8 +182,8 @@ class PruneConfig(RunConfig):
         # once, not once per value it ignores
         unused = {f.name: f.default for f in fields(PruneConfig) if f.name in spec.ignores}
         budget = self.budget_applied() if spec.trains else {"lr_factor": 1.0, "epoch_factor": 1.0}
-        return replace(self, **unused, **budget, rate=check_rate(self.rate), eps=eps, select=self.select or "best_val_pgd",
-                       seed=seed, mix_ratio=self.resolved_mix(spec.mix_ratio),
+        return replace(self, **unused, **budget, rate=check_rate(self.rate), eps=eps,
+                       select=self.select or "best_val_pgd", seed=seed, mix_ratio=self.resolved_mix(spec.mix_ratio),
                        adv_steps=self.adv_steps or dataset_info(self.dataset).pgd_steps,
                        adv_alpha=self.adv_alpha or default_attack_options(self.dataset, eps)["pgd"]["alpha"]
                        )._mark_resolved()
@@ -294,7 +294,7 @@ class AdmmPruning(MethodBase):
 
 @dataclass
 class HydraConfig(RunConfig):
-    """Everything that determines a HYDRA run (Sehwag et al. 2020; see pwoa_lab.pruning.scores, pwoa_lab.core.trades)."""
+    """Everything that determines a HYDRA run (Sehwag et al. 2020; pwoa_lab.pruning.scores, pwoa_lab.core.trades)."""
     PRESET_KEY: ClassVar[str] = "hydra"
     BUDGET_LRS: ClassVar[tuple[str, ...]] = ("lr_score", "lr_finetune")
     BUDGET_EPOCHS: ClassVar[tuple[str, ...]] = ("score_epochs", "finetune_epochs")

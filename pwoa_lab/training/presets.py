@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from pwoa_lab import defaults
 from pwoa_lab.core.data import dataset_info
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.training.methods import HydraConfig, PruneConfig
 from pwoa_lab.training.registry import method_spec
 from pwoa_lab.utils import check_choice
-from pwoa_lab import defaults
 
 PAPER_MIX_RATIOS = (0, 0.2, 0.4, 0.6, 0.8, 1)
 QUICK_MIX_RATIOS = (0, 0.5, 1)
