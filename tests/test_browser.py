@@ -141,6 +141,14 @@ def _fresh_shots(prefix: str, names: tuple[str, ...]) -> dict[str, Path]:
     return shots
 
 
+def _report_failure(page, server, name: str, console: list[str], server_name: str) -> None:
+    """On a failed browser case: save the page, its HTML and the server log, and print where they are."""
+    saved = save_failure_artifacts(page, server, name)
+    print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")
+    print("[browser] console errors:", *console[-20:], sep="\n  ")
+    print(f"[browser] {server_name} log tail:\n" + tail(server.log))
+
+
 @contextmanager
 def _chromium_page(viewport: dict[str, int]):
     """(page, console errors) in headless Debian Chromium; the browser is closed on the way out."""
@@ -226,10 +234,7 @@ def test_prune_rate_widget_in_jupyterlab(lab):
             assert re.search(r"\bkd\b", widget.locator(".widget-output").inner_text()), "no kd row in the table"
             widget.screenshot(path=str(shots["after_kd"]))
         except BaseException:
-            saved = save_failure_artifacts(page, lab, "prune_rate_widget")
-            print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")
-            print("[browser] console errors:", *console[-20:], sep="\n  ")
-            print("[browser] jupyterlab log tail:\n" + tail(lab.log))
+            _report_failure(page, lab, "prune_rate_widget", console, "jupyterlab")
             raise
     for name, p in shots.items():
         print(f"[browser] screenshot {name}: {p}")
@@ -314,10 +319,7 @@ def test_explorer_rate_change_in_voila(voila):
             assert _explorer_srcs(page) == [new_src], "the new plot did not stay"
             page.screenshot(path=str(shots["after"]), full_page=True)
         except BaseException:
-            saved = save_failure_artifacts(page, voila, "explorer")
-            print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")
-            print("[browser] console errors:", *console[-20:], sep="\n  ")
-            print("[browser] voila log tail:\n" + tail(voila.log))
+            _report_failure(page, voila, "explorer", console, "voila")
             raise
     for name, p in shots.items():
         print(f"[browser] screenshot {name}: {p}")
@@ -428,10 +430,7 @@ def test_explorer_in_a_room_caps_runs_shows_live_progress_and_culls_closed_pages
             page.wait_for_timeout((ROOM_CULL_S + 6) * 1000)
             assert voila_room.kernel_status(kernel) == 200, "the kernel of an open page was culled"
         except BaseException:
-            saved = save_failure_artifacts(page, voila_room, "explorer_room")
-            print("[browser] failure artifacts:", *map(str, saved), sep="\n  ")
-            print("[browser] console errors:", *console[-20:], sep="\n  ")
-            print("[browser] voila log tail:\n" + tail(voila_room.log))
+            _report_failure(page, voila_room, "explorer_room", console, "voila")
             raise
         # ... and shut down once its tab is closed (whether or not the page's own shutdown request arrives)
         page.close(run_before_unload=True)
