@@ -358,7 +358,7 @@ def _add_budgets(p: argparse.ArgumentParser, default: list[str] | None = None) -
 
 def cmd_frontier(args: argparse.Namespace) -> int:
     from pwoa_lab.course.plots import plot_frontier
-    from pwoa_lab.experiments.frontier import frontier, parse_budgets
+    from pwoa_lab.experiments.frontier import budget_label, frontier, parse_budgets
     out = _check_out_folder(args.out)  # before any run: results are never computed for nowhere
     lr_factors, epoch_factors = parse_budgets(args.budgets)
     rates = [float(r) for r in args.rates.split(",")]
@@ -375,7 +375,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
                                          f"{len(seeds)} seed(s)\npoints: learning-rate factor[/epoch factor]; "
                                          "lines: each method's front")
     csv, png = write_results(out, [f"{stem}.csv", f"{stem}.png"], [_csv(fr.points), _png(fig)])
-    shown = fr.points.assign(budget=[f"lr x{a:.3g}, ep x{b:.3g}" if k == "method" else "-"
+    shown = fr.points.assign(budget=[budget_label(a, b) if k == "method" else "-"
                                      for a, b, k in zip(fr.points.lr_factor, fr.points.epoch_factor, fr.points.kind)])
     cols = ["rate", "method", "budget", "natural", "natural_std", "robust", "robust_std", "on_front"]
     print(f"robust = {fr.robust_metric} (per point the worst case of PGD and AutoAttack where the preset runs "

@@ -72,6 +72,22 @@ def parse_budgets(items: Sequence[str]) -> tuple[list[float], list[float]]:
     return lrs, eps
 
 
+def grid_points(methods: Sequence[str], rates: Sequence[float], lr_factors: Sequence[float],
+                epoch_factors: Sequence[float]) -> list[dict[str, Any]]:
+    """The frontier's runs as sweep grid points: every method that trains x rate x budget, and the one-shot control
+    (no training, so no budget) at every rate."""
+    rates = [check_rate(r) for r in rates]
+    budgets = budget_grid(lr_factors, epoch_factors)
+    points = [{"method": m, "rate": r, **b} for m in methods if method_spec(m).trains for r in rates for b in budgets]
+    return points + [{"method": "oneshot", "rate": r, "lr_factor": 1.0, "epoch_factor": 1.0} for r in rates]
+
+
+def robust_metric(settings: EvalSettings, runs: pd.DataFrame) -> str:
+    """The robust column of a frontier: `aa` (per point the worst case of PGD and AutoAttack) where the evaluation
+    ran AutoAttack, else `pgd`."""
+    return "aa" if settings.aa_n and "aa" in runs and runs.aa.notna().any() else "pgd"
+
+
 # ----------------------------------------------------------------------------------------------- fronts
 
 def pareto_flags(natural: Sequence[float], robust: Sequence[float]) -> list[bool]:
@@ -154,21 +170,17 @@ def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
     """Every method x rate x budget x seed as a cached run (a `sweep`), the one-shot control and the teacher, and
     the fronts and verdicts. Robust accuracy is the per-point worst case of PGD and AutoAttack (`aa`) where the
     evaluation runs AutoAttack, else PGD. `fixed`: run-config fields of every run (e.g. scope="hidden")."""
-    rates = [check_rate(r) for r in rates]
-    trained = [m for m in methods if method_spec(m).trains]
-    if not trained:
+    points = grid_points(methods, rates, lr_factors, epoch_factors)
+    if all(p["method"] == "oneshot" for p in points):
         raise ValueError(f"frontier needs at least one method that trains; got {list(methods)}")
-    budgets = budget_grid(lr_factors, epoch_factors)
-    points = [{"method": m, "rate": r, **b} for m in trained for r in rates for b in budgets]
-    points += [{"method": "oneshot", "rate": r, "lr_factor": 1.0, "epoch_factor": 1.0} for r in rates]
     settings = settings or eval_settings(dataset, preset)
+    dev = get_device(device)
+    teacher = resolve_teacher(dataset, teacher, dev)  # loaded once, for the sweep and the teacher row
     result = sweep(points, seeds, dataset, preset, teacher, settings, cache_dir, True, root, device, backend, address,
                    workers, progress, f"frontier ({dataset}, {preset})", errors="raise", **fixed)
-    metric = "aa" if settings.aa_n and "aa" in result.runs and result.runs.aa.notna().any() else "pgd"
+    metric = robust_metric(settings, result.runs)
     eps = preset_config(dataset, preset, **fixed).resolved().eps
-    dev = get_device(device)
-    t_row = teacher_row(resolve_teacher(dataset, teacher, dev), dataset, eps, settings, cache_dir, root=root,
-                        device=dev)
+    t_row = teacher_row(teacher, dataset, eps, settings, cache_dir, root=root, device=dev)
     table = front_table(result.runs, metric, t_row)
     return FrontierResult(table, verdicts(table, compare), result.runs, result.curves, metric, t_row)
 
@@ -272,11 +284,8 @@ def cached_frontier(dataset: str, rates: Sequence[float], methods: Sequence[str]
     dev = get_device(device)
     teacher = resolve_teacher(dataset, teacher, dev)
     settings = eval_settings(dataset, preset)
-    points = [{"method": m, "rate": float(r), **b} for m in methods if method_spec(m).trains for r in rates
-              for b in budget_grid(lr_factors, epoch_factors)]
-    points += [{"method": "oneshot", "rate": float(r), "lr_factor": 1.0, "epoch_factor": 1.0} for r in rates]
     rows = []
-    for point in points:
+    for point in grid_points(methods, rates, lr_factors, epoch_factors):
         for seed in seeds:
             config = preset_config(dataset, preset, **{**fixed, **point, "seed": seed, "device": str(dev)})
             hit = cached_prune_row(teacher, config, settings, cache_dir)
@@ -285,5 +294,4 @@ def cached_frontier(dataset: str, rates: Sequence[float], methods: Sequence[str]
     runs = pd.DataFrame(rows)
     if runs.empty or not (runs.method != "oneshot").any():
         return pd.DataFrame()
-    metric = "aa" if settings.aa_n and runs.aa.notna().any() else "pgd"
-    return front_table(runs, metric)
+    return front_table(runs, robust_metric(settings, runs))

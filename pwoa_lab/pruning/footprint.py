@@ -19,7 +19,7 @@ import os
 import statistics
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -30,6 +30,7 @@ import torch.nn as nn
 from pwoa_lab.pruning.export import dense_state_dict, save_sparse
 from pwoa_lab.pruning.masks import is_masked, remove_masks
 from pwoa_lab.pruning.structured import is_structured_state, parameter_count
+from pwoa_lab.utils import torch_threads
 
 __all__ = ["parameter_count", "nonzero_count", "file_sizes", "latency_ms", "latency_table", "footprint_table",
            "num_threads"]
@@ -60,14 +61,9 @@ def file_sizes(model: nn.Module) -> dict[str, int]:
 
 @contextmanager
 def num_threads(threads: int | None) -> Iterator[None]:
-    """torch.set_num_threads(threads) inside the block (None: leave it), restored afterwards."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    """`utils.torch_threads(threads)` inside the block; None leaves the count as it is."""
+    with torch_threads(threads) if threads is not None else nullcontext():
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _inputs(input_shape: Sequence[int], batch: int) -> torch.Tensor:
