@@ -31,7 +31,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve_checkpoint(name: str) -> Path:
-    """A path, or the name of a shipped teacher (digits, mnist)."""
+    """A path, or the name of a shipped teacher (digits, mnist, cifar10)."""
     from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS
     return SHIPPED_TEACHERS[name] if name in SHIPPED_TEACHERS and not Path(name).exists() else Path(name)
 
@@ -79,6 +79,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     eps = args.eps if args.eps is not None else meta.get("eps", dataset_info(dataset).eps)
     options = default_attack_options(dataset, eps)
     options["aa"] = {"version": args.aa_version}
+    if args.pgd_steps is not None:  # the step size stays the dataset's (CIFAR: 2/255)
+        if args.pgd_steps < 1:
+            raise ValueError(f"--pgd-steps must be >= 1; got {args.pgd_steps}")
+        options["pgd"] = dict(options["pgd"], steps=args.pgd_steps)
+        if dataset_info(dataset).pgd_step is None:
+            options["pgd"]["alpha"] = 2.5 * eps / args.pgd_steps
     test = load_dataset(dataset, args.split, args.root)
     table = evaluate(model, test, args.attacks, eps=eps, n=args.n, attack_options=options, device=device)
     table.insert(0, "checkpoint", str(args.checkpoint))
@@ -538,11 +544,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_teacher)
 
     p = sub.add_parser("evaluate", help="natural and robust accuracy of a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="a .pt file, or 'digits'/'mnist' for a shipped teacher")
+    p.add_argument("--checkpoint", required=True,
+                   help="a .pt file, or 'digits'/'mnist'/'cifar10' for a shipped teacher")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
-    p.add_argument("--attacks", default="natural,fgsm,pgd", help="comma list of natural,fgsm,pgd,cw,aa")
+    p.add_argument("--attacks", default="natural,fgsm,pgd",
+                   help="comma list of natural,fgsm,pgd,cw,aa,worst (worst: per point the worst case of PGD and "
+                        "AutoAttack)")
     p.add_argument("--eps", type=float, default=None, help="default: the checkpoint's eps")
     p.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
+    p.add_argument("--pgd-steps", type=int, default=None,
+                   help="PGD steps (default: the dataset's: digits 20, MNIST 40, CIFAR 10; the step size stays "
+                        "the dataset's)")
     p.add_argument("--split", default="test", help="test or val")
     p.add_argument("--aa-version", default="standard", help="standard or fast")
     p.add_argument("--format", default="table", choices=["table", "json"])
@@ -573,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import_teacher)
 
     p = sub.add_parser("prune", help="prune a checkpoint with one of the registered methods (resumable)")
-    p.add_argument("--checkpoint", required=True, help="a .pt file, or 'digits'/'mnist' for a shipped teacher")
+    p.add_argument("--checkpoint", required=True,
+                   help="a .pt file, or 'digits'/'mnist'/'cifar10' for a shipped teacher")
     p.add_argument("--method", default="pwoa", help=method_help())
     p.add_argument("--rate", type=float, required=True, help="pruning rate R > 1 (keep 1/R of the weights)")
     p.add_argument("--preset", default=defaults.PRESET, help=", ".join(PRESETS))

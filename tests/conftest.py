@@ -76,27 +76,34 @@ def small_data():
     return load_dataset("digits", "train", n_per_class=12, seed=0), load_dataset("digits", "val").head(40)
 
 
+def _shipped_teacher(dataset: str):
+    """(model in eval mode, meta) of the shipped teacher for `dataset`; skip while it is not trained yet."""
+    from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS, load_teacher
+    path = SHIPPED_TEACHERS[dataset]
+    if not path.is_file():
+        pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")
+    return load_teacher(dataset)
+
+
 @pytest.fixture(scope="session")
 def digits_teacher():
-    """(model in eval mode, meta) of the shipped digits teacher; skip while it is not trained yet.
+    """(model in eval mode, meta) of the shipped digits teacher.
 
     Shared by every test of the run: a test that changes the model's mode must restore it.
     """
-    from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS, load_teacher
-    path = SHIPPED_TEACHERS["digits"]
-    if not path.is_file():
-        pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")
-    return load_teacher("digits")
+    return _shipped_teacher("digits")
 
 
 @pytest.fixture(scope="session")
 def mnist_teacher():
-    """(model in eval mode, meta) of the shipped MNIST LeNet-3 teacher; skip while it is not trained yet."""
-    from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS, load_teacher
-    path = SHIPPED_TEACHERS["mnist"]
-    if not path.is_file():
-        pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")
-    return load_teacher("mnist")
+    """(model in eval mode, meta) of the shipped MNIST LeNet-3 teacher."""
+    return _shipped_teacher("mnist")
+
+
+@pytest.fixture(scope="session")
+def cifar10_teacher():
+    """(model in eval mode, meta) of the shipped CIFAR-10 VGG-small teacher."""
+    return _shipped_teacher("cifar10")
 
 
 @pytest.fixture(scope="session")

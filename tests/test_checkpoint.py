@@ -164,8 +164,8 @@ def test_expect_checks_the_metadata(saved):
 
 
 def test_load_teacher_unknown_dataset():
-    with pytest.raises(ValueError, match="no shipped teacher for 'cifar10'"):
-        load_teacher("cifar10")
+    with pytest.raises(ValueError, match="no shipped teacher for 'cifar100'"):
+        load_teacher("cifar100")
 
 
 def test_shipped_digits_teacher(digits_teacher, digits_test):

@@ -56,8 +56,8 @@ def test_the_teacher_is_the_shipped_one_for_the_dataset(monkeypatch, tmp_path):
 def test_a_bad_dataset_or_preset_gives_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'digts'.*digits"):
         course.setup("digts", cache_dir=tmp_path)
-    with pytest.raises(ValueError, match="no robust teacher ships for 'cifar10'.*teacher="):
-        course.setup("cifar10", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="no robust teacher ships for 'cifar100'.*teacher="):
+        course.setup("cifar100", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown preset 'fast'"):
         course.setup("digits", preset="fast", cache_dir=tmp_path)
 

@@ -219,7 +219,7 @@ def test_hydra_config_defaults_and_presets():
     with pytest.raises(ValueError, match="preset"):
         preset_config("digits", "huge", method="hydra")
     with pytest.raises(ValueError, match="no hydra schedule"):
-        preset_config("cifar10", "quick", method="hydra")
+        preset_config("fashion_mnist", "paper", method="hydra")
     with pytest.raises(ValueError, match="unknown HydraConfig fields"):
         preset_config("digits", "quick", method="hydra", admm_epochs=3)
     with pytest.raises(ValueError, match="unknown HydraConfig fields"):

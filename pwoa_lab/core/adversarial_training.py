@@ -4,7 +4,10 @@
 
 - `pgd`: the inner max by PGD-k with random start (Madry et al. 2018).
 - `fgsm_rs`: one FGSM step of 1.25 eps from a random start ("fast" AT, Wong et al. 2020): cheap, but on
-  LeNet-3/MNIST it plateaus far below PGD-AT (see the method doc), so the shipped teachers use `pgd`.
+  LeNet-3/MNIST it plateaus far below PGD-AT (see the method doc), so the digits and MNIST teachers use `pgd`.
+  The CIFAR-10 teacher uses it (one epoch of PGD-10 AT would cost about 6 of FGSM-RS on a CPU). Its known failure,
+  catastrophic overfitting (PGD accuracy falls to ~0 within an epoch while FGSM accuracy soars), is guarded by the
+  teacher's selection: the weights kept are those of the best validation-PGD epoch, so a collapse rolls back.
 - `none`: plain cross-entropy on natural images (the undefended model of the sanity checks).
 
 Teachers are trained by the one training loop: `pwoa_lab.methods.TeacherConfig` (eps ramp, best-validation

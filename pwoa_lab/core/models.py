@@ -225,7 +225,7 @@ MODELS: dict[str, Callable[..., HiddenModel]] = {
     "resnet18": ResNet18,
     "wrn34_10": WideResNet,
 }
-DEFAULT_MODEL = {"digits": "small_cnn", "mnist": "lenet3", "fashion_mnist": "lenet3", "cifar10": "resnet18",
+DEFAULT_MODEL = {"digits": "small_cnn", "mnist": "lenet3", "fashion_mnist": "lenet3", "cifar10": "vgg_small",
                  "cifar100": "resnet18"}
 
 

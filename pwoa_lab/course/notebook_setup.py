@@ -84,7 +84,10 @@ class Course:
 def setup(dataset: str = defaults.DATASET, preset: str | None = None, seeds: tuple[int, ...] | None = None,
           teacher: str | Path | None = None, cache_dir: str | Path | None = None, progress: bool | None = None,
           quiet: bool = False) -> Course:
-    """The set-up of a course notebook for `dataset` (digits or mnist: the datasets with a shipped teacher).
+    """The set-up of a course notebook for `dataset` (digits, mnist or cifar10: the datasets with a shipped teacher).
+
+    MNIST and CIFAR-10 are read from $PWOA_DATA_ROOT (else the project's data/ folder); when their files are not
+    there, this says which files are missing and how to point the kit at them, before anything else runs.
 
     preset: None picks "smoke" under PWOA_SMOKE=1, else "quick". seeds: None gives (0,) in smoke mode, else
     (0, 1, 2). teacher: a checkpoint path for a dataset without a shipped teacher. cache_dir: None reads
@@ -101,6 +104,11 @@ def setup(dataset: str = defaults.DATASET, preset: str | None = None, seeds: tup
         raise ValueError(f"course.setup: no robust teacher ships for {dataset!r} (shipped: "
                          f"{', '.join(checkpoint.SHIPPED_TEACHERS)}); train or import one (`pwoa-lab train-teacher "
                          f"--dataset {dataset}` or `pwoa-lab import-teacher`) and pass teacher='path/to/teacher.pt'")
+    try:
+        data.check_available(dataset)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"course.setup: the {dataset} data is missing, so this notebook cannot run on it. "
+                                f"{err} Or set DATASET = \"digits\" (embedded, no files needed).") from None
     smoke = smoke_mode()
     preset = preset or ("smoke" if smoke else "quick")
     if preset not in PRESETS:

@@ -62,7 +62,7 @@ def layer_sensitivity(model: nn.Module, dataset: str, rate: float, n: int | None
 def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: float = 8,
                    methods: Sequence[str] = ("naive", "kd", "pwoa"), lrs: Sequence[float] = (5e-4,),
                    epochs: int = 3, preset: str = defaults.PRESET, scope: str = "all", mode: str = "layer",
-                   seed: int = defaults.SEED,
+                   seed: int = defaults.SEED, settings: EvalSettings = EvalSettings(n=500, aa_n=0),
                    cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
                    progress: bool = True, **overrides: Any) -> pd.DataFrame:
     """Where does robustness go: into the pruning, or into the fine-tuning after it?
@@ -70,8 +70,8 @@ def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: fl
     Prunes the teacher once by magnitude at `rate` (no ADMM: epoch 0), then fine-tunes the masked model on
     natural images for `epochs` epochs with each method's loss (`naive`: cross-entropy, `kd`, `pwoa`) at each
     Adam learning rate in `lrs` (constant; the rest of the schedule from `preset`). Validation natural and PGD
-    accuracy (%) after every epoch. Each run is a cached `prune_row` (test-set natural / PGD of its final model,
-    no AutoAttack). `overrides` go into every run config (e.g. lambda_x, temperature, batch_size).
+    accuracy (%) after every epoch. Each run is a cached `prune_row` (test-set natural / PGD of its final model
+    by `settings`: the first 500 test images, all of them on smaller test sets, no AutoAttack). `overrides` go into every run config (e.g. lambda_x, temperature, batch_size).
 
     Returns a DataFrame: method ("teacher" for the dense model), lr, epoch (0: before any fine-tuning),
     train_seconds, val_natural, val_pgd. At epoch 0 every method and lr has the same (one-shot pruned) model.
@@ -98,7 +98,6 @@ def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: fl
         with forked_rng():  # the PGD random start: the same numbers whatever ran before
             torch.manual_seed(EVAL_SEED)
             start[name] = validation_metrics(model.eval(), val, base.eps, base.val_pgd_steps)
-    settings = EvalSettings(n=500, aa_n=0)  # the first 500 test images (all of them on smaller test sets)
     done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,
                          desc=f"fine-tuning drift ({dataset}, {rate:g}x)")
     rows = [{"method": "teacher", "lr": float("nan"), "epoch": 0, "train_seconds": 0.0, **start["teacher"]}]

@@ -27,7 +27,8 @@ from pwoa_lab.utils import atomic_write, load_error_words, versions
 
 FORMAT = "pwoa-lab-checkpoint"
 TEACHER_DIR = Path(__file__).resolve().parents[1] / "teachers"
-SHIPPED_TEACHERS = {"digits": TEACHER_DIR / "digits_small_cnn.pt", "mnist": TEACHER_DIR / "mnist_lenet3.pt"}
+SHIPPED_TEACHERS = {"digits": TEACHER_DIR / "digits_small_cnn.pt", "mnist": TEACHER_DIR / "mnist_lenet3.pt",
+                    "cifar10": TEACHER_DIR / "cifar10_vgg_small.pt"}
 
 
 class CheckpointError(ValueError):
@@ -123,7 +124,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
 
 
 def load_teacher(dataset: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The robust teacher that ships with the kit for `dataset` (digits, mnist)."""
+    """The robust teacher that ships with the kit for `dataset` (digits, mnist, cifar10)."""
     if dataset not in SHIPPED_TEACHERS:
         raise ValueError(f"no shipped teacher for {dataset!r}; shipped: {', '.join(SHIPPED_TEACHERS)}. Train one "
                          f"with `pwoa-lab train-teacher --dataset {dataset}` and pass its checkpoint")
