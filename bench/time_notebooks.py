@@ -37,6 +37,7 @@ TEACHES = {
     "05_rigorous_evaluation": "AutoAttack, gradient-masking checks, the paper's tables, the `paper` preset",
     "06_pruning_design_space": "weight vs structured pruning, importance, schedules; accuracy vs size and latency",
     "07_is_the_comparison_fair": "each method's natural-vs-robust front over its fine-tuning budget; budgets tuned on validation",
+    "08_how_sure_are_we": "95% intervals over seeds and test images; paired differences; holds, fails or inconclusive",
 }
 MODES = ("full", "smoke")
 COLUMNS = ("notebook", "what it teaches", "full mode", "full: measured on", "smoke mode", "smoke: measured on")

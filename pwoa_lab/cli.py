@@ -295,21 +295,48 @@ def _seeds(args: argparse.Namespace) -> list[int]:
 
 
 def _mean_std_table(summary, metrics) -> str:
-    """A seed summary as text: each metric as 'mean ± std' (just the mean for one seed)."""
+    """A seed summary as text: each metric as 'mean [low, high]' (its 95% interval over seeds and test images)
+    where the summary has one, else 'mean ± std' over seeds (just the mean for one seed); empty columns dropped."""
     import math
     rows = []
+    metrics = [m for m in metrics if m in summary.columns and summary[m].notna().any()]
     for r in summary.itertuples():
         row = {"method": r.method, "rate": f"{r.rate:g}x", "net sparsity": f"{100 * r.sparsity:.1f}%", "seeds": r.seeds}
         for m in metrics:
-            mean, std = getattr(r, m), getattr(r, f"{m}_std")
-            row[m] = f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+            mean = getattr(r, m)
+            low, high = getattr(r, f"{m}_low", math.nan), getattr(r, f"{m}_high", math.nan)
+            std = getattr(r, f"{m}_std", math.nan)
+            if not math.isnan(low):
+                row[m] = f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+            else:
+                row[m] = f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
         rows.append(row)
     import pandas as pd
     return pd.DataFrame(rows).to_string(index=False)
 
 
+def _interval_table(frame, keys: list[str], metrics: list[str], extra: list[str] = ()) -> str:
+    """Rows of `frame` as text: `keys`, each metric as 'mean [low, high]' (or '± sd'), then `extra` columns."""
+    import math
+
+    import pandas as pd
+    rows = []
+    metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
+    for r in frame.to_dict("records"):
+        row = {k: (f"{r[k]:g}x" if k == "rate" else r[k]) for k in keys}
+        for m in metrics:
+            low, high, std = r.get(f"{m}_low", math.nan), r.get(f"{m}_high", math.nan), r.get(f"{m}_std", math.nan)
+            row[m] = f"{r[m]:.1f}" + (f" [{low:.1f}, {high:.1f}]" if low == low else
+                                      "" if std != std or std is None else f" ± {std:.1f}")
+        row.update({k: r[k] for k in extra})
+        rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False)
+
+
 def cmd_figure1(args: argparse.Namespace) -> int:
     from pwoa_lab.course.plots import plot_figure1
+    from pwoa_lab.core.intervals import VERDICT_RULE
+    from pwoa_lab.experiments.confidence import environment_line
     from pwoa_lab.experiments.figures import claim_in_words, figure1, phenomenon, seed_summary
     from pwoa_lab.experiments.frontier import figure1_tuned, parse_budgets
     out = _check_out_folder(args.out)  # before any run: results are never computed for nowhere
@@ -324,7 +351,7 @@ def cmd_figure1(args: argparse.Namespace) -> int:
                     **_overrides(args), **design)
     if args.tune == "budget":  # every budget runs; each method's is chosen on the validation split
         df = figure1_tuned(args.dataset, rates=rates, methods=methods, lr_factors=lr_factors,
-                           epoch_factors=epoch_factors, **run_args)
+                           epoch_factors=epoch_factors, extend=not args.no_extend, **run_args)
     else:
         df = figure1(args.dataset, rates=rates, methods=methods, use_cache=not args.no_cache, **run_args)
     for field, value in design.items():  # which design every pruned row used ("-": the teacher)
@@ -333,13 +360,15 @@ def cmd_figure1(args: argparse.Namespace) -> int:
     stem = f"figure1_{args.dataset}_{args.preset}" + ("_tuned" if args.tune == "budget" else "")
     scope = args.scope or "all"
     design_title = "".join(f", {v}" for v in design.values())
-    fig = plot_figure1(df, title=f"Figure 1: {args.dataset}, preset {args.preset}, scope {scope}{design_title}, "
-                                 f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
+    fig = plot_figure1(df, summary=summary,
+                       title=f"Figure 1: {args.dataset}, preset {args.preset}, scope {scope}{design_title}, "
+                             f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
     csv, summary_csv, png = write_results(out, [f"{stem}.csv", f"{stem}_summary.csv", f"{stem}.png"],
                                           [_csv(df), _csv(summary), _png(fig)])
     print(f"scope {scope} (which weights are pruned), {_design_words(design)}, seeds {', '.join(map(str, seeds))}; "
-          "mean ± standard deviation over seeds")
+          "mean over seeds and test images [95% interval over both]; " + environment_line(df))
     print(_mean_std_table(summary, ["natural", "pgd", "aa", "pgd_last"]))
+    _smoke_note(args.preset)
     if args.tune == "budget":
         chosen = df[~df.method.isin(["teacher", "oneshot"])].drop_duplicates(["method", "rate"])
         print("budgets chosen on validation (highest val PGD within 1 point of the best val natural): "
@@ -347,10 +376,11 @@ def cmd_figure1(args: argparse.Namespace) -> int:
     print("aa: per test point the worst case of PGD and AutoAttack (AutoAttack runs only on the points PGD did not break); pgd_last: "
           "the last epoch's model, where checkpoint selection (best validation PGD) kept another one")
     if {"naive", "pwoa"} <= set(methods):
-        print("\nThe paper's claim (naive pruning collapses, PwoA stays close to the teacher), per rate:")
+        print("\nThe paper's claim (naive pruning collapses to at most a third of the teacher's robust accuracy, "
+              f"PwoA stays within 3 points of it), per rate; {VERDICT_RULE}:")
         for metric in ("pgd", "aa"):
             if summary[metric].notna().any():
-                for line in claim_in_words(phenomenon(summary, metric), metric):
+                for line in claim_in_words(phenomenon(df, metric), metric):
                     print("- " + line)
     print(f"\nwrote {csv}, {summary_csv} and {png}")
     return 0
@@ -360,11 +390,16 @@ def _add_budgets(p: argparse.ArgumentParser, default: list[str] | None = None) -
     p.add_argument("--budgets", nargs="+", default=default or ["lr=0.1,1/3,1,3", "epochs=1"],
                    help="the fine-tuning budgets, as factors of the preset's learning rates and epochs: "
                         "lr=F1,F2,... epochs=F1,F2,... (default: lr=0.1,1/3,1,3 epochs=1)")
+    p.add_argument("--no-extend", action="store_true",
+                   help="read the budget grid as given; by default, where a method's best validation point lies on "
+                        "the grid's edge, the next factor past it (x3 or /3) runs too, up to lr x0.01-x10 and "
+                        "epochs x1/9-x9")
 
 
 def cmd_frontier(args: argparse.Namespace) -> int:
     from pwoa_lab.course.plots import plot_frontier
-    from pwoa_lab.experiments.frontier import budget_label, frontier, parse_budgets
+    from pwoa_lab.experiments.confidence import environment_line
+    from pwoa_lab.experiments.frontier import FRONT_RULE, budget_label, frontier, parse_budgets
     out = _check_out_folder(args.out)  # before any run: results are never computed for nowhere
     lr_factors, epoch_factors = parse_budgets(args.budgets)
     rates = [float(r) for r in args.rates.split(",")]
@@ -373,6 +408,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     teacher = _resolve_checkpoint(args.checkpoint) if args.checkpoint else None
     fr = frontier(args.dataset, rates, methods, lr_factors, epoch_factors, seeds, args.preset,
                   compare=("pwoa", "naive"), teacher=teacher, root=args.root, device=args.device,
+                  extend=not args.no_extend,
                   workers=resolve_workers(args.workers, args.device), backend=args.backend, address=args.address,
                   **_overrides(args))
     stem = f"frontier_{args.dataset}_{args.preset}"
@@ -380,17 +416,23 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     fig = plot_frontier(fr.points, title=f"frontier: {args.dataset}, preset {args.preset}, scope {scope}, "
                                          f"{len(seeds)} seed(s)\npoints: learning-rate factor[/epoch factor]; "
                                          "lines: each method's front")
-    csv, png = write_results(out, [f"{stem}.csv", f"{stem}.png"], [_csv(fr.points), _png(fig)])
+    csv, png = write_results(out, [f"{stem}.csv", f"{stem}.png"], [_csv(fr.points.drop(columns="point")), _png(fig)])
     shown = fr.points.assign(budget=[budget_label(a, b) if k == "method" else "-"
                                      for a, b, k in zip(fr.points.lr_factor, fr.points.epoch_factor, fr.points.kind)])
-    cols = ["rate", "method", "budget", "natural", "natural_std", "robust", "robust_std", "on_front"]
     print(f"robust = {fr.robust_metric} (per point the worst case of PGD and AutoAttack where the preset runs "
-          f"AutoAttack); mean and sd over seeds {', '.join(map(str, seeds))}")
-    print(shown[cols].round(1).to_string(index=False))
+          f"AutoAttack); mean over seeds {', '.join(map(str, seeds))} and the test images, [95% interval over "
+          f"both]; {environment_line(fr.runs)}")
+    print(_interval_table(shown, ["rate", "method", "budget"], ["natural", "robust"], ["on_front"]))
+    if len(fr.extensions):
+        print("\nThe grid extended where a best validation point lay on its edge:")
+        for row in fr.extensions.itertuples():
+            added = f"added {row.axis.split('_')[0]} x{row.factor:.3g}" if row.factor == row.factor else "stopped"
+            print(f"- {row.method} {row.rate:g}x: {added} ({row.why})")
+    _smoke_note(args.preset)
     if len(fr.verdicts):
-        print("\nPwoA's front against naive's, per rate:")
+        print(f"\nPwoA's front against naive's, per rate ({FRONT_RULE}):")
         for row in fr.verdicts.itertuples():
-            print(f"- {row.rate:g}x: {row.verdict} ({row.text})")
+            print(f"- {row.rate:g}x: {row.verdict.upper()}: {row.text}")
     print(f"\nwrote {csv} and {png}")
     return 0
 
@@ -435,7 +477,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_figure3(args: argparse.Namespace) -> int:
     from pwoa_lab.course.plots import plot_figure3
-    from pwoa_lab.experiments.figures import figure3
+    from pwoa_lab.experiments.figures import figure3, time_ratio_summary
     out = _check_out_folder(args.out)
     ratios = None if args.mix_ratios is None else [float(r) for r in args.mix_ratios.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -449,9 +491,22 @@ def cmd_figure3(args: argparse.Namespace) -> int:
     paths = write_results(out, [f"{stem}_curves.csv", f"{stem}_summary.csv", f"{stem}.png"],
                           [_csv(curves), _csv(summary), _png(fig)])
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print("\ntime_ratio: time to reach PwoA's (r=0) final validation PGD accuracy / PwoA's time (NaN: never)")
+    print("\ntime_ratio: time to reach PwoA's (r=0) final validation PGD accuracy / PwoA's time (NaN: never); "
+          "mean over seeds [95% interval over seeds], where every seed reached it:")
+    print(_interval_table(time_ratio_summary(summary), ["method", "mix_ratio", "seeds", "reached"],
+                          ["time_ratio", "pgd", "aa"]))
+    _smoke_note(args.preset)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+SMOKE_NOTE = ("smoke check: the smoke preset trains a few batches to test that the kit runs; these numbers and "
+              "verdicts are no results (use --preset quick)")
+
+
+def _smoke_note(preset: str) -> None:
+    if preset == "smoke":
+        print(SMOKE_NOTE)
 
 
 SCOPE_HELP = ("which weights are pruned: all (default: every conv and linear weight), hidden (all but the first "

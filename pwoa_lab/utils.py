@@ -284,6 +284,14 @@ def versions() -> dict[str, str]:
             "numpy": str(np.__version__)}
 
 
+def run_environment(device: str | torch.device) -> dict[str, Any]:
+    """Where a result was computed: device, the CPU's instruction set as torch reports it (e.g. AVX512), the torch
+    version and torch's intra-op thread count. Another CPU or thread count gives other low-order bits, and after many
+    epochs other numbers, within the intervals the kit prints."""
+    return {"device": str(device), "cpu": str(torch.backends.cpu.get_cpu_capability()),
+            "torch": str(torch.__version__), "threads": int(torch.get_num_threads())}
+
+
 def model_fingerprint(model: torch.nn.Module) -> str:
     """A hash of a model's weights (names, shapes and values): identifies a teacher in cache keys."""
     h = hashlib.sha256()

@@ -297,10 +297,12 @@ def test_notebook_runs_in_smoke_mode(first_view, cache, monkeypatch):
 def test_the_frontier_view_reads_the_budget_grid_from_the_cache(first_view, cache, teacher):
     """The explorer's frontier is what `pwoa-lab frontier` put in the cache: nothing is trained for it; an empty
     cache gives the command that fills it."""
-    from pwoa_lab.experiments.frontier import cached_frontier, frontier
+    from pwoa_lab.experiments.frontier import cached_frontier, cached_frontier_result, frontier
     sel = ex.Selection("digits", ("naive", "pwoa"), (4,), "hidden", (0,))
     nowhere = ex.Selection("digits", ("naive", "pwoa"), (32,), "hidden", (0,))  # no other test computes 32x
-    empty = ex.frontier_plot(nowhere, PRESET, teacher, cache)
+    assert cached_frontier_result("digits", [32], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
+                                  scope="hidden") is None
+    empty = ex.frontier_plot(nowhere, PRESET, None)
     assert not empty.axes[0].axison
     assert "pwoa-lab frontier --dataset digits --preset smoke --scope hidden --rates 32" in \
         empty.axes[0].texts[0].get_text()
@@ -309,9 +311,14 @@ def test_the_frontier_view_reads_the_budget_grid_from_the_cache(first_view, cach
                              scope="hidden")
     assert sorted(before[before.kind == "method"].lr_factor) == [1.0, 1.0]
     frontier("digits", rates=[4], methods=["naive", "pwoa"], lr_factors=[0.1, 1], seeds=[0], preset=PRESET,
-             teacher=teacher, cache_dir=cache, progress=False, scope="hidden")
+             teacher=teacher, cache_dir=cache, progress=False, scope="hidden", extend=False)
     after = cached_frontier("digits", [4], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
                             scope="hidden")
     assert sorted(after[after.kind == "method"].lr_factor) == [0.1, 0.1, 1.0, 1.0]
-    fig = ex.frontier_plot(sel, PRESET, teacher, cache)
+    fr = cached_frontier_result("digits", [4], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
+                                scope="hidden")
+    fig = ex.frontier_plot(sel, PRESET, fr)
     assert fig.axes[0].axison and len(fig.axes[0].containers) == 3  # naive, pwoa, the one-shot control
+    # the view prints the front comparison in words, decided by intervals
+    assert fr.verdicts.verdict.iloc[0] in ("pwoa dominates", "naive dominates", "cross", "inconclusive")
+    assert fr.points[["natural_low", "robust_low"]].notna().all().all()

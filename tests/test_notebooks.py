@@ -35,7 +35,7 @@ NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["00_start_here", "01_adversarial_examples", "02_naive_pruning_breaks_robustness",
             "03_distillation_and_hsic", "04_efficiency_and_mix_ratio", "05_rigorous_evaluation",
-            "06_pruning_design_space", "07_is_the_comparison_fair"]
+            "06_pruning_design_space", "07_is_the_comparison_fair", "08_how_sure_are_we"]
 CELL_TIMEOUT = 600  # seconds per cell
 DATASET_LINE = 'DATASET = "digits"'  # the parameters cell's line that picks the data set
 # every notebook on CIFAR-10 too (the same code paths with 3x32x32 images and the VGG-small teacher): about 7

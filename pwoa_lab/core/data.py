@@ -46,10 +46,12 @@ class DatasetInfo:
     pgd_steps: int               # PGD steps for evaluation
     n_val: int                   # images held out from the training set
     augment: bool                # random crop + flip while training
+    n_test: int = 10_000         # images in the test split
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("digits", 10, (1, 16, 16), eps=0.2, pgd_step=None, pgd_steps=20, n_val=180, augment=False),
+    "digits": DatasetInfo("digits", 10, (1, 16, 16), eps=0.2, pgd_step=None, pgd_steps=20, n_val=180, augment=False,
+                          n_test=359),
     "mnist": DatasetInfo("mnist", 10, (1, 28, 28), eps=0.3, pgd_step=0.01, pgd_steps=40, n_val=5000, augment=False),
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, (1, 28, 28), eps=0.1, pgd_step=0.01, pgd_steps=40,
                                  n_val=5000, augment=False),

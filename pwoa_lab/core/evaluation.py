@@ -6,15 +6,21 @@ point counts as robust only if neither attack broke it. That is cheaper than Aut
 stricter number; `aa_points` says on how many points AutoAttack ran. When aa_n <= n, the PGD run of the `pgd`
 column is the one whose survivors AutoAttack attacks (PGD runs once, not twice; same numbers).
 
+`evaluate_points` also returns the per-image outcomes behind the row (`PointOutcomes`: which test images were
+scored, and per image whether it was right naturally, under PGD and under the worst case): the record every
+interval of the kit (`core.intervals`) is computed from.
+
 `evaluate_row(model, dataset, eps, settings)` seeds the attacks' random starts itself (`EVAL_SEED`, in a forked
 RNG), so the same model gives the same numbers whatever ran before, and the caller's random stream is untouched.
 """
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -41,39 +47,90 @@ EVAL_SEED = 0  # the attacks' random starts in evaluate_row
 class EvalSettings:
     """How models are evaluated on the test split."""
     n: int | None = None          # first n test images for natural / FGSM / PGD (None: all)
-    aa_n: int = 100               # first n test images for the PGD + AutoAttack worst case (0: skip)
+    aa_n: int | None = 100        # first n test images for the PGD + AutoAttack worst case (None: all; 0: skip)
     aa_version: str = "fast"      # fast (APGD-CE + APGD-T) | standard
 
     def attacks(self) -> list[str]:
         return ["natural", "fgsm", "pgd"]
 
 
+@dataclass(frozen=True)
+class PointOutcomes:
+    """Which test images a model got right, per image: the record every interval of the kit is computed from.
+
+    index:       int [n], the test images scored naturally and by PGD (positions in the test split).
+    natural:     bool [n], the clean image is classified correctly.
+    pgd:         bool [n], the PGD example is classified correctly.
+    worst_index: int [k], the images of the per-image worst case of PGD and AutoAttack (empty: not run).
+    worst:       bool [k], neither PGD nor AutoAttack broke the image.
+    `to_record()` packs it into a few bytes per image for the run store; `from_record` unpacks it.
+    """
+    index: np.ndarray
+    natural: np.ndarray
+    pgd: np.ndarray
+    worst_index: np.ndarray
+    worst: np.ndarray
+
+    def metric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(image indices, bool outcomes) of "natural", "pgd" or "aa" (the worst case)."""
+        if name in ("natural", "pgd"):
+            return self.index, getattr(self, name)
+        if name in ("aa", "worst"):
+            return self.worst_index, self.worst
+        raise ValueError(f"per-image outcomes exist for natural, pgd and aa; got {name!r}")
+
+    def to_record(self) -> dict[str, Any]:
+        return {"index": _ranges(self.index), "natural": _bits(self.natural), "pgd": _bits(self.pgd),
+                "worst_index": _ranges(self.worst_index), "worst": _bits(self.worst)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "PointOutcomes":
+        index, worst_index = _unranges(record["index"]), _unranges(record["worst_index"])
+        return cls(index, _unbits(record["natural"], len(index)), _unbits(record["pgd"], len(index)),
+                   worst_index, _unbits(record["worst"], len(worst_index)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PointOutcomes) and all(
+            np.array_equal(getattr(self, f), getattr(other, f))
+            for f in ("index", "natural", "pgd", "worst_index", "worst"))
+
+
+def _ranges(index: np.ndarray) -> list[list[int]]:
+    """Indices as runs [[start, stop], ...] of consecutive values (the first n images: one run)."""
+    index = np.asarray(index, dtype=np.int64)
+    if not len(index):
+        return []
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    return [[int(part[0]), int(part[-1]) + 1] for part in np.split(index, breaks)]
+
+
+def _unranges(runs: list) -> np.ndarray:
+    return np.concatenate([np.arange(a, b) for a, b in runs]).astype(np.int64) if runs else np.zeros(0, np.int64)
+
+
+def _bits(mask: np.ndarray) -> str:
+    return base64.b64encode(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).decode("ascii")
+
+
+def _unbits(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
+
+
 def evaluate_row(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None) -> dict[str, float]:
     """natural / fgsm / pgd / aa accuracy (%) of a model on the test split, and the evaluation seconds."""
+    return evaluate_points(model, dataset, eps, settings, root)[0]
+
+
+def evaluate_points(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None
+                    ) -> tuple[dict[str, float], PointOutcomes]:
+    """`evaluate_row`'s row and the per-image outcomes behind it (`PointOutcomes`): natural and PGD on the first
+    `n` test images, the PGD + AutoAttack worst case on the first `aa_n`."""
     start = time.perf_counter()
     with forked_rng():  # same model -> same numbers, whatever ran before
         torch.manual_seed(EVAL_SEED)
-        row = _evaluate_row(model, dataset, eps, settings, root)
+        row, points = _evaluate_points(model, dataset, eps, settings, root)
     row["eval_seconds"] = time.perf_counter() - start
-    return row
-
-
-def _evaluate_row(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None) -> dict[str, float]:
-    test = load_dataset(dataset, "test", root)
-    options = default_attack_options(dataset, eps)
-    n = len(test) if settings.n is None else min(settings.n, len(test))
-    if settings.aa_n and settings.aa_n <= n:
-        return _evaluate_row_shared(model, test, eps, settings, options, n)
-    table = evaluate(model, test, settings.attacks(), eps=eps, n=settings.n, attack_options=options,
-                     progress=False)
-    row = {r.attack: r.accuracy for r in table.itertuples()}
-    if settings.aa_n:
-        options["aa"] = {"version": settings.aa_version}
-        worst = evaluate(model, test, ["worst"], eps=eps, n=settings.aa_n, attack_options=options, progress=False)
-        row["aa"], row["aa_points"] = float(worst.accuracy.iloc[0]), int(worst.aa_points.iloc[0])
-    else:
-        row["aa"], row["aa_points"] = float("nan"), 0
-    return row
+    return row, points
 
 
 def _percent(mask: torch.Tensor) -> float:
@@ -81,13 +138,15 @@ def _percent(mask: torch.Tensor) -> float:
     return 100.0 * (int(mask.sum()) / max(len(mask), 1))
 
 
-def _evaluate_row_shared(model: nn.Module, test, eps: float, settings: EvalSettings, options: dict,
-                         n: int) -> dict[str, float]:
-    """`_evaluate_row` when the AutoAttack points are among the natural / PGD points (aa_n <= n): one PGD run
-    on the first n test images gives the "pgd" accuracy and, on its first aa_n points, the points AutoAttack
-    runs on. Before, the first aa_n points were attacked by PGD a second time, from the same random start (the
-    same RNG state, the same first aa_n rows of the start); the numbers are the same (on the CPU, per-point
-    results do not depend on the batch they are computed in), without that second PGD run."""
+def _evaluate_points(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None
+                     ) -> tuple[dict[str, float], PointOutcomes]:
+    """One PGD run on the first n test images gives the "pgd" accuracy and its per-image outcomes. Where the
+    AutoAttack points are among them (aa_n <= n) its first aa_n points are the ones AutoAttack runs on; else natural
+    and PGD run again on the first aa_n, from the same random start (the RNG state is kept around each step, and on
+    the CPU a point's result does not depend on the batch it is computed in)."""
+    test = load_dataset(dataset, "test", root)
+    options = default_attack_options(dataset, eps)
+    n = len(test) if settings.n is None else min(settings.n, len(test))
     device = next(model.parameters()).device
     x, y = test.x[:n].to(device), test.y[:n].to(device)
     with kept_rng():  # PGD starts from the caller's RNG state, as `evaluate` does; the stream is left untouched
@@ -97,11 +156,18 @@ def _evaluate_row_shared(model: nn.Module, test, eps: float, settings: EvalSetti
     measured = {"natural": _percent(natural), "pgd": _percent(pgd),
                 **({r.attack: r.accuracy for r in table.itertuples()} if table is not None else {})}
     row = {a: measured[a] for a in settings.attacks()}
-    k = settings.aa_n
-    worst = worst_case_robust(model, x[:k], y[:k], eps, options["pgd"], {"version": settings.aa_version},
-                              known=(natural[:k], pgd[:k]))
-    row["aa"], row["aa_points"] = worst.worst_accuracy, worst.aa_points
-    return row
+    k = len(test) if settings.aa_n is None else min(settings.aa_n, len(test))
+    worst = np.zeros(0, dtype=bool)
+    if k:
+        aa_options = {"version": settings.aa_version}
+        known = (natural[:k], pgd[:k]) if k <= n else None
+        xs, ys = (x[:k], y[:k]) if k <= n else (test.x[:k], test.y[:k])
+        wc = worst_case_robust(model, xs, ys, eps, options["pgd"], aa_options, known=known)
+        row["aa"], row["aa_points"] = wc.worst_accuracy, wc.aa_points
+        worst = wc.worst.numpy()
+    else:
+        row["aa"], row["aa_points"] = float("nan"), 0
+    return row, PointOutcomes(np.arange(n), natural.cpu().numpy(), pgd.cpu().numpy(), np.arange(k), worst)
 
 
 def natural_and_pgd(model: nn.Module, dataset: str, eps: float, settings: EvalSettings, root=None) -> dict[str, float]:

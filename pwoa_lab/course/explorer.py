@@ -39,8 +39,9 @@ from matplotlib.ticker import MaxNLocator
 from pwoa_lab import defaults
 from pwoa_lab.course.plots import METHOD_STYLE, plot_figure1, plot_frontier, plot_information_plane
 from pwoa_lab.course.serving import room_settings
-from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, seed_summary
-from pwoa_lab.experiments.frontier import cached_frontier
+from pwoa_lab.core.intervals import VERDICT_RULE
+from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, claim_in_words, phenomenon, seed_summary
+from pwoa_lab.experiments.frontier import FRONT_RULE, cached_frontier_result
 from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.pruning.masks import SCOPES
 from pwoa_lab.training.presets import PRESETS, eval_settings, preset_config
@@ -196,12 +197,14 @@ class ExplorerView:
     selection: Selection
     preset: str
     table: pd.DataFrame              # one row per run (+ the teacher), columns as figures.figure1
-    summary: pd.DataFrame            # figures.seed_summary(table)
+    summary: pd.DataFrame            # figures.seed_summary(table): means, sds and 95% intervals
     histories: pd.DataFrame          # per run and epoch: method, rate, seed, epoch, phase, val_natural, val_pgd, ...
     missing: list[tuple[str, float, int]] = field(default_factory=list)
     computed: list[tuple[str, float, int]] = field(default_factory=list)
     figures: dict[str, plt.Figure] = field(default_factory=dict)  # "figure1", "curves", "plane", "frontier"
     max_runs: int | None = None      # the most missing runs one request may start (None: no cap)
+    verdicts: list[str] = field(default_factory=list)           # the paper's claim per rate, in words
+    frontier_verdicts: list[str] = field(default_factory=list)  # PwoA's front against naive's, per rate
 
     @property
     def refused(self) -> str | None:
@@ -261,13 +264,27 @@ def explore(sel: Selection, preset: str, teacher: nn.Module | None = None, cache
     table = table[[c for c in FIG1_COLUMNS if c in table.columns]]
     hist = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(
         columns=["method", "rate", "seed", "epoch", "val_natural", "val_pgd"])
-    view = ExplorerView(sel, preset, table, seed_summary(table), hist,
-                        missing=[r for r, hit in hits.items() if hit is None], computed=computed, max_runs=max_runs)
+    view = ExplorerView(sel, preset, table, seed_summary(table, cache_dir=cache_dir), hist,
+                        missing=[r for r, hit in hits.items() if hit is None], computed=computed, max_runs=max_runs,
+                        verdicts=claim_lines(table, cache_dir))
+    fr = cached_frontier_result(sel.dataset, sel.rates, sel.methods, sel.seeds, preset, teacher=teacher,
+                                cache_dir=cache_dir, scope=sel.scope)
+    if fr is not None:
+        view.frontier_verdicts = [f"{r.rate:g}x: {r.verdict}. {r.text}" for r in fr.verdicts.itertuples()]
     with plt.ioff():  # never queued for the inline backend's flush (see widgets._interactive)
         view.figures = {"figure1": figure1_plot(view), "curves": plot_training_curves(hist, sel.rates),
                         "plane": plane_plot(view, getattr(teacher, "hidden_names", None)),
-                        "frontier": frontier_plot(sel, preset, teacher, cache_dir)}
+                        "frontier": frontier_plot(sel, preset, fr)}
     return view
+
+
+def claim_lines(table: pd.DataFrame, cache_dir=None) -> list[str]:
+    """The paper's claim per rate in words (`figures.claim_in_words`, on the robust metric the table has), where
+    the table holds the teacher, naive pruning and PwoA; else nothing."""
+    if not {"teacher", "naive", "pwoa"} <= set(table.method):
+        return []
+    metric = "aa" if "aa" in table and table.aa.notna().any() else "pgd"
+    return claim_in_words(phenomenon(table, metric, cache_dir=cache_dir), metric)
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -280,14 +297,14 @@ def _empty(text: str, size=(6, 2.5)) -> plt.Figure:
 
 
 def figure1_plot(view: ExplorerView) -> plt.Figure:
-    """`plots.plot_figure1` of the view's table (error bars: +-1 std over the seeds)."""
+    """`plots.plot_figure1` of the view's table (whiskers: 95% intervals over the seeds and test images)."""
     sel = view.selection
     if (view.table.method != "teacher").sum() == 0:
         return _empty("no run of this selection is in the cache yet:\npress 'compute missing runs'")
     seeds = ", ".join(map(str, sel.seeds))
-    return plot_figure1(view.table, metrics=FIGURE_METRICS,
+    return plot_figure1(view.table, metrics=FIGURE_METRICS, summary=view.summary,
                         title=f"Figure 1 on {sel.dataset} ({view.preset} preset), scope {sel.scope}, "
-                              f"seeds {seeds}: mean ± std")
+                              f"seeds {seeds}: mean and 95% interval")
 
 
 def plot_training_curves(hist: pd.DataFrame, rates: Sequence[float], metric: str = "val_pgd") -> plt.Figure:
@@ -337,18 +354,17 @@ def plane_plot(view: ExplorerView, layer_names=None) -> plt.Figure:
     return fig
 
 
-def frontier_plot(sel: Selection, preset: str, teacher: nn.Module, cache_dir=None) -> plt.Figure:
+def frontier_plot(sel: Selection, preset: str, fr) -> plt.Figure:
     """Is the comparison fair? `plots.plot_frontier` of the selection's methods and rates over the fine-tuning
-    budget, from the cache only (the explorer never trains a budget grid: `pwoa-lab frontier` fills it)."""
-    points = cached_frontier(sel.dataset, sel.rates, sel.methods, sel.seeds, preset, teacher=teacher,
-                             cache_dir=cache_dir, scope=sel.scope)
-    if points.empty:
+    budget (`fr`: `frontier.cached_frontier_result`, from the cache only: the explorer never trains a budget grid;
+    `pwoa-lab frontier` fills it)."""
+    if fr is None:
         methods = ",".join(m for m in sel.methods if m != "oneshot" and m != "hydra") or "naive,pwoa"
         return _empty("no frontier of this selection in the cache. Before class, run:\n"
                       f"pwoa-lab frontier --dataset {sel.dataset} --preset {preset} --scope {sel.scope} "
                       f"--rates {','.join(f'{r:g}' for r in sel.rates)}\n--methods {methods} "
                       f"--seeds {','.join(map(str, sel.seeds))}", size=(7, 2.5))
-    return plot_frontier(points)
+    return plot_frontier(fr.points)
 
 
 def figure_png(fig: plt.Figure) -> bytes:
@@ -364,15 +380,24 @@ def _png_output(png: bytes, text: str) -> dict:
             "data": {"image/png": base64.b64encode(png).decode(), "text/plain": text}}
 
 
-def _table_output(summary: pd.DataFrame) -> dict:
-    cols = ["method", "rate", "seeds", "sparsity"] + [c for m in ("natural", "fgsm", "pgd", "aa")
-                                                    for c in (m, f"{m}_std") if c in summary
-                                                    and summary[m].notna().any()]
-    table = summary[cols].copy()
-    table["sparsity"] = 100 * table["sparsity"]
-    table = table.rename(columns={"sparsity": "sparsity %"}).round(1)
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"text/html": table.to_html(index=False, na_rep="–"), "text/plain": table.to_string()}}
+def _table_output(summary: pd.DataFrame, verdicts: Sequence[str] = ()) -> dict:
+    """The summary as a table, each metric 'mean [low, high]' (its 95% interval) where it has one, and the verdict
+    lines below it with the rule that decides them."""
+    metrics = [m for m in ("natural", "fgsm", "pgd", "aa") if m in summary and summary[m].notna().any()]
+    table = summary[["method", "rate", "seeds"]].copy()
+    table["sparsity %"] = (100 * summary["sparsity"]).round(1)
+    for m in metrics:
+        low, high = summary.get(f"{m}_low"), summary.get(f"{m}_high")
+        table[m] = [f"{v:.1f}" + (f" [{lo:.1f}, {hi:.1f}]" if low is not None and lo == lo else "")
+                    for v, lo, hi in zip(summary[m], low if low is not None else summary[m],
+                                         high if high is not None else summary[m])]
+    html = table.to_html(index=False, na_rep="–")
+    text = table.to_string()
+    if verdicts:
+        html += (f"<p>The paper's claim per rate ({_html(VERDICT_RULE)}):</p><ul>"
+                 + "".join(f"<li>{_html(v)}</li>" for v in verdicts) + "</ul>")
+        text += "\n" + "\n".join(verdicts)
+    return {"output_type": "display_data", "metadata": {}, "data": {"text/html": html, "text/plain": text}}
 
 
 class ExplorerApp:
@@ -448,7 +473,8 @@ class ExplorerApp:
         self.widget = w.VBox([
             controls,
             w.HTML("<h3>Figure 1: robustness vs pruning rate</h3>"), self.outputs["figure1"],
-            w.HTML("<h3>The numbers (mean and std over the seeds, %)</h3>"), self.outputs["table"],
+            w.HTML("<h3>The numbers (mean over the seeds and test images [95% interval], %)</h3>"),
+            self.outputs["table"],
             w.HTML("<h3>Training curves</h3>"), self.outputs["curves"],
             w.HTML("<h3>Information plane</h3>"), self.outputs["plane"],
             w.HTML("<h3>Is the comparison fair? Natural vs robust accuracy over the fine-tuning budget</h3>"),
@@ -551,10 +577,11 @@ class ExplorerApp:
         self.updates += 1
         title = f"{sel.dataset} {', '.join(sel.methods)} at {', '.join(f'{r:g}x' for r in sel.rates)}"
         self.outputs["figure1"].outputs = (_png_output(view.png("figure1"), f"Figure 1: {title}"),)
-        self.outputs["table"].outputs = (_table_output(view.summary),)
+        self.outputs["table"].outputs = (_table_output(view.summary, view.verdicts),)
         self.outputs["curves"].outputs = (_png_output(view.png("curves"), f"training curves: {title}"),)
         self.outputs["plane"].outputs = (_png_output(view.png("plane"), f"information plane: {title}"),)
-        self.outputs["frontier"].outputs = (_png_output(view.png("frontier"), f"frontier: {title}"),)
+        self.outputs["frontier"].outputs = (_png_output(view.png("frontier"), f"frontier: {title}"),) + (
+            (_verdict_output(view.frontier_verdicts),) if view.frontier_verdicts else ())
         view.close()
         refused = view.refused
         self.compute_button.disabled = not view.missing or refused is not None
@@ -568,6 +595,12 @@ class ExplorerApp:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _verdict_output(lines: Sequence[str]) -> dict:
+    html = (f"<p>PwoA's front against naive's ({_html(FRONT_RULE)}):</p><ul>"
+            + "".join(f"<li>{_html(v)}</li>" for v in lines) + "</ul>")
+    return {"output_type": "display_data", "metadata": {}, "data": {"text/html": html, "text/plain": "\n".join(lines)}}
 
 
 def _duration(seconds: float) -> str:

@@ -77,11 +77,13 @@ def _finish(fig, own: bool, title: str | None = None):
 
 
 def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "aa"), title: str | None = None,
-                 ax=None):
+                 ax=None, summary: pd.DataFrame | None = None):
     """Accuracy vs pruning rate (log2 axis), one panel per metric, the teacher as a dashed line.
 
-    `df`: a Figure-1 table with one row per (method, rate, seed): each method's mean over seeds with +-1 standard
-    deviation error bars (seaborn). The x labels give each rate with the network's real sparsity beside it."""
+    `df`: a Figure-1 table with one row per (method, rate, seed). With `summary` (`figures.seed_summary(df)`, whose
+    `m_low` / `m_high` columns hold 95% intervals over seeds and test images) each method's mean carries its
+    interval as whiskers and the teacher its interval as a band; without it, +-1 standard deviation over seeds
+    (seaborn). The x labels give each rate with the network's real sparsity beside it."""
     import seaborn as sns
     metrics = [m for m in metrics if m in df.columns and df[m].notna().any()]
     fig, axes = _axes(ax, len(metrics), (4.2 * len(metrics), 3.8))
@@ -90,13 +92,28 @@ def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "
     rates = sorted(pruned.rate.unique())
     labels = [rate_label(r, float(pruned.loc[pruned.rate == r, "sparsity"].mean())).replace(" (", "\n(")
               for r in rates]
+    whiskers = "sd over seeds"
     for ax_, metric in zip(axes, metrics):
+        has_iv = summary is not None and f"{metric}_low" in summary and summary[f"{metric}_low"].notna().any()
+        if has_iv:
+            whiskers = "95% interval over seeds and test images"
         for method, part in pruned.groupby("method", sort=False):
             style = _style(method)
-            sns.lineplot(data=part, x="rate", y=metric, errorbar="sd", err_style="bars", color=style.get("color"),
-                         marker=style.get("marker"), label=style["label"], ax=ax_, legend=False)
+            if has_iv:
+                s = summary[summary.method == method].sort_values("rate")
+                yerr = [(s[metric] - s[f"{metric}_low"]).clip(lower=0).fillna(0),
+                        (s[f"{metric}_high"] - s[metric]).clip(lower=0).fillna(0)]
+                ax_.errorbar(s.rate, s[metric], yerr=yerr, color=style.get("color"), marker=style.get("marker"),
+                             capsize=3, label=style["label"], ms=5)
+            else:
+                sns.lineplot(data=part, x="rate", y=metric, errorbar="sd", err_style="bars", color=style.get("color"),
+                             marker=style.get("marker"), label=style["label"], ax=ax_, legend=False)
         if len(teacher):
             ax_.axhline(float(teacher[metric].iloc[0]), ls="--", **_style("teacher"))
+            t = summary[summary.method == "teacher"] if has_iv else None
+            if t is not None and len(t) and t[f"{metric}_low"].notna().any():
+                ax_.axhspan(float(t[f"{metric}_low"].iloc[0]), float(t[f"{metric}_high"].iloc[0]),
+                            color=_style("teacher").get("color", "black"), alpha=0.08, lw=0)
         ax_.set_xscale("log", base=2)
         ax_.set_xticks(rates, labels, fontsize=7)
         ax_.minorticks_off()
@@ -104,7 +121,7 @@ def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "
         ax_.set_ylabel(METRIC_LABEL.get(metric, metric))
         ax_.set_ylim(-2, 102)
         ax_.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower left")
+    axes[0].legend(fontsize=8, loc="lower left", title=f"whiskers: {whiskers}", title_fontsize=7)
     return _finish(fig, ax is None, title)
 
 
@@ -375,9 +392,18 @@ def plot_sweep(runs: pd.DataFrame, x: str, metric: str = "pgd", hue: str | None 
     return _finish(fig, own)
 
 
+def _spread(part: pd.DataFrame, column: str):
+    """Whiskers of a column: its 95% interval where the table has one (`_low` / `_high`), else +-1 sd."""
+    if f"{column}_low" in part and part[f"{column}_low"].notna().any():
+        return [(part[column] - part[f"{column}_low"]).clip(lower=0).fillna(0),
+                (part[f"{column}_high"] - part[column]).clip(lower=0).fillna(0)]
+    return part[f"{column}_std"].fillna(0)
+
+
 def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, title: str | None = None, ax=None):
-    """Natural (x) against robust (y) accuracy, one panel per rate: every budget of a method as a point with error
-    bars (+-1 sd over seeds) both ways, its front (`on_front`) as a line, the one-shot control and the dense teacher
+    """Natural (x) against robust (y) accuracy, one panel per rate: every budget of a method as a point with
+    whiskers both ways (the 95% interval over seeds and test images where `points` has `_low` / `_high` columns,
+    else +-1 sd over seeds), its front (`on_front`) as a line, the one-shot control and the dense teacher
     as reference markers.
 
     `points`: `frontier(...).points` (columns rate, method, kind, natural, natural_std, robust, robust_std,
@@ -390,7 +416,7 @@ def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, ti
     for ax_, rate in zip(axes, rates):
         for method, part in body[body.rate == rate].groupby("method", sort=False):
             style = _style(method)
-            ax_.errorbar(part.natural, part.robust, xerr=part.natural_std.fillna(0), yerr=part.robust_std.fillna(0),
+            ax_.errorbar(part.natural, part.robust, xerr=_spread(part, "natural"), yerr=_spread(part, "robust"),
                          fmt=style.get("marker", "o"), color=style.get("color"), ms=5, capsize=2, alpha=0.8,
                          label=style["label"] if part.kind.iloc[0] == "method" else style["label"] + " (control)")
             if part.kind.iloc[0] == "method":  # which budget each point is: lr factor (and epochs when not 1)
@@ -407,6 +433,27 @@ def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, ti
         ax_.set_xlabel("natural accuracy (%)")
         ax_.set_ylabel(METRIC_LABEL.get(metric, metric))
         ax_.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="best")
+    has_iv = "robust_low" in points and points.robust_low.notna().any()
+    axes[0].legend(fontsize=7, loc="best", title_fontsize=6,
+                   title="whiskers: 95% interval over seeds and test images" if has_iv else "whiskers: sd over seeds")
     return _finish(fig, ax is None, title or "natural vs robust accuracy over the fine-tuning budget\n(points "
                    "labelled by their learning-rate factor[/epoch factor]; a method's front is its line)")
+
+
+def plot_intervals(table: pd.DataFrame, label: str = "label", value: str = "estimate", low: str = "low",
+                   high: str = "high", reference: float | None = 0.0, title: str | None = None, ax=None):
+    """Estimates with their 95% intervals as horizontal whiskers, one row per line of `table` (columns `label`,
+    `value`, `low`, `high`, in accuracy points); `reference` (e.g. 0 for a difference, or a verdict's threshold) as
+    a dotted vertical line. Whether an interval crosses the line is what decides a verdict."""
+    own = ax is None
+    fig, (ax,) = _axes(ax, 1, (6.5, 0.5 + 0.45 * len(table)))
+    y = list(range(len(table)))[::-1]
+    ax.errorbar(table[value], y, xerr=[(table[value] - table[low]).clip(lower=0),
+                                       (table[high] - table[value]).clip(lower=0)],
+                fmt="o", color="black", capsize=4)
+    ax.set_yticks(y, table[label].astype(str).tolist(), fontsize=8)
+    if reference is not None:
+        ax.axvline(reference, ls=":", color="grey")
+    ax.set_xlabel("accuracy points (%): estimate and 95% interval")
+    ax.grid(alpha=0.3, axis="x")
+    return _finish(fig, own, title)

@@ -13,7 +13,7 @@ teacher is the row with structure "dense" and rate 1.
 Latency depends on the layer shapes only, not on the weights' values, so it is measured once per architecture
 (every weight-pruned model computes like the dense teacher; structured models of one rate share their shapes)
 and copied to the rows that share it. Latency is never cached: it belongs to the machine of the moment.
-``summarize`` gives mean and std over seeds.
+``summarize`` gives mean and std over seeds, and the 95% interval over seeds and test images.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import torch.nn as nn
 from pwoa_lab import defaults
 from pwoa_lab.core.data import dataset_info
 from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.experiments.confidence import INTERVAL_METRICS, add_intervals
 from pwoa_lab.experiments.runs import load_cached_model, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.pruning.footprint import file_sizes, latency_table, nonzero_count, parameter_count
 from pwoa_lab.training.methods import PruneConfig
@@ -77,8 +78,8 @@ def design_space(teacher: nn.Module | str | Path | None = None, dataset: str = d
                         settings, cache_dir, root=root)
     rows.append({"structure": "dense", "importance": "-", "schedule": "-", "method": "teacher", "rate": 1.0,
                  "seed": None, **{k: t_row.get(k) for k in ("natural", "fgsm", "pgd", "aa")},
-                 "train_seconds": 0.0, "key": "teacher"})
-    models["teacher"] = copy.deepcopy(teacher).cpu()
+                 "train_seconds": 0.0, "key": t_row.get("key") or "teacher"})
+    models[t_row.get("key") or "teacher"] = copy.deepcopy(teacher).cpu()
     for config in configs:
         row, _ = prune_row(teacher.to(device), config, settings, cache_dir, root=root, progress=progress)
         rows.append({**{axis: getattr(config, axis) for axis in AXES}, "rate": config.rate, "seed": config.seed,
@@ -110,9 +111,11 @@ def add_footprint(df: pd.DataFrame, models: dict[str, nn.Module], input_shape: S
     return df
 
 def summarize(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "aa"),
-              extra: Sequence[str] = ("params", "ship_bytes", "latency_ms_128")) -> pd.DataFrame:
+              extra: Sequence[str] = ("params", "ship_bytes", "latency_ms_128"),
+              cache_dir: str | Path | None = None) -> pd.DataFrame:
     """Mean and std over seeds of `metrics` (and the mean of `extra`), one row per (axes, rate); columns like
-    ``pgd_mean``, ``pgd_std``, ``n_seeds``."""
+    ``pgd_mean``, ``pgd_std``, ``n_seeds``, and ``pgd_mean_low`` / ``pgd_mean_high``: the 95% interval over seeds
+    and test images (`experiments.confidence`; NaN where the runs' outcomes are not in the store)."""
     keys = list(AXES) + ["rate"]
     metrics = [m for m in metrics if m in df]
     grouped = df.groupby(keys, sort=False, dropna=False)
@@ -122,16 +125,23 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "aa"
         if col in df:
             out[col] = grouped[col].mean()
     out["n_seeds"] = grouped.size()
-    return out.reset_index()
+    out = out.reset_index()
+    return add_intervals(out, df, keys, [m for m in metrics if m in INTERVAL_METRICS], cache_dir,
+                         rename={m: f"{m}_mean" for m in metrics})
 
 
-def mean_std_table(df: pd.DataFrame, metrics: Sequence[str] = ("pgd", "aa"), digits: int = 1) -> pd.DataFrame:
-    """``summarize`` as text cells "mean ± std" (a table to read or paste)."""
-    s = summarize(df, metrics, extra=())
+def mean_std_table(df: pd.DataFrame, metrics: Sequence[str] = ("pgd", "aa"), digits: int = 1,
+                   cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """``summarize`` as text cells "mean [low, high]" (the 95% interval over seeds and test images) where the runs'
+    outcomes are in the store, else "mean ± std" over seeds (a table to read or paste)."""
+    s = summarize(df, metrics, extra=(), cache_dir=cache_dir)
     for m in metrics:
         if f"{m}_mean" in s:
-            s[m] = [f"{a:.{digits}f} ± {b:.{digits}f}" if b == b else f"{a:.{digits}f}"
-                    for a, b in zip(s[f"{m}_mean"], s[f"{m}_std"])]
+            low = s.get(f"{m}_mean_low", pd.Series(float("nan"), index=s.index))
+            high = s.get(f"{m}_mean_high", pd.Series(float("nan"), index=s.index))
+            s[m] = [f"{a:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if lo == lo else
+                    f"{a:.{digits}f} ± {b:.{digits}f}" if b == b else f"{a:.{digits}f}"
+                    for a, b, lo, hi in zip(s[f"{m}_mean"], s[f"{m}_std"], low, high)]
     return s[list(AXES) + ["rate"] + [m for m in metrics if m in s] + ["n_seeds"]]
 
 
@@ -176,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out, index=False)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(mean_std_table(df, ("natural", "pgd", "aa")).to_string(index=False))
+        print(mean_std_table(df, ("natural", "pgd", "aa"), cache_dir=args.cache_dir).to_string(index=False))
     return df
 
 

@@ -11,7 +11,9 @@ import pandas as pd
 import torch.nn as nn
 
 from pwoa_lab import defaults
-from pwoa_lab.core.data import check_n_per_class
+from pwoa_lab.core.data import DATASETS, check_n_per_class, dataset_info
+from pwoa_lab.core.intervals import Interval, decide, images_to_settle, seed_interval, settle_hint
+from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.experiments.jobs import check_backend, check_workers
 from pwoa_lab.experiments.runs import resolve_teacher, teacher_row
@@ -21,7 +23,8 @@ from pwoa_lab.training.registry import method_order
 from pwoa_lab.utils import check_rate, get_device
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
-                "selected_epoch", "last_epoch", "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached"]
+                "selected_epoch", "last_epoch", "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached",
+                "device", "cpu", "torch", "threads", "key"]
 SUMMARY_METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
 
 
@@ -62,60 +65,109 @@ def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 
     return df[[c for c in FIG1_COLUMNS if c in df.columns]]
 
 
-def seed_summary(df: pd.DataFrame, metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Mean and sample standard deviation over seeds per (dataset, method, rate) of a Figure-1 table.
+def seed_summary(df: pd.DataFrame, metrics: Sequence[str] = SUMMARY_METRICS,
+                 cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds per (dataset, method, rate) of a Figure-1 table, and the 95%
+    interval over seeds and test images of each metric that has per-image outcomes (natural, pgd, aa).
 
-    Columns: dataset, method, rate, seeds (how many), sparsity (mean), and for each metric present `m` (mean) and
-    `m_std` (NaN for a single seed); rows ordered teacher, then the methods in the registry's order, then by rate.
+    Columns: dataset, method, rate, seeds (how many), sparsity (mean), and for each metric present `m` (mean),
+    `m_low` / `m_high` (the interval; NaN where the runs' outcomes are not in the store) and `m_std` (NaN for a
+    single seed); rows ordered teacher, then the methods in the registry's order, then by rate.
     """
-    out = summarize(df, ["dataset", "method", "rate"], metrics)
+    out = summarize(df, ["dataset", "method", "rate"], metrics, cache_dir=cache_dir)
     order = {m: i for i, m in enumerate(method_order())}
     out["_order"] = out.method.map(lambda m: order.get(m, len(order)))
     return out.sort_values(["_order", "rate"]).drop(columns="_order").reset_index(drop=True)
 
 
-def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] | None = None,
-               tolerance: float = 3.0, collapse: float = 1 / 3) -> pd.DataFrame:
-    """The paper's claim checked per rate on a Figure-1 table (per-seed rows or a `seed_summary`).
+def claim_verdict(collapse: Interval | None, gap: Interval | None, tolerance: float = 3.0) -> str:
+    """The paper's claim at one rate from two paired intervals: `collapse` = naive - collapse x teacher (the claim
+    wants it below 0) and `gap` = teacher - PwoA (wants it below `tolerance`). "holds" when both intervals lie wholly
+    on the claim's side, "fails" when either lies wholly on the other side, else "inconclusive"."""
+    if collapse is None or gap is None:
+        return "inconclusive"
+    sides = (decide(collapse, 0.0), decide(gap, tolerance))
+    if "above" in sides:
+        return "fails"
+    if sides == ("below", "below"):
+        return "holds"
+    return "inconclusive"
 
-    The claim holds at a rate when naive pruning collapses (mean `metric` at most `collapse` x the teacher's)
-    and PwoA stays close (mean within `tolerance` points of the teacher). Columns: rate, sparsity, teacher,
-    oneshot, naive, pwoa (means) with their `_std`, naive_over_teacher, pwoa_gap (teacher - pwoa, points), holds.
+
+def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] | None = None,
+               tolerance: float = 3.0, collapse: float = 1 / 3, cache_dir: str | Path | None = None
+               ) -> pd.DataFrame:
+    """The paper's claim checked per rate on a Figure-1 table (its per-run rows: their per-image outcomes give the
+    intervals), with `VERDICT_RULE`.
+
+    The claim holds at a rate when naive pruning collapses (`metric` at most `collapse` x the teacher's) and PwoA
+    stays close (within `tolerance` points of the teacher). Columns: rate, sparsity, teacher, oneshot, naive, pwoa
+    (means over seeds and images); naive_vs_collapse (naive - collapse x teacher), pwoa_gap (teacher - pwoa) and
+    pwoa_minus_naive, each with `_low` / `_high` (paired 95% intervals); verdict ("holds", "fails",
+    "inconclusive"), holds (bool) and settle (for an inconclusive verdict, what would settle it).
     """
-    summary = df if "seeds" in df.columns else seed_summary(df, [metric])
-    teacher = float(summary.loc[summary.method == "teacher", metric].iloc[0])
-    rates = sorted(summary.loc[summary.method != "teacher", "rate"].unique()) if rates is None else rates
+    if "seeds" in df.columns:
+        raise ValueError("phenomenon reads the per-run Figure-1 table (figure1's), whose runs carry per-image "
+                         "outcomes for the intervals; got a seed_summary table")
+    groups = group_outcomes(df, ["method", "rate"], metric, cache_dir)
+    teacher_rows = df[df.method == "teacher"]
+    if teacher_rows.empty:
+        raise ValueError("phenomenon needs the teacher's row (figure1 adds it)")
+    teacher = float(teacher_rows[metric].iloc[0])
+    t_key = ("teacher", float(teacher_rows.rate.iloc[0]))
+    rates = sorted(df.loc[df.method != "teacher", "rate"].unique()) if rates is None else rates
+    dataset = str(df.dataset.iloc[0]) if "dataset" in df.columns else None
+    test_size = dataset_info(dataset).n_test if dataset in DATASETS else None
     out = []
     for rate in rates:
-        sel = summary[summary.rate == rate].set_index("method")
+        sel = df[df.rate == rate]
         row = {"rate": float(rate), "sparsity": float(sel.sparsity.mean()), "teacher": teacher}
         for method in ("oneshot", "naive", "pwoa"):
-            row[method] = float(sel[metric].get(method, float("nan")))
-            row[f"{method}_std"] = float(sel[f"{metric}_std"].get(method, float("nan")))
-        row["naive_over_teacher"] = row["naive"] / teacher if teacher else float("nan")
-        row["pwoa_gap"] = teacher - row["pwoa"]
-        row["holds"] = bool(row["naive"] <= collapse * teacher and row["pwoa_gap"] <= tolerance)
+            row[method] = float(sel.loc[sel.method == method, metric].mean()) if (sel.method == method).any() \
+                else float("nan")
+        naive, pwoa = ("naive", float(rate)), ("pwoa", float(rate))
+        ivs = contrast_intervals(groups, {"naive_vs_collapse": {naive: 1.0, t_key: -collapse},
+                                          "pwoa_gap": {t_key: 1.0, pwoa: -1.0},
+                                          "pwoa_minus_naive": {pwoa: 1.0, naive: -1.0}})
+        for name, iv in ivs.items():
+            row[name] = iv.estimate if iv is not None else float("nan")
+            row[f"{name}_low"] = iv.low if iv is not None else float("nan")
+            row[f"{name}_high"] = iv.high if iv is not None else float("nan")
+        row["verdict"] = claim_verdict(ivs["naive_vs_collapse"], ivs["pwoa_gap"], tolerance)
+        row["holds"] = row["verdict"] == "holds"
+        row["settle"] = ""
+        if row["verdict"] == "inconclusive":
+            row["settle"] = _settle(ivs, groups.get(naive), tolerance, test_size)
         out.append(row)
     return pd.DataFrame(out)
 
 
-def claim_in_words(check: pd.DataFrame, metric: str = "pgd", tolerance: float = 3.0) -> list[str]:
-    """One sentence per rate of a `phenomenon` table: does the paper's claim hold there, with the numbers."""
-    def pm(mean: float, std: float) -> str:
-        return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+def _settle(ivs: dict[str, Interval | None], outcomes, tolerance: float, test_size: int | None) -> str:
+    if outcomes is None or any(ivs[k] is None for k in ("naive_vs_collapse", "pwoa_gap")):
+        return "the runs' per-image outcomes are not in the run store: run with the cache on"
+    n = outcomes.shape[1]
+    undecided = [(ivs["naive_vs_collapse"], 0.0), (ivs["pwoa_gap"], tolerance)]
+    undecided = [(iv, t) for iv, t in undecided if decide(iv, t) == "inconclusive"]
+    iv, t = max(undecided, key=lambda p: images_to_settle(p[0], p[1], n))
+    return settle_hint(iv, t, n, test_size)
+
+
+def claim_in_words(check: pd.DataFrame, metric: str = "pgd", tolerance: float = 3.0, collapse: float = 1 / 3
+                   ) -> list[str]:
+    """One sentence per rate of a `phenomenon` table: does the paper's claim hold there, with the intervals."""
+    def iv(r, name: str) -> str:
+        low, high = getattr(r, f"{name}_low"), getattr(r, f"{name}_high")
+        return f"{getattr(r, name):+.1f}" + ("" if math.isnan(low) else f" [{low:+.1f}, {high:+.1f}]")
     lines = []
     for r in check.itertuples():
-        naive_ok = r.naive <= r.teacher / 3
-        pwoa_ok = r.pwoa_gap <= tolerance
-        verdict = "holds" if naive_ok and pwoa_ok else "does not hold"
-        why = [f"naive {pm(r.naive, r.naive_std)} is {'at most' if naive_ok else 'more than'} a third of the "
-               f"teacher's {r.teacher:.1f}",
-               f"PwoA {pm(r.pwoa, r.pwoa_std)} is {'within' if pwoa_ok else 'more than'} {tolerance:g} points "
-               f"{'of it' if pwoa_ok else 'below it'}"]
+        text = (f"{r.rate:g}x ({100 * r.sparsity:.1f}% of the weights are zero), {metric}: {r.verdict.upper()}. "
+                f"Naive {r.naive:.1f} minus {collapse:.2g} x the teacher's {r.teacher:.1f} is "
+                f"{iv(r, 'naive_vs_collapse')} (the claim wants it below 0); the teacher minus PwoA {r.pwoa:.1f} is "
+                f"{iv(r, 'pwoa_gap')} (wants it below {tolerance:g})")
         if not math.isnan(r.oneshot):
-            why.append(f"one-shot pruning with no training keeps {pm(r.oneshot, r.oneshot_std)}")
-        lines.append(f"{r.rate:g}x ({100 * r.sparsity:.1f}% of the network's weights are zero): the claim "
-                     f"{verdict} on {metric}: " + "; ".join(why) + ".")
+            text += f"; one-shot pruning with no training keeps {r.oneshot:.1f}"
+        text += "." + (f" {r.settle[0].upper()}{r.settle[1:]}." if r.settle else "")
+        lines.append(text)
     return lines
 
 
@@ -180,5 +232,28 @@ def figure3(dataset: str = defaults.DATASET, rate: float = 4, mix_ratios: Sequen
     summary["target_val_pgd"] = targets
     keep = ["method", "mix_ratio", "seed", "phase", "epoch", "train_seconds", "val_natural", "val_pgd"]
     cols = ["dataset", "method", "rate", "mix_ratio", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
-            "train_seconds", "time_ratio", "target_val_pgd", "cached"]
+            "train_seconds", "time_ratio", "target_val_pgd", "cached", "key"]
     return curves_df[keep], summary[[c for c in cols if c in summary.columns]]
+
+
+def time_ratio_summary(summary: pd.DataFrame, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """Figure 3's time ratio per (method, mix_ratio) over seeds: seeds, reached (how many seeds reached the target),
+    time_ratio (mean over the seeds that reached it) and its 95% interval over seeds (`intervals.seed_interval`;
+    NaN where fewer than all seeds reached it: the mean of the others would flatter the method), and the final test
+    pgd / aa accuracy (means) with their 95% intervals over seeds and test images."""
+    rows = []
+    for (method, ratio), part in summary.groupby(["method", "mix_ratio"], sort=False):
+        reached = part.time_ratio.dropna()
+        row = {"method": method, "mix_ratio": ratio, "seeds": len(part), "reached": len(reached),
+               "time_ratio": float(reached.mean()) if len(reached) else float("nan"),
+               "time_ratio_low": float("nan"), "time_ratio_high": float("nan")}
+        if len(reached) == len(part):
+            iv = seed_interval(reached.to_numpy())
+            row.update(time_ratio_low=iv.low, time_ratio_high=iv.high)
+        for m in ("pgd", "aa"):
+            if m in part:
+                row[m] = float(part[m].mean())
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    metrics = [m for m in ("pgd", "aa") if m in out and out[m].notna().any()]
+    return add_intervals(out, summary, ["method", "mix_ratio"], metrics, cache_dir) if "key" in summary else out

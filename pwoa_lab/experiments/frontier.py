@@ -3,13 +3,16 @@ chosen on validation.
 
 A method's verdict at one learning rate says little: a smaller rate keeps more of the teacher's robustness and wins
 back less natural accuracy. So every method runs at every budget of a grid (learning rates x `lr_factor`, epochs x
-`epoch_factor` of the preset; `RunConfig.budget_applied`), and each budget is one (natural, robust) point, mean +-
-sd over seeds. A method's *front* is its points that no other of its points beats on both axes. Two fronts are
-compared with the seeds' spread in mind (`compare_fronts`).
+`epoch_factor` of the preset; `RunConfig.budget_applied`), and each budget is one (natural, robust) point: the mean
+over seeds and test images, with its 95% interval over both. A method's *front* is its points that no other of its
+points matches on both axes and beats on one. Two fronts are compared with paired intervals (`compare_fronts`,
+`FRONT_RULE`). A grid is never read at its edge: where a method's best validation point lies on the smallest or
+largest factor of an axis, the next factor past it (x3 or /3) is run too, up to `LR_LIMITS` / `EPOCH_LIMITS`
+(`edge_extensions`).
 
     fr = frontier("digits", rates=(4, 8), methods=("naive", "pwoa"), lr_factors=(0.1, 1/3, 1, 3), seeds=(0, 1, 2))
     fr.points      # one row per (method, rate, budget), plus the one-shot control and the teacher as references
-    fr.verdicts    # per rate: does PwoA's front dominate naive's, the reverse, do they cross, or within noise?
+    fr.verdicts    # per rate: does PwoA's front dominate naive's, the reverse, do they cross, or is it inconclusive?
 
 `tune_budgets(runs, curves)` picks one budget per (method, rate) from validation numbers only: among the budgets
 whose mean validation natural accuracy is within `tolerance` (1 point) of the method's best, the one with the
@@ -18,20 +21,22 @@ highest mean validation PGD accuracy. The test split plays no part in the choice
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import torch.nn as nn
 
 from pwoa_lab import defaults
 from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.core.intervals import Interval
+from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes
 from pwoa_lab.experiments.runs import cached_prune_row, resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import sweep
 from pwoa_lab.training.presets import eval_settings, preset_config
-from pwoa_lab.training.registry import method_spec
+from pwoa_lab.training.registry import method_order, method_spec
 from pwoa_lab.utils import check_budget_factor, check_rate, get_device
 
 DEFAULT_LR_FACTORS = (0.1, 1 / 3, 1.0, 3.0)
@@ -85,79 +90,138 @@ def grid_points(methods: Sequence[str], rates: Sequence[float], lr_factors: Sequ
 def robust_metric(settings: EvalSettings, runs: pd.DataFrame) -> str:
     """The robust column of a frontier: `aa` (per point the worst case of PGD and AutoAttack) where the evaluation
     ran AutoAttack, else `pgd`."""
-    return "aa" if settings.aa_n and "aa" in runs and runs.aa.notna().any() else "pgd"
+    return "aa" if settings.aa_n != 0 and "aa" in runs and runs.aa.notna().any() else "pgd"
 
 
 # ----------------------------------------------------------------------------------------------- fronts
 
 def pareto_flags(natural: Sequence[float], robust: Sequence[float]) -> list[bool]:
-    """True for each point that no other point beats on both axes (higher natural AND higher robust)."""
+    """True for each point on the front: no other point is at least as good on both axes and better on one (a tie
+    with a better point is not on the front; two identical points both are)."""
     pts = list(zip(natural, robust))
-    return [not any(n2 > n and r2 > r for n2, r2 in pts) for n, r in pts]
-
-
-def _reaches(a: pd.Series, b: pd.Series) -> bool:
-    """Point a is at least as good as b on both axes within one combined sd (the seeds' spread)."""
-    tol_n = math.hypot(_sd(a.natural_std), _sd(b.natural_std))
-    tol_r = math.hypot(_sd(a.robust_std), _sd(b.robust_std))
-    return a.natural >= b.natural - tol_n and a.robust >= b.robust - tol_r
-
-
-def _sd(value: float) -> float:
-    return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    return [not any(n2 >= n and r2 >= r and (n2 > n or r2 > r) for n2, r2 in pts) for n, r in pts]
 
 
 @dataclass
 class FrontVerdict:
-    """How front A compares with front B: "A dominates", "B dominates", "within noise" or "cross"; `text` says it
-    in words (and, for a crossing, where)."""
+    """How front A compares with front B: "A dominates", "B dominates", "cross" or "inconclusive"; `text` says it
+    in one plain sentence."""
     verdict: str
     text: str
 
 
-def compare_fronts(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: str = "B") -> FrontVerdict:
-    """Compare two fronts (rows: natural, natural_std, robust, robust_std; the points of each method's front).
+FRONT_RULE = ("a point is beaten only where the 95% interval of its paired difference to another point (bootstrap "
+              "over seeds and test images) lies wholly below zero on an axis, natural or robust; a front dominates "
+              "when every point of the other front is matched (not beaten) by one of its points and one of its own "
+              "points is matched by none of the other's")
 
-    A covers B when every point of B is reached by some point of A within one combined sd on both axes. Both
-    cover each other: "within noise". Only A covers B: A dominates (some point of A is beyond B's reach). Neither:
-    the fronts cross, and the text gives the natural-accuracy range where each one has the point the other
-    cannot reach."""
+
+def compare_fronts(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: str = "B",
+                   differences: Callable[[Any, Any], tuple[Interval | None, Interval | None]] | None = None
+                   ) -> FrontVerdict:
+    """Compare two fronts (rows: natural, robust and a `point` id; the points of each method's front), `FRONT_RULE`.
+
+    `differences(q, p)` gives the paired intervals of (natural, robust) of point q minus point p (by `point` id);
+    q matches p unless one of them lies wholly below 0. None (no per-image outcomes): every point matches, and the
+    verdict is "inconclusive". Both fronts match each other: "inconclusive" (neither is shown better)."""
     if a.empty or b.empty:
         raise ValueError("compare_fronts needs at least one point on each front")
-    a_miss = [p for _, p in b.iterrows() if not any(_reaches(q, p) for _, q in a.iterrows())]  # b points A misses
-    b_miss = [p for _, p in a.iterrows() if not any(_reaches(q, p) for _, q in b.iterrows())]
+
+    def matches(q: pd.Series, p: pd.Series) -> bool:
+        if differences is None:
+            return True
+        return not any(iv is not None and iv.high < 0 for iv in differences(q.point, p.point))
+
+    a_miss = [p for _, p in b.iterrows() if not any(matches(q, p) for _, q in a.iterrows())]  # b points A misses
+    b_miss = [p for _, p in a.iterrows() if not any(matches(q, p) for _, q in b.iterrows())]
     if not a_miss and not b_miss:
-        return FrontVerdict("within noise", f"{name_a} and {name_b} reach each other's points within one sd")
+        return FrontVerdict("inconclusive", f"neither front is shown better: every point of each is matched by a "
+                                            f"point of the other within the 95% intervals; more test images or "
+                                            f"seeds would narrow them")
     if not a_miss:
-        return FrontVerdict(f"{name_a} dominates", f"{name_a}'s front reaches every point of {name_b}'s, and "
-                                                   f"{name_b} cannot reach {_where(b_miss)}")
+        return FrontVerdict(f"{name_a} dominates", f"{name_a} matches every point of {name_b}, and {name_b} has "
+                                                   f"nothing that matches {name_a} at {_where(b_miss)}")
     if not b_miss:
-        return FrontVerdict(f"{name_b} dominates", f"{name_b}'s front reaches every point of {name_a}'s, and "
-                                                   f"{name_a} cannot reach {_where(a_miss)}")
-    return FrontVerdict("cross", f"they cross: only {name_a} reaches {_where(b_miss)}; only {name_b} reaches "
+        return FrontVerdict(f"{name_b} dominates", f"{name_b} matches every point of {name_a}, and {name_a} has "
+                                                   f"nothing that matches {name_b} at {_where(a_miss)}")
+    return FrontVerdict("cross", f"each is better somewhere: {name_a} at {_where(b_miss)}, {name_b} at "
                                  f"{_where(a_miss)}")
 
 
 def _where(points: list[pd.Series]) -> str:
     lo, hi = min(p.natural for p in points), max(p.natural for p in points)
-    span = f"{lo:.1f}" if abs(hi - lo) < 0.05 else f"{lo:.1f}-{hi:.1f}"
+    span = f"{lo:.1f}%" if abs(hi - lo) < 0.05 else f"{lo:.1f}-{hi:.1f}%"
     rob = max(p.robust for p in points)
-    return f"natural {span}% (robust up to {rob:.1f}%)"
+    return f"natural accuracy {span} (robust up to {rob:.1f}%)"
+
+
+# ----------------------------------------------------------------------------------------------- a grid with no edge
+
+LR_LIMITS = (0.01, 10.0)        # the learning-rate factors the grid extension may reach
+EPOCH_LIMITS = (1 / 9, 9.0)     # the epoch factors it may reach
+EXTENSION_STEP = 3.0            # one extension multiplies (or divides) the edge factor by this
+
+
+def edge_extensions(validation: pd.DataFrame, points: Sequence[Mapping[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """Where a (method, rate)'s best validation point lies on its grid's edge, the budgets that move the edge one
+    `EXTENSION_STEP` further: (new grid points, notes). A note (method, rate, axis, factor, why) says what was added
+    or where a limit (`LR_LIMITS`, `EPOCH_LIMITS`) stopped it. Reads validation numbers only (val_natural,
+    val_pgd, mean over seeds); an axis with one value has no edge to read."""
+    keys = ["method", "rate"] + BUDGET_KEYS
+    means = validation.groupby(keys, sort=False)[VALIDATION_COLUMNS].mean().reset_index()
+    new, notes = [], []
+    limits = {"lr_factor": LR_LIMITS, "epoch_factor": EPOCH_LIMITS}
+    for (method, rate), part in means.groupby(["method", "rate"], sort=False):
+        mine = [p for p in points if p["method"] == method and float(p["rate"]) == float(rate)]
+        for axis in BUDGET_KEYS:
+            values = sorted({float(p[axis]) for p in mine})
+            if len(values) < 2:
+                continue
+            other = "epoch_factor" if axis == "lr_factor" else "lr_factor"
+            for what, column in (("robust", "val_pgd"), ("natural", "val_natural")):
+                best = part.loc[part[column].idxmax()]
+                at = float(best[axis])
+                for edge, step, limit in ((values[0], 1 / EXTENSION_STEP, limits[axis][0]),
+                                          (values[-1], EXTENSION_STEP, limits[axis][1])):
+                    if not math.isclose(at, edge):
+                        continue
+                    factor = edge * step
+                    side = "smallest" if step < 1 else "largest"
+                    why = f"best validation {what} accuracy at the {side} {axis.split('_')[0]} factor x{edge:.3g}"
+                    if (step < 1 and factor < limit * (1 - 1e-9)) or (step > 1 and factor > limit * (1 + 1e-9)):
+                        notes.append({"method": method, "rate": float(rate), "axis": axis, "factor": float("nan"),
+                                      "why": f"{why}; not extended: the limit x{limit:.3g} is reached"})
+                        continue
+                    if any(math.isclose(factor, v) for v in values) or \
+                            any(n["method"] == method and n["rate"] == float(rate) and math.isclose(n[axis], factor)
+                                for n in new):
+                        continue
+                    for o in sorted({float(p[other]) for p in mine}):
+                        new.append({"method": method, "rate": float(rate), axis: factor, other: o})
+                    notes.append({"method": method, "rate": float(rate), "axis": axis, "factor": factor,
+                                  "why": why})
+    return new, notes
 
 
 # ----------------------------------------------------------------------------------------------- the frontier
 
 @dataclass
 class FrontierResult:
-    """`points`: one row per (rate, method, budget) with natural / robust means and sds over seeds and `on_front`,
-    plus the one-shot control (kind "control") and the teacher (kind "teacher", rate 1); `verdicts`: per rate and
-    pair of methods compared; `runs` / `curves`: the sweep's per-run tables (test metrics and training histories)."""
+    """`points`: one row per (rate, method, budget) with natural / robust means, sds over seeds, 95% intervals over
+    seeds and test images (`_low`, `_high`) and `on_front`, plus the one-shot control (kind "control") and the
+    teacher (kind "teacher", rate 1); `verdicts`: per rate and pair of methods compared; `runs` / `curves`: the
+    sweep's per-run tables (test metrics and training histories); `extensions`: the budgets the grid extension added
+    (or could not add) and why."""
     points: pd.DataFrame
     verdicts: pd.DataFrame
     runs: pd.DataFrame
     curves: pd.DataFrame
     robust_metric: str
     teacher: dict[str, Any]
+    extensions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EXTENSION_COLUMNS))
+
+
+EXTENSION_COLUMNS = ["method", "rate", "axis", "factor", "why"]
 
 
 def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
@@ -166,57 +230,107 @@ def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
              preset: str = defaults.PRESET, compare: tuple[str, str] = ("pwoa", "naive"),
              teacher: nn.Module | str | Path | None = None, settings: EvalSettings | None = None,
              cache_dir: str | Path | None = None, root=None, device=None, workers: int = 1, backend: str = "local",
-             address: str | None = None, progress: bool = True, **fixed: Any) -> FrontierResult:
+             address: str | None = None, progress: bool = True, extend: bool = True, **fixed: Any
+             ) -> FrontierResult:
     """Every method x rate x budget x seed as a cached run (a `sweep`), the one-shot control and the teacher, and
     the fronts and verdicts. Robust accuracy is the per-point worst case of PGD and AutoAttack (`aa`) where the
-    evaluation runs AutoAttack, else PGD. `fixed`: run-config fields of every run (e.g. scope="hidden")."""
+    evaluation runs AutoAttack, else PGD. With `extend`, a (method, rate) whose best validation point lies on an
+    edge of its budget grid gets the next budget past that edge, until no best point is on an edge or a limit is
+    reached (`edge_extensions`; `extensions` lists what was added). `fixed`: run-config fields of every run (e.g.
+    scope="hidden")."""
     points = grid_points(methods, rates, lr_factors, epoch_factors)
     if all(p["method"] == "oneshot" for p in points):
         raise ValueError(f"frontier needs at least one method that trains; got {list(methods)}")
     settings = settings or eval_settings(dataset, preset)
     dev = get_device(device)
     teacher = resolve_teacher(dataset, teacher, dev)  # loaded once, for the sweep and the teacher row
-    result = sweep(points, seeds, dataset, preset, teacher, settings, cache_dir, True, root, device, backend, address,
-                   workers, progress, f"frontier ({dataset}, {preset})", errors="raise", **fixed)
+    notes: list[dict] = []
+    while True:
+        result = sweep(points, seeds, dataset, preset, teacher, settings, cache_dir, True, root, device, backend,
+                       address, workers, progress, f"frontier ({dataset}, {preset})", errors="raise", **fixed)
+        if not extend:
+            break
+        trained = result.runs[[method_spec(m).trains for m in result.runs.method]]
+        new, found = edge_extensions(validation_table(trained, result.curves), points)
+        seen = {(n["method"], n["rate"], n["axis"], n["why"]) for n in notes}
+        notes += [n for n in found if (n["method"], n["rate"], n["axis"], n["why"]) not in seen]
+        if not new:
+            break
+        points = points + new
     metric = robust_metric(settings, result.runs)
     eps = preset_config(dataset, preset, **fixed).resolved().eps
     t_row = teacher_row(teacher, dataset, eps, settings, cache_dir, root=root, device=dev)
-    table = front_table(result.runs, metric, t_row)
-    return FrontierResult(table, verdicts(table, compare), result.runs, result.curves, metric, t_row)
+    table = front_table(result.runs, metric, t_row, cache_dir)
+    return FrontierResult(table, verdicts(table, result.runs, compare, cache_dir), result.runs, result.curves,
+                          metric, t_row, pd.DataFrame(notes, columns=EXTENSION_COLUMNS))
 
 
-def front_table(runs: pd.DataFrame, metric: str, teacher: dict | None = None) -> pd.DataFrame:
-    """Mean and sd over seeds of natural and `metric` per (rate, method, budget), the front flag per (rate,
-    method), and the teacher as a reference row."""
-    keys = ["rate", "method"] + BUDGET_KEYS
-    g = runs.groupby(keys, sort=False)
+POINT_KEYS = ["rate", "method"] + BUDGET_KEYS
+
+
+def front_table(runs: pd.DataFrame, metric: str, teacher: dict | None = None,
+                cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """Mean and sd over seeds and the 95% interval over seeds and test images of natural and `metric` per (rate,
+    method, budget), the front flag per (rate, method), and the teacher as a reference row. `point` names each
+    row's group of runs (rate, method, lr_factor, epoch_factor)."""
+    g = runs.groupby(POINT_KEYS, sort=False)
     out = pd.DataFrame({"seeds": g.size(), "natural": g.natural.mean(), "natural_std": g.natural.std(ddof=1),
                         "robust": g[metric].mean(), "robust_std": g[metric].std(ddof=1)}).reset_index()
+    out = add_intervals(out, runs, POINT_KEYS, ["natural", metric], cache_dir, rename={metric: "robust"})
+    order = {m: i for i, m in enumerate(method_order())}
+    out = out.assign(_order=out.method.map(lambda m: order.get(m, len(order)))).sort_values(
+        ["rate", "_order"] + BUDGET_KEYS).drop(columns="_order").reset_index(drop=True)
+    out["point"] = [tuple(r) for r in out[POINT_KEYS].itertuples(index=False)]
     out["kind"] = ["control" if not method_spec(m).trains else "method" for m in out.method]
     out["on_front"] = False
     for _, idx in out.groupby(["rate", "method"]).groups.items():
         part = out.loc[idx]
         out.loc[idx, "on_front"] = pareto_flags(part.natural.tolist(), part.robust.tolist())
     if teacher is not None:
+        tiv = add_intervals(pd.DataFrame([{"method": "teacher", "natural": teacher["natural"],
+                                           "robust": teacher.get(metric)}]),
+                            pd.DataFrame([{"method": "teacher", "key": teacher.get("key")}]), ["method"],
+                            ["natural", metric], cache_dir, rename={metric: "robust"}).iloc[0]
         row = {"rate": 1.0, "method": "teacher", "lr_factor": float("nan"), "epoch_factor": float("nan"), "seeds": 1,
-               "natural": teacher["natural"], "natural_std": float("nan"), "robust": teacher.get(metric),
-               "robust_std": float("nan"), "kind": "teacher", "on_front": True}
+               "natural": teacher["natural"], "natural_low": tiv.natural_low, "natural_high": tiv.natural_high,
+               "natural_std": float("nan"), "robust": teacher.get(metric), "robust_low": tiv.robust_low,
+               "robust_high": tiv.robust_high, "robust_std": float("nan"), "point": ("teacher",),
+               "kind": "teacher", "on_front": True}
         out = pd.concat([pd.DataFrame([row]), out], ignore_index=True)
     out.insert(0, "robust_metric", metric)
     return out
 
 
-def verdicts(points: pd.DataFrame, compare: tuple[str, str] = ("pwoa", "naive")) -> pd.DataFrame:
-    """Per rate: `compare_fronts` of the two methods' fronts (rows only where both ran)."""
+def verdicts(points: pd.DataFrame, runs: pd.DataFrame | None = None, compare: tuple[str, str] = ("pwoa", "naive"),
+             cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """Per rate: `compare_fronts` of the two methods' fronts (rows only where both ran), from the paired intervals
+    of the runs' per-image outcomes (`runs`: the frontier's per-run table; None: no intervals, "inconclusive")."""
     a, b = compare
+    metric = str(points.robust_metric.iloc[0]) if "robust_metric" in points.columns and len(points) else "pgd"
     rows = []
     for rate, part in points[points.kind == "method"].groupby("rate", sort=True):
         fa, fb = (part[(part.method == m) & part.on_front] for m in (a, b))
         if fa.empty or fb.empty:
             continue
-        v = compare_fronts(fa, fb, a, b)
+        differences = None
+        if runs is not None:
+            differences = _pair_differences(runs[runs.rate == rate], list(fa.point) + list(fb.point), metric,
+                                            cache_dir)
+        v = compare_fronts(fa, fb, a, b, differences)
         rows.append({"rate": rate, "a": a, "b": b, "verdict": v.verdict, "text": v.text})
     return pd.DataFrame(rows, columns=["rate", "a", "b", "verdict", "text"])
+
+
+def _pair_differences(runs: pd.DataFrame, ids: list, metric: str, cache_dir) -> Callable:
+    """differences(q, p) -> (natural, robust) paired intervals of point q minus point p, computed at once."""
+    found = {}
+    for axis, column in (("natural", "natural"), ("robust", metric)):
+        groups = group_outcomes(runs, POINT_KEYS, column, cache_dir)
+        contrasts = {(q, p): {q: 1.0, p: -1.0} for q in ids for p in ids if q != p}  # both ways: one bootstrap
+        labelled = contrast_intervals(groups, {str(i): c for i, c in enumerate(contrasts.values())})
+        for i, pair in enumerate(contrasts):
+            found[(axis, *pair)] = labelled[str(i)]
+    return lambda q, p: (found.get(("natural", q, p)), found.get(("robust", q, p)))
 
 
 # ----------------------------------------------------------------------------------------------- tuned budgets
@@ -281,6 +395,18 @@ def cached_frontier(dataset: str, rates: Sequence[float], methods: Sequence[str]
     """The frontier's points from what the run cache already holds (nothing is trained; e.g. the classroom
     explorer after `pwoa-lab frontier` ran before class): `front_table` of the cached runs, without the teacher
     row; empty when no trained method has a cached budget."""
+    found = cached_frontier_result(dataset, rates, methods, seeds, preset, lr_factors, epoch_factors, teacher,
+                                   cache_dir, device, **fixed)
+    return found.points if found is not None else pd.DataFrame()
+
+
+def cached_frontier_result(dataset: str, rates: Sequence[float], methods: Sequence[str], seeds: Sequence[int],
+                           preset: str = defaults.PRESET, lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
+                           epoch_factors: Sequence[float] = DEFAULT_EPOCH_FACTORS, teacher: nn.Module | None = None,
+                           cache_dir: str | Path | None = None, device=None, compare: tuple[str, str] = ("pwoa", "naive"),
+                           **fixed: Any) -> FrontierResult | None:
+    """`cached_frontier` as a `FrontierResult` (points without the teacher row, runs, verdicts from the paired
+    intervals; no curves, no extensions), or None when no trained method has a cached budget."""
     dev = get_device(device)
     teacher = resolve_teacher(dataset, teacher, dev)
     settings = eval_settings(dataset, preset)
@@ -290,8 +416,10 @@ def cached_frontier(dataset: str, rates: Sequence[float], methods: Sequence[str]
             config = preset_config(dataset, preset, **{**fixed, **point, "seed": seed, "device": str(dev)})
             hit = cached_prune_row(teacher, config, settings, cache_dir)
             if hit is not None:
-                rows.append({**point, "seed": seed, **{k: hit[0].get(k) for k in ("natural", "pgd", "aa")}})
+                rows.append({**point, "seed": seed, **{k: hit[0].get(k) for k in ("natural", "pgd", "aa", "key")}})
     runs = pd.DataFrame(rows)
     if runs.empty or not (runs.method != "oneshot").any():
-        return pd.DataFrame()
-    return front_table(runs, robust_metric(settings, runs))
+        return None
+    metric = robust_metric(settings, runs)
+    points = front_table(runs, metric, cache_dir=cache_dir)
+    return FrontierResult(points, verdicts(points, runs, compare, cache_dir), runs, pd.DataFrame(), metric, {})

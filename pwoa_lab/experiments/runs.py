@@ -30,7 +30,7 @@ import torch.nn as nn
 from pwoa_lab import defaults
 from pwoa_lab.core.data import TensorData, load_dataset
 from pwoa_lab.core.distillation import frozen_teacher
-from pwoa_lab.core.evaluation import EvalSettings, evaluate_row, natural_and_pgd
+from pwoa_lab.core.evaluation import EvalSettings, PointOutcomes, evaluate_points, natural_and_pgd
 from pwoa_lab.io.cache import ResultCache, cache_error, code_fingerprint, entry_key
 from pwoa_lab.io.checkpoint import load_checkpoint, load_teacher
 from pwoa_lab.pruning.export import load_sparse, sparse_payload, write_sparse
@@ -38,7 +38,7 @@ from pwoa_lab.pruning.masks import check_rate_fits, network_sparsity
 from pwoa_lab.pruning.structured import resize_to_state
 from pwoa_lab.training.loop import FitResult, RunConfig, fit
 from pwoa_lab.training.methods import TeacherConfig
-from pwoa_lab.utils import get_device, model_fingerprint, set_seed, torch_threads, versions
+from pwoa_lab.utils import get_device, model_fingerprint, run_environment, set_seed, torch_threads, versions
 
 
 def state_key(config: RunConfig, teacher: nn.Module | None) -> str:
@@ -146,16 +146,19 @@ def _compute_outcome(teacher, config, settings, root, progress, keep_model, stat
     key = row_key(teacher, config, settings)
     device = get_device(config.device)
     result = run_config(teacher, config, root=root, progress=progress, state_path=state_path, on_epoch=on_epoch)
+    measured, points = evaluate_points(result.model.to(device), config.dataset, config.eps, settings, root)
     row = {"dataset": config.dataset, "method": config.method, "rate": config.rate, "mix_ratio": config.mix_ratio,
-           "seed": config.seed, **evaluate_row(result.model.to(device), config.dataset, config.eps, settings, root),
+           "seed": config.seed, **measured,
            # over every conv and linear weight, whatever the scope pruned: the network's real sparsity
            "sparsity": network_sparsity(result.model), "train_seconds": result.train_seconds,
-           "selected_epoch": result.selected_epoch, "last_epoch": _last_epoch(result.history)}
+           "selected_epoch": result.selected_epoch, "last_epoch": _last_epoch(result.history),
+           **run_environment(device)}
     # the final epoch's model beside the selected one (natural / PGD only): what selection changed
     last = natural_and_pgd(result.last_model.to(device), config.dataset, config.eps, settings, root) \
         if result.last_model is not None else {"natural": row["natural"], "pgd": row["pgd"]}
     row.update(natural_last=last["natural"], pgd_last=last["pgd"])
-    record = {"row": row, "history": result.history.to_dict("records"), "config": config.to_dict(),
+    record = {"row": row, "points": points.to_record(), "history": result.history.to_dict("records"),
+              "config": config.to_dict(),
               "eval": settings.__dict__, "seed": config.seed, "versions": versions(), "code": code_fingerprint(),
               "device": str(device)}
     model = sparse_payload(result.model.cpu(), metadata={"dataset": config.dataset, "method": config.method,
@@ -196,11 +199,11 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
     config = config.resolved()
     key = row_key(teacher, config, settings)
     cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
-    hit = _cached(cache, key)
+    hit = _cached(cache, key, teacher, config, settings, root)
     if hit is not None:
         return hit
     with cache.lock(key) if use_cache else contextlib.nullcontext():
-        hit = _cached(cache, key)  # stored by another process while this one waited for the lock
+        hit = _cached(cache, key, teacher, config, settings, root)  # stored by another process while this one waited for the lock
         if hit is not None:
             return hit
         state_path = cache.folder(key) / "state.pt" if use_cache else None
@@ -227,14 +230,43 @@ def cached_prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettin
     """What `prune_row` would return from the cache, or None when it would have to compute."""
     if not use_cache:
         return None
-    return _cached(ResultCache("prune_row", cache_dir), row_key(teacher, config.resolved(), settings))
+    config = config.resolved()
+    return _cached(ResultCache("prune_row", cache_dir), row_key(teacher, config, settings), teacher, config, settings)
 
 
-def _cached(cache: ResultCache, key: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
+def _cached(cache: ResultCache, key: str, teacher: nn.Module | None = None, config: RunConfig | None = None,
+            settings: EvalSettings | None = None, root=None) -> tuple[dict[str, Any], pd.DataFrame] | None:
     hit = cache.get(key)
     if hit is None:
         return None
+    if "points" not in hit and teacher is not None and (cache.folder(key) / "model.pt").exists():
+        hit = _add_points(cache, key, hit, teacher, config, settings, root)
     return {**hit["row"], "cached": True, "key": key}, pd.DataFrame(hit["history"])
+
+
+def _add_points(cache: ResultCache, key: str, record: dict[str, Any], teacher: nn.Module, config: RunConfig,
+                settings: EvalSettings, root=None) -> dict[str, Any]:
+    """A stored run without its per-image outcomes (stored before they were kept) gets them from its stored
+    weights, evaluated again exactly as the run was (not retrained); the record is rewritten with them."""
+    model = load_cached_model(key, teacher, cache.root.parent).to(next(teacher.parameters()).device)
+    with torch_threads(defaults.RUN_THREADS):
+        _, points = evaluate_points(model, config.dataset, config.eps, settings, root)
+    record = {**record, "points": points.to_record()}
+    try:
+        cache.put(key, record)
+    except OSError as err:  # a read-only cache: the outcomes are still returned, just not kept
+        warnings.warn(str(err), stacklevel=3)
+    return record
+
+
+def load_points(key: str | None, kind: str = "prune_row", cache_dir: str | Path | None = None
+                ) -> PointOutcomes | None:
+    """The per-image outcomes of a stored run (`kind` "prune_row") or teacher row ("teacher_row"), None where the
+    store holds none (a run computed with use_cache=False, or whose weights were not kept)."""
+    if not isinstance(key, str) or not key:
+        return None
+    hit = ResultCache(kind, cache_dir).get(key)
+    return PointOutcomes.from_record(hit["points"]) if hit is not None and "points" in hit else None
 
 
 def load_cached_model(key: str, teacher: nn.Module, cache_dir: str | Path | None = None) -> nn.Module:
@@ -256,23 +288,25 @@ def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSett
                                     "eval": settings.__dict__})
     cache = ResultCache("teacher_row", cache_dir, enabled=use_cache)
     hit = cache.get(key)
-    if hit is not None:
-        return {**hit["row"], "cached": True}
+    if hit is not None and "points" in hit:
+        return {**hit["row"], "cached": True, "key": key}
     with cache.lock(key) if use_cache else contextlib.nullcontext():
         hit = cache.get(key)  # stored by another process while this one waited for the lock
-        if hit is not None:
-            return {**hit["row"], "cached": True}
+        if hit is not None and "points" in hit:
+            return {**hit["row"], "cached": True, "key": key}
         if device is not None:
             here, there = next(teacher.parameters()).device, torch.device(device)
             if here.type != there.type or (there.index is not None and here.index != there.index):
                 teacher = copy.deepcopy(teacher).to(there)
         with torch_threads(defaults.RUN_THREADS):
-            row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0,
-                   **evaluate_row(teacher, dataset, eps, settings, root), "sparsity": 0.0, "train_seconds": 0.0}
+            measured, points = evaluate_points(teacher, dataset, eps, settings, root)
+            row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0, **measured,
+                   "sparsity": 0.0, "train_seconds": 0.0,
+                   **run_environment(next(teacher.parameters()).device)}
         row.update(natural_last=row["natural"], pgd_last=row["pgd"])
         if use_cache:
             try:
-                cache.put(key, {"row": row, "versions": versions()})
+                cache.put(key, {"row": row, "points": points.to_record(), "versions": versions()})
             except OSError as err:
                 warnings.warn(str(err), stacklevel=2)
-    return {**row, "cached": False}
+    return {**row, "cached": False, "key": key if use_cache else None}

@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from pwoa_lab import defaults
 from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.experiments.confidence import INTERVAL_METRICS, add_intervals
 from pwoa_lab.experiments.jobs import check_backend, check_workers, run_configs
 from pwoa_lab.experiments.runs import check_run, resolve_teacher
 from pwoa_lab.training.presets import eval_settings, preset_config
@@ -32,7 +33,8 @@ from pwoa_lab.utils import get_device
 METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
 PLOT_METRICS = METRICS + ("sparsity", "train_seconds")  # what a sweep's plot can show (the CLI's --metric)
 RUN_COLUMNS = ("natural", "fgsm", "pgd", "aa", "aa_points", "sparsity", "selected_epoch", "last_epoch",
-               "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached", "key")
+               "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached", "key", "device", "cpu", "torch",
+               "threads")
 # set by the sweep itself, not by a grid: the dataset picks the teacher, seeds come from `seeds`
 NOT_IN_GRID = {"dataset": "pass dataset=...", "seed": "pass seeds=...", "device": "pass device=..."}
 
@@ -190,15 +192,19 @@ def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]], seeds
         failed.append({**point, "seed": s, "error": failure.error, "traceback": failure.traceback})
     runs = pd.DataFrame(rows)
     keys = ["dataset"] + [k for k in ("method", "rate") if k not in names] + names
-    return SweepResult(runs=runs, summary=summarize(runs, [k for k in keys if k in runs.columns]),
+    return SweepResult(runs=runs, summary=summarize(runs, [k for k in keys if k in runs.columns],
+                                                    cache_dir=cache_dir),
                        curves=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
                        failed=pd.DataFrame(failed, columns=names + ["seed", "error", "traceback"]),
                        fields=names, submitted=batch.submitted, extras=batch.extras)
 
 
-def summarize(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str] = METRICS,
+              cache_dir: str | Path | None = None) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds per grid point: columns `keys`, seeds (how many),
-    sparsity (mean), and for each metric present `m` and `m_std` (NaN for a single seed)."""
+    sparsity (mean), and for each metric present `m` and `m_std` (NaN for a single seed), and for natural, pgd and
+    aa `m_low` / `m_high`: the 95% interval over seeds and test images (NaN where the runs' per-image outcomes
+    are not in the run store)."""
     if runs.empty:
         return pd.DataFrame(columns=list(keys) + ["seeds"])
     metrics = [m for m in metrics if m in runs.columns]
@@ -210,4 +216,9 @@ def summarize(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str] = 
     out.insert(0, "seeds", grouped.size())
     for m in metrics:
         out[f"{m}_std"] = grouped[m].std(ddof=1)
-    return out.reset_index()
+    out = out.reset_index()
+    if "key" not in runs.columns:
+        return out
+    keyed = runs.assign(**{k: runs[k].astype(object).where(runs[k].notna(), "none") for k in keys
+                           if runs[k].isna().any()})
+    return add_intervals(out, keyed, list(keys), [m for m in metrics if m in INTERVAL_METRICS], cache_dir)
