@@ -76,7 +76,14 @@ def test_explore_computes_the_missing_runs_with_progress(first_view):
     assert set(table.rate[table.method != "teacher"]) == {4.0, 16.0}
     assert table[["natural", "pgd"]].notna().all().all()
     assert set(view.summary.method) == {"teacher", "naive", "pwoa"}
-    assert {"pgd", "pgd_std", "seeds"} <= set(view.summary.columns)
+    assert {"pgd", "pgd_std", "pgd_low", "pgd_high", "seeds"} <= set(view.summary.columns)
+    s = view.summary
+    assert (s.pgd_low <= s.pgd + 1e-9).all() and (s.pgd <= s.pgd_high + 1e-9).all()
+    # the claim per rate in words, decided by intervals (teacher, naive and PwoA are all shown)
+    assert len(view.verdicts) == 2
+    assert all(any(w in v for w in ("HOLDS", "FAILS", "INCONCLUSIVE")) for v in view.verdicts)
+    html = ex._table_output(view.summary, view.verdicts)["data"]["text/html"]
+    assert "95% interval" in html and "<li>" in html
     assert set(view.histories.method) == {"naive", "pwoa"} and "val_pgd" in view.histories
     for name in ("figure1", "curves", "plane"):
         assert view.png(name).startswith(b"\x89PNG"), name

@@ -1,8 +1,9 @@
 """The classroom explorer: `notebooks/explorer.ipynb` served as a web app with Voila (`make explorer`).
 
 Pick the dataset, the methods, the pruning rates, the pruning scope and the seeds; the app shows Figure 1 with
-error bars (mean +- std over the seeds), the training curves and the information plane, all read from the
-result cache (`pwoa_lab.cache`), and computes the runs that are missing (a progress bar counts them).
+95% intervals over the seeds and test images, the paper's claim per rate in words, the training curves, the
+information plane and the frontier with its verdicts, all read from the result cache (`pwoa_lab.io.cache`), and
+computes the runs that are missing (a progress bar counts them).
 
 The logic lives here and is tested without a browser (tests/test_explorer.py):
 
@@ -236,7 +237,8 @@ def _run_name(run: tuple[str, float, int]) -> str:
 
 def explore(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None, root=None,
             compute: bool = True, on_run=None, on_epoch=None, max_runs: int | None = None) -> ExplorerView:
-    """The explorer's view of `sel`: Figure 1 (mean +- std over seeds), training curves, information plane.
+    """The explorer's view of `sel`: Figure 1 (means and 95% intervals), the claim per rate, training curves,
+    information plane, the frontier and its verdicts.
 
     `compute`: run the missing runs first (`compute_missing`), unless there are more than `max_runs` (then the
     view's `refused` says why); otherwise show the cached ones only (the teacher row is evaluated, once, when not

@@ -36,8 +36,8 @@ def run_outcomes(key: Any, metric: str, cache_dir: str | Path | None = None
 def group_outcomes(runs: pd.DataFrame, by: Sequence[str], metric: str, cache_dir: str | Path | None = None
                    ) -> dict[Hashable, np.ndarray]:
     """{group: outcomes [seeds, images]} of `metric` for the runs of a table grouped by the columns `by` (each
-    group a tuple of their values; its `key` column names each run in the store). A group is left out when one of its runs has no stored outcomes,
-    or when its runs were scored on different images."""
+    group a tuple of their values; its `key` column names each run in the store). A group is left out when one of
+    its runs has no stored outcomes, or when its runs were scored on different images."""
     out: dict[Hashable, np.ndarray] = {}
     if "key" not in runs.columns or runs.empty:
         return out

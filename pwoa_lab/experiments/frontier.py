@@ -403,7 +403,8 @@ def cached_frontier(dataset: str, rates: Sequence[float], methods: Sequence[str]
 def cached_frontier_result(dataset: str, rates: Sequence[float], methods: Sequence[str], seeds: Sequence[int],
                            preset: str = defaults.PRESET, lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
                            epoch_factors: Sequence[float] = DEFAULT_EPOCH_FACTORS, teacher: nn.Module | None = None,
-                           cache_dir: str | Path | None = None, device=None, compare: tuple[str, str] = ("pwoa", "naive"),
+                           cache_dir: str | Path | None = None, device=None,
+                           compare: tuple[str, str] = ("pwoa", "naive"),
                            **fixed: Any) -> FrontierResult | None:
     """`cached_frontier` as a `FrontierResult` (points without the teacher row, runs, verdicts from the paired
     intervals; no curves, no extensions), or None when no trained method has a cached budget."""

@@ -203,7 +203,8 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
     if hit is not None:
         return hit
     with cache.lock(key) if use_cache else contextlib.nullcontext():
-        hit = _cached(cache, key, teacher, config, settings, root)  # stored by another process while this one waited for the lock
+        # stored by another process while this one waited for the lock
+        hit = _cached(cache, key, teacher, config, settings, root)
         if hit is not None:
             return hit
         state_path = cache.folder(key) / "state.pt" if use_cache else None

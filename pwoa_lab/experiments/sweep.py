@@ -217,8 +217,6 @@ def summarize(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str] = 
     for m in metrics:
         out[f"{m}_std"] = grouped[m].std(ddof=1)
     out = out.reset_index()
-    if "key" not in runs.columns:
-        return out
     keyed = runs.assign(**{k: runs[k].astype(object).where(runs[k].notna(), "none") for k in keys
                            if runs[k].isna().any()})
     return add_intervals(out, keyed, list(keys), [m for m in metrics if m in INTERVAL_METRICS], cache_dir)
