@@ -295,39 +295,25 @@ def _seeds(args: argparse.Namespace) -> list[int]:
 
 
 def _mean_std_table(summary, metrics) -> str:
-    """A seed summary as text: each metric as 'mean [low, high]' (its 95% interval over seeds and test images)
-    where the summary has one, else 'mean ± std' over seeds (just the mean for one seed); empty columns dropped."""
-    import math
-    rows = []
-    metrics = [m for m in metrics if m in summary.columns and summary[m].notna().any()]
-    for r in summary.itertuples():
-        row = {"method": r.method, "rate": f"{r.rate:g}x", "net sparsity": f"{100 * r.sparsity:.1f}%", "seeds": r.seeds}
-        for m in metrics:
-            mean = getattr(r, m)
-            low, high = getattr(r, f"{m}_low", math.nan), getattr(r, f"{m}_high", math.nan)
-            std = getattr(r, f"{m}_std", math.nan)
-            if not math.isnan(low):
-                row[m] = f"{mean:.1f} [{low:.1f}, {high:.1f}]"
-            else:
-                row[m] = f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
-        rows.append(row)
-    import pandas as pd
-    return pd.DataFrame(rows).to_string(index=False)
+    """A seed summary as text: method, rate, network sparsity, seeds, then each metric as one `format_cell`."""
+    shown = summary.assign(**{"net sparsity": [f"{100 * v:.1f}%" for v in summary.sparsity]})
+    return _interval_table(shown, ["method", "rate", "net sparsity", "seeds"], metrics)
 
 
 def _interval_table(frame, keys: list[str], metrics: list[str], extra: list[str] = ()) -> str:
-    """Rows of `frame` as text: `keys`, each metric as 'mean [low, high]' (or '± sd'), then `extra` columns."""
+    """Rows of `frame` as text: `keys`, each metric as 'mean [low, high]' (or '± sd': `intervals.format_cell`),
+    then `extra` columns; metrics with no value are left out."""
     import math
 
     import pandas as pd
-    rows = []
+
+    from pwoa_lab.core.intervals import format_cell
     metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
+    rows = []
     for r in frame.to_dict("records"):
         row = {k: (f"{r[k]:g}x" if k == "rate" else r[k]) for k in keys}
-        for m in metrics:
-            low, high, std = r.get(f"{m}_low", math.nan), r.get(f"{m}_high", math.nan), r.get(f"{m}_std", math.nan)
-            row[m] = f"{r[m]:.1f}" + (f" [{low:.1f}, {high:.1f}]" if low == low else
-                                      "" if std != std or std is None else f" ± {std:.1f}")
+        row.update({m: format_cell(r[m], r.get(f"{m}_low", math.nan), r.get(f"{m}_high", math.nan),
+                                   r.get(f"{m}_std", math.nan)) for m in metrics})
         row.update({k: r[k] for k in extra})
         rows.append(row)
     return pd.DataFrame(rows).to_string(index=False)

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-import pandas as pd
 from scipy.stats import bootstrap, t as student_t
 
 CONFIDENCE = 0.95
@@ -51,10 +50,6 @@ class Interval:
     @property
     def half_width(self) -> float:
         return (self.high - self.low) / 2
-
-    def excludes(self, value: float) -> bool:
-        """The whole interval lies above or below `value`."""
-        return self.low > value or self.high < value
 
     def __str__(self) -> str:
         return f"{self.estimate:.1f} [{self.low:.1f}, {self.high:.1f}]"
@@ -140,7 +135,7 @@ def bootstrap_intervals(groups: Mapping[str, np.ndarray], contrasts: Mapping[str
         values = 100.0 * coef @ np.stack(accs)                                   # [C, b]
         return values.reshape((len(coef),) + batch)
 
-    res = bootstrap(samples if len(samples) > 0 else [np.arange(n_images)], statistic, n_resamples=n_resamples,
+    res = bootstrap(samples, statistic, n_resamples=n_resamples,
                     batch=max(1, _CELLS_PER_BATCH // (n_images * max(1, len(set(image_slot.values()))))),
                     vectorized=True, paired=False, confidence_level=level, method="percentile", rng=seed)
     low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
@@ -192,18 +187,15 @@ def settle_hint(interval: Interval, threshold: float, n_images: int, test_size: 
     return f"about {need:,.0f} test images (now {n_images:,}) would settle it"
 
 
-def interval_columns(frame: pd.DataFrame, column: str, intervals: list[Interval | None]) -> pd.DataFrame:
-    """`frame` with `<column>_low` and `<column>_high` beside `<column>` (NaN where there is no interval)."""
-    low = [iv.low if iv is not None else math.nan for iv in intervals]
-    high = [iv.high if iv is not None else math.nan for iv in intervals]
-    out = frame.copy()
-    at = list(out.columns).index(column) + 1 if column in out.columns else len(out.columns)
-    for name, values in ((f"{column}_high", high), (f"{column}_low", low)):
-        if name in out.columns:
-            out[name] = values
-        else:
-            out.insert(at, name, values)
-    return out
+def format_cell(mean: float, low: float = math.nan, high: float = math.nan, std: float = math.nan,
+                digits: int = 1) -> str:
+    """One table cell: 'mean [low, high]' where there is an interval, else 'mean ± std' where there is a spread
+    over seeds, else the mean alone."""
+    if low == low and low is not None:
+        return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    if std == std and std is not None:
+        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}"
 
 
 def seed_interval(values, level: float = CONFIDENCE) -> Interval:

@@ -40,7 +40,7 @@ from matplotlib.ticker import MaxNLocator
 from pwoa_lab import defaults
 from pwoa_lab.course.plots import METHOD_STYLE, plot_figure1, plot_frontier, plot_information_plane
 from pwoa_lab.course.serving import room_settings
-from pwoa_lab.core.intervals import VERDICT_RULE
+from pwoa_lab.core.intervals import VERDICT_RULE, format_cell
 from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, claim_in_words, phenomenon, seed_summary
 from pwoa_lab.experiments.frontier import FRONT_RULE, cached_frontier_result
 from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
@@ -389,10 +389,8 @@ def _table_output(summary: pd.DataFrame, verdicts: Sequence[str] = ()) -> dict:
     table = summary[["method", "rate", "seeds"]].copy()
     table["sparsity %"] = (100 * summary["sparsity"]).round(1)
     for m in metrics:
-        low, high = summary.get(f"{m}_low"), summary.get(f"{m}_high")
-        table[m] = [f"{v:.1f}" + (f" [{lo:.1f}, {hi:.1f}]" if low is not None and lo == lo else "")
-                    for v, lo, hi in zip(summary[m], low if low is not None else summary[m],
-                                         high if high is not None else summary[m])]
+        table[m] = [format_cell(r[m], r.get(f"{m}_low", float("nan")), r.get(f"{m}_high", float("nan")))
+                    for r in summary.to_dict("records")]
     html = table.to_html(index=False, na_rep="–")
     text = table.to_string()
     if verdicts:

@@ -15,7 +15,7 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pwoa_lab.core.intervals import Interval, bootstrap_intervals
+from pwoa_lab.core.intervals import Interval, accuracy_interval, bootstrap_intervals
 from pwoa_lab.experiments.runs import load_points
 
 STORES = ("prune_row", "teacher_row")
@@ -56,26 +56,22 @@ def group_outcomes(runs: pd.DataFrame, by: Sequence[str], metric: str, cache_dir
 def group_intervals(groups: Mapping[Hashable, np.ndarray]) -> dict[Hashable, Interval]:
     """The interval of each group's accuracy (%), over its seeds and images: one bootstrap per group, so that a
     group's interval does not depend on which other groups a table holds."""
-    return {name: bootstrap_intervals({"a": arr}, {"a": {"a": 1.0}})["a"] for name, arr in groups.items()}
+    return {name: accuracy_interval(arr) for name, arr in groups.items()}
 
 
 def contrast_intervals(groups: Mapping[Hashable, np.ndarray],
-                       contrasts: Mapping[str, Mapping[Hashable, float]]) -> dict[str, Interval | None]:
+                       contrasts: Mapping[Hashable, Mapping[Hashable, float]]) -> dict[Hashable, Interval | None]:
     """The paired interval of each contrast {group: coefficient}; None where a group it names has no outcomes or
     its groups were scored on different images."""
-    out: dict[str, Interval | None] = {}
-    todo: dict[int, dict[str, Mapping[Hashable, float]]] = {}
+    out: dict[Hashable, Interval | None] = {}
+    # one bootstrap per set of groups (in a fixed order): a contrast's interval depends on its own groups only,
+    # never on which other contrasts are asked for at the same time
+    by_groups: dict[tuple, dict[Hashable, Mapping[Hashable, float]]] = {}
     for label, contrast in contrasts.items():
         sizes = {groups[g].shape[1] if g in groups else None for g in contrast}
         if None in sizes or len(sizes) != 1:
             out[label] = None
         else:
-            todo.setdefault(sizes.pop(), {})[label] = contrast
-    # one bootstrap per set of groups (in a fixed order): a contrast's interval depends on its own groups only,
-    # never on which other contrasts are asked for at the same time
-    by_groups: dict[tuple, dict[str, Mapping[Hashable, float]]] = {}
-    for part in todo.values():
-        for label, contrast in part.items():
             by_groups.setdefault(tuple(sorted(contrast, key=repr)), {})[label] = contrast
     for names, part in by_groups.items():
         labels = {name: f"g{i}" for i, name in enumerate(names)}

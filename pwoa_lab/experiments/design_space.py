@@ -28,6 +28,7 @@ import torch.nn as nn
 from pwoa_lab import defaults
 from pwoa_lab.core.data import dataset_info
 from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.core.intervals import format_cell
 from pwoa_lab.experiments.confidence import INTERVAL_METRICS, add_intervals
 from pwoa_lab.experiments.runs import load_cached_model, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.pruning.footprint import file_sizes, latency_table, nonzero_count, parameter_count
@@ -76,10 +77,11 @@ def design_space(teacher: nn.Module | str | Path | None = None, dataset: str = d
     rows, models = [], {}
     t_row = teacher_row(teacher, dataset, configs[0].resolved().eps if configs else dataset_info(dataset).eps,
                         settings, cache_dir, root=root)
+    t_key = t_row.get("key") or "teacher"  # no store key without the cache
     rows.append({"structure": "dense", "importance": "-", "schedule": "-", "method": "teacher", "rate": 1.0,
                  "seed": None, **{k: t_row.get(k) for k in ("natural", "fgsm", "pgd", "aa")},
-                 "train_seconds": 0.0, "key": t_row.get("key") or "teacher"})
-    models[t_row.get("key") or "teacher"] = copy.deepcopy(teacher).cpu()
+                 "train_seconds": 0.0, "key": t_key})
+    models[t_key] = copy.deepcopy(teacher).cpu()
     for config in configs:
         row, _ = prune_row(teacher.to(device), config, settings, cache_dir, root=root, progress=progress)
         rows.append({**{axis: getattr(config, axis) for axis in AXES}, "rate": config.rate, "seed": config.seed,
@@ -137,11 +139,9 @@ def mean_std_table(df: pd.DataFrame, metrics: Sequence[str] = ("pgd", "aa"), dig
     s = summarize(df, metrics, extra=(), cache_dir=cache_dir)
     for m in metrics:
         if f"{m}_mean" in s:
-            low = s.get(f"{m}_mean_low", pd.Series(float("nan"), index=s.index))
-            high = s.get(f"{m}_mean_high", pd.Series(float("nan"), index=s.index))
-            s[m] = [f"{a:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if lo == lo else
-                    f"{a:.{digits}f} ± {b:.{digits}f}" if b == b else f"{a:.{digits}f}"
-                    for a, b, lo, hi in zip(s[f"{m}_mean"], s[f"{m}_std"], low, high)]
+            s[m] = [format_cell(r[f"{m}_mean"], r.get(f"{m}_mean_low", float("nan")),
+                                r.get(f"{m}_mean_high", float("nan")), r[f"{m}_std"], digits)
+                    for r in s.to_dict("records")]
     return s[list(AXES) + ["rate"] + [m for m in metrics if m in s] + ["n_seeds"]]
 
 

@@ -12,9 +12,9 @@ import torch.nn as nn
 
 from pwoa_lab import defaults
 from pwoa_lab.core.data import DATASETS, check_n_per_class, dataset_info
+from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.core.intervals import Interval, decide, images_to_settle, seed_interval, settle_hint
 from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes
-from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.experiments.jobs import check_backend, check_workers
 from pwoa_lab.experiments.runs import resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import check_seeds, summarize, sweep

@@ -31,8 +31,8 @@ import torch.nn as nn
 
 from pwoa_lab import defaults
 from pwoa_lab.core.evaluation import EvalSettings
-from pwoa_lab.core.intervals import Interval
-from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes
+from pwoa_lab.core.intervals import Interval, accuracy_interval
+from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes, run_outcomes
 from pwoa_lab.experiments.runs import cached_prune_row, resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import sweep
 from pwoa_lab.training.presets import eval_settings, preset_config
@@ -287,15 +287,13 @@ def front_table(runs: pd.DataFrame, metric: str, teacher: dict | None = None,
         part = out.loc[idx]
         out.loc[idx, "on_front"] = pareto_flags(part.natural.tolist(), part.robust.tolist())
     if teacher is not None:
-        tiv = add_intervals(pd.DataFrame([{"method": "teacher", "natural": teacher["natural"],
-                                           "robust": teacher.get(metric)}]),
-                            pd.DataFrame([{"method": "teacher", "key": teacher.get("key")}]), ["method"],
-                            ["natural", metric], cache_dir, rename={metric: "robust"}).iloc[0]
         row = {"rate": 1.0, "method": "teacher", "lr_factor": float("nan"), "epoch_factor": float("nan"), "seeds": 1,
-               "natural": teacher["natural"], "natural_low": tiv.natural_low, "natural_high": tiv.natural_high,
-               "natural_std": float("nan"), "robust": teacher.get(metric), "robust_low": tiv.robust_low,
-               "robust_high": tiv.robust_high, "robust_std": float("nan"), "point": ("teacher",),
-               "kind": "teacher", "on_front": True}
+               "natural": teacher["natural"], "natural_std": float("nan"), "robust": teacher.get(metric),
+               "robust_std": float("nan"), "point": ("teacher",), "kind": "teacher", "on_front": True}
+        for axis, column in (("natural", "natural"), ("robust", metric)):
+            found = run_outcomes(teacher.get("key"), column, cache_dir)
+            iv = accuracy_interval(found[1]) if found is not None else None
+            row[f"{axis}_low"], row[f"{axis}_high"] = (iv.low, iv.high) if iv is not None else (math.nan, math.nan)
         out = pd.concat([pd.DataFrame([row]), out], ignore_index=True)
     out.insert(0, "robust_metric", metric)
     return out
@@ -323,14 +321,10 @@ def verdicts(points: pd.DataFrame, runs: pd.DataFrame | None = None, compare: tu
 
 def _pair_differences(runs: pd.DataFrame, ids: list, metric: str, cache_dir) -> Callable:
     """differences(q, p) -> (natural, robust) paired intervals of point q minus point p, computed at once."""
-    found = {}
-    for axis, column in (("natural", "natural"), ("robust", metric)):
-        groups = group_outcomes(runs, POINT_KEYS, column, cache_dir)
-        contrasts = {(q, p): {q: 1.0, p: -1.0} for q in ids for p in ids if q != p}  # both ways: one bootstrap
-        labelled = contrast_intervals(groups, {str(i): c for i, c in enumerate(contrasts.values())})
-        for i, pair in enumerate(contrasts):
-            found[(axis, *pair)] = labelled[str(i)]
-    return lambda q, p: (found.get(("natural", q, p)), found.get(("robust", q, p)))
+    contrasts = {(q, p): {q: 1.0, p: -1.0} for q in ids for p in ids if q != p}  # both ways: one bootstrap
+    found = {axis: contrast_intervals(group_outcomes(runs, POINT_KEYS, column, cache_dir), contrasts)
+             for axis, column in (("natural", "natural"), ("robust", metric))}
+    return lambda q, p: (found["natural"].get((q, p)), found["robust"].get((q, p)))
 
 
 # ----------------------------------------------------------------------------------------------- tuned budgets

@@ -210,13 +210,12 @@ def summarize(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str] = 
     metrics = [m for m in metrics if m in runs.columns]
     # None (a field left at its default) is a value of its own, not a missing group; other key columns keep their
     # dtype
-    grouped = runs.assign(**{k: runs[k].astype(object).where(runs[k].notna(), "none") for k in keys
-                             if runs[k].isna().any()}).groupby(list(keys), sort=False)
+    keyed = runs.assign(**{k: runs[k].astype(object).where(runs[k].notna(), "none") for k in keys
+                           if runs[k].isna().any()})
+    grouped = keyed.groupby(list(keys), sort=False)
     out = grouped[metrics + ["sparsity"]].mean()
     out.insert(0, "seeds", grouped.size())
     for m in metrics:
         out[f"{m}_std"] = grouped[m].std(ddof=1)
     out = out.reset_index()
-    keyed = runs.assign(**{k: runs[k].astype(object).where(runs[k].notna(), "none") for k in keys
-                           if runs[k].isna().any()})
     return add_intervals(out, keyed, list(keys), [m for m in metrics if m in INTERVAL_METRICS], cache_dir)
