@@ -196,19 +196,21 @@ def run_script(name: str, body: Callable[[argparse.Namespace], dict[str, Any]], 
 
 def mnist_available() -> bool:
     """MNIST's four IDX files are under the kit's data root ($PWOA_DATA_ROOT, else data/)."""
-    from pwoa_lab.core.data import _MNIST_FILES, data_root
-    raw = data_root() / "MNIST" / "raw"
-    stems = [s for pair in _MNIST_FILES.values() for s in pair]
-    return all((raw / s).is_file() or (raw / f"{s}.gz").is_file() for s in stems)
+    from pwoa_lab.core.data import check_available
+    try:
+        check_available("mnist")
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def lenet3_teacher(dataset: str, seed: int):
     """A LeNet-3 teacher for `dataset`: the shipped one when it exists and is LeNet-3, else a seeded random
     LeNet-3 (timings do not depend on the weights' values). Returns (model, description)."""
     import torch
-    from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS, load_checkpoint
+    from pwoa_lab.io.checkpoint import shipped_teachers, load_checkpoint
     from pwoa_lab.core.models import build_model
-    path = SHIPPED_TEACHERS.get(dataset)
+    path = shipped_teachers().get(dataset)
     if path is not None and path.is_file():
         try:
             model, meta = load_checkpoint(path, "cpu")

@@ -103,17 +103,17 @@ def body(args) -> dict:
         notes.append("--quick runs the smoke preset: a check that the script works, not the demo's figure")
     notes.append(f"demo command: {demo['command']}")
     if ok and not args.quick:
-        from pwoa_lab.cli import resolve_workers
+        from pwoa_lab.cli.common import resolve_workers
         breakdown = time_breakdown(demo, resolve_workers("auto", None))  # what the demo's --workers auto used
         if breakdown:
             passed = demo["seconds"] <= float(TARGET_DEMO.split()[1])
             notes.append(("" if passed else "MISS explained: ") + breakdown +
                          ("" if passed else "; on this VM the demo's wall time varies by about 10% from run to run"))
     if args.with_mnist:
-        from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS
+        from pwoa_lab.io.checkpoint import shipped_teachers
         missing = [] if _common.mnist_available() else ["MNIST files under the data root ($PWOA_DATA_ROOT)"]
-        if not SHIPPED_TEACHERS["mnist"].is_file():
-            missing.append(f"the shipped MNIST teacher {SHIPPED_TEACHERS['mnist']}")
+        if not shipped_teachers()["mnist"].is_file():
+            missing.append(f"the shipped MNIST teacher {shipped_teachers()['mnist']}")
         for name, cli, target in (("figure1 mnist quick", ["figure1", "--dataset", "mnist", "--preset", "quick"],
                                    TARGET_MNIST_FIG1),
                                   ("figure3 mnist quick", ["figure3", "--dataset", "mnist", "--preset", "quick"],

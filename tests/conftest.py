@@ -78,8 +78,8 @@ def small_data():
 
 def _shipped_teacher(dataset: str):
     """(model in eval mode, meta) of the shipped teacher for `dataset`; skip while it is not trained yet."""
-    from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS, load_teacher
-    path = SHIPPED_TEACHERS[dataset]
+    from pwoa_lab.io.checkpoint import shipped_teachers, load_teacher
+    path = shipped_teachers()[dataset]
     if not path.is_file():
         pytest.skip(f"{TEACHER_NOT_TRAINED} ({path} is missing)")
     return load_teacher(dataset)

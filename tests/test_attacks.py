@@ -15,8 +15,9 @@ import torch.nn as nn
 
 from pwoa_lab.training.methods import TeacherConfig
 from pwoa_lab.experiments.runs import train_teacher
-from pwoa_lab.core.attacks import (ATTACK_NAMES, ATTACKS, accuracy, autoattack, cw_linf, cw_margin_loss,
-                                   default_attack_options, fgsm, get_attack, parse_attacks, pgd_linf)
+from pwoa_lab.core.attacks import (ATTACK_NAMES, ATTACKS, accuracy, attack_options, autoattack, cw_linf,
+                                   cw_margin_loss, default_attack_options, fgsm, get_attack, parse_attacks, pgd_linf,
+                                   pgd_step_size, robust_accuracy)
 from pwoa_lab.core.evaluation import evaluate
 from pwoa_lab.core.data import load_dataset
 from pwoa_lab.core.models import HiddenModel
@@ -92,8 +93,40 @@ def test_registry_and_names():
     with pytest.raises(ValueError, match="'deepfool'"):
         get_attack("deepfool")
     # the paper's MNIST and CIFAR threat models: PGD-40 with step 0.01, PGD-10 with step 2/255
-    assert default_attack_options("mnist")["pgd"] == {"steps": 40, "alpha": 0.01}
-    assert default_attack_options("cifar10")["cw"] == {"steps": 10, "alpha": 2 / 255}
+    assert attack_options("mnist")["pgd"] == {"steps": 40, "alpha": 0.01}
+    assert attack_options("cifar10")["cw"] == {"steps": 10, "alpha": 2 / 255}
+
+
+def test_one_pgd_step_rule_and_the_evaluation_options():
+    assert pgd_step_size(0.3, 40) == 2.5 * 0.3 / 40 and pgd_step_size(0.0, 20) == 0.0
+    with pytest.raises(ValueError, match=">= 1"):
+        pgd_step_size(0.1, 0)
+    # a dataset without a fixed step: 2.5 eps / steps, for the given or the dataset's eps and steps
+    assert attack_options("digits") == {"pgd": {"steps": 20, "alpha": pgd_step_size(0.2, 20)},
+                                        "cw": {"steps": 20, "alpha": pgd_step_size(0.2, 20)}}
+    assert attack_options("digits", 0.1, 5)["pgd"] == {"steps": 5, "alpha": pgd_step_size(0.1, 5)}
+    # a dataset with a fixed step keeps it whatever the steps; CW keeps the dataset's strength
+    assert attack_options("cifar10", 8 / 255, 20) == {"pgd": {"steps": 20, "alpha": 2 / 255},
+                                                      "cw": {"steps": 10, "alpha": 2 / 255}}
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="PGD steps"):
+            attack_options("digits", 0.1, bad)
+    with pytest.deprecated_call():  # the old name: the same options
+        assert default_attack_options("mnist", 0.2) == attack_options("mnist", 0.2)
+
+
+def test_robust_accuracy_is_pgd_then_accuracy(plain_digits, digits_batch):
+    x, y = digits_batch[0][:64], digits_batch[1][:64]
+    torch.manual_seed(0)
+    expected = 100 * accuracy(plain_digits, pgd_linf(plain_digits, x, y, EPS, alpha=pgd_step_size(EPS, 5), steps=5), y)
+    torch.manual_seed(0)
+    assert robust_accuracy(plain_digits, x, y, EPS, 5) == expected  # bit for bit: the same random start and steps
+    gen = torch.Generator().manual_seed(1)
+    with_gen = robust_accuracy(plain_digits, x, y, EPS, 5, alpha=0.01, generator=gen)
+    gen = torch.Generator().manual_seed(1)
+    assert with_gen == 100 * accuracy(plain_digits, pgd_linf(plain_digits, x, y, EPS, alpha=0.01, steps=5,
+                                                             generator=gen), y)
+    assert 0 <= robust_accuracy(plain_digits, x, y, 0.0, 3) == 100 * accuracy(plain_digits, x, y) <= 100
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
@@ -283,7 +316,7 @@ def teacher_strengths(digits_teacher, digits_batch):
         torch.manual_seed(0)
         out[f"pgd{steps}"] = correct(pgd_linf(model, x, y, eps, steps=steps))
     torch.manual_seed(0)
-    out["pgd20_eval"] = correct(pgd_linf(model, x, y, eps, **default_attack_options("digits", eps)["pgd"]))
+    out["pgd20_eval"] = correct(pgd_linf(model, x, y, eps, **attack_options("digits", eps)["pgd"]))
     return out
 
 
@@ -317,7 +350,7 @@ def test_autoattack_fast_is_never_weaker_than_pgd(digits_teacher, digits_batch):
     eps = meta["eps"]
     x, y = digits_batch[0][:100], digits_batch[1][:100]
     torch.manual_seed(0)
-    x_pgd = pgd_linf(model, x, y, eps, **default_attack_options("digits", eps)["pgd"])
+    x_pgd = pgd_linf(model, x, y, eps, **attack_options("digits", eps)["pgd"])
     x_aa = autoattack(model, x, y, eps, version="fast")
     assert (x_aa - x).abs().max() <= eps + 1e-6 and x_aa.min() >= 0 and x_aa.max() <= 1
     with torch.no_grad():
@@ -334,7 +367,7 @@ def test_undefended_smallcnn_is_far_less_robust_than_the_teacher(digits_teacher,
     x, y = digits_batch
     assert acc(plain_digits, x, y) > 0.9  # a good classifier on natural digits ...
     torch.manual_seed(0)
-    plain_pgd = acc(plain_digits, pgd_linf(plain_digits, x, y, eps, **default_attack_options("digits", eps)["pgd"]),
+    plain_pgd = acc(plain_digits, pgd_linf(plain_digits, x, y, eps, **attack_options("digits", eps)["pgd"]),
                     y)
     teacher_pgd = teacher_strengths["pgd20_eval"] / 200
     assert plain_pgd < teacher_pgd - 0.25, (plain_pgd, teacher_pgd)  # ... but not a robust one

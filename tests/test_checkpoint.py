@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from pwoa_lab.io.checkpoint import (FORMAT, SHIPPED_TEACHERS, CheckpointError, load_checkpoint, load_teacher,
+from pwoa_lab.io.checkpoint import (FORMAT, shipped_teachers, CheckpointError, load_checkpoint, load_teacher,
                                     read_checkpoint, save_checkpoint)
 from pwoa_lab.core.data import dataset_info, load_dataset
 from pwoa_lab.core.models import build_model
@@ -174,7 +174,7 @@ def test_shipped_digits_teacher(digits_teacher, digits_test):
     # the kit's default digits radius is the one its teacher was trained for
     assert meta["eps"] == pytest.approx(dataset_info("digits").eps)
     assert not model.training
-    assert SHIPPED_TEACHERS["digits"].is_file()
+    assert shipped_teachers()["digits"].is_file()
     with torch.no_grad():
         acc = (model(digits_test.x).argmax(1) == digits_test.y).float().mean().item()
     assert acc > 0.85, acc

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pwoa_lab.core.attacks import default_attack_options
+from pwoa_lab.core.attacks import attack_options
 from pwoa_lab.core.data import dataset_info, load_dataset
 from pwoa_lab.core.evaluation import evaluate
 from pwoa_lab.course import explorer
 from pwoa_lab.experiments.figures import figure1
-from pwoa_lab.io.checkpoint import SHIPPED_TEACHERS
+from pwoa_lab.io.checkpoint import shipped_teachers
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +25,13 @@ def test_the_shipped_teacher_is_the_recorded_one(cifar10_teacher, cifar10_root):
     assert meta["dataset"] == "cifar10" and meta["model"] == "vgg_small" and not model.training
     assert meta["eps"] == pytest.approx(dataset_info("cifar10").eps) == pytest.approx(8 / 255)
     assert "train-teacher --dataset cifar10" in meta["command"]
-    assert SHIPPED_TEACHERS["cifar10"].stat().st_size < 5e6  # a few MB at most in the repository
+    assert shipped_teachers()["cifar10"].stat().st_size < 5e6  # a few MB at most in the repository
     recorded = meta["metrics"]["test"]  # train-teacher --test-n 1000: natural and the kit's PGD-10 (step 2/255)
     test = load_dataset("cifar10", "test", cifar10_root)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         table = evaluate(model, test, ["natural", "pgd"], eps=meta["eps"], n=N_CHECK,
-                         attack_options=default_attack_options("cifar10"),
+                         attack_options=attack_options("cifar10"),
                          progress=False)
     now = {r.attack: r.accuracy for r in table.itertuples()}
     assert now["natural"] == pytest.approx(recorded["natural"], abs=TOLERANCE), (now, recorded)

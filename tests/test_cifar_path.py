@@ -12,7 +12,7 @@ import torch
 from pwoa_lab.io.checkpoint import load_checkpoint, save_checkpoint
 from pwoa_lab.core.data import dataset_info, load_dataset
 from pwoa_lab.core.evaluation import EvalSettings, evaluate_row
-from pwoa_lab.io.teacher_import import DATASET_STATS, import_teacher, load_public_weights, to_public_layout
+from pwoa_lab.io.teacher_import import import_teacher, load_public_weights, to_public_layout
 from pwoa_lab.training.methods import TeacherConfig
 from pwoa_lab.core.models import Normalized, ResNet18, build_model
 from pwoa_lab.training.presets import preset_config
@@ -38,7 +38,7 @@ def teacher(cifar):
     """A ResNet-18 adversarially trained by the kit for one epoch (PGD-1) on 100 CIFAR-10 images."""
     _, train, val = cifar
     config = TeacherConfig(dataset="cifar10", model="resnet18", epochs=1, batch_size=50, adv_steps=1, val_n=20,
-                           val_pgd_steps=1, seed=0)
+                           val_pgd_steps=1, seed=0).resolved()
     result = run_config(None, config, train=train, val=val, progress=False)
     assert result.history.val_natural.notna().all()
     model = result.model.eval()
@@ -89,7 +89,7 @@ def test_teacher_round_trips_through_public_layouts(tmp_path, teacher):
 
 def test_imported_normalizing_teacher_evaluates_prunes_and_saves(tmp_path, cifar, teacher):
     root, train, val = cifar
-    mean, std = DATASET_STATS["cifar10"]
+    mean, std = dataset_info("cifar10").stats
     published = Normalized(teacher, mean, std).eval()  # a public model that normalizes inside (RobustBench style)
     weights = tmp_path / "robustbench.pt"
     torch.save({"state_dict": to_public_layout(published.state_dict(), "resnet18", "robustbench",

@@ -311,18 +311,18 @@ def test_a_trained_model_that_cannot_be_saved_is_kept_beside_the_cache(tmp_path,
 
 
 def test_ctrl_c_prints_one_line_without_traceback_and_exits_130(monkeypatch, tmp_path, capsys):
-    import pwoa_lab.cli as cli
+    from pwoa_lab.cli import figure1, prune
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_figure1", interrupted)
+    monkeypatch.setattr(figure1, "run", interrupted)
     monkeypatch.setenv("PWOA_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["figure1", "--preset", "smoke", "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err.strip()
     assert err == (f"pwoa-lab figure1: interrupted; the finished runs are in the cache ({tmp_path / 'cache'}), with "
                    "the last finished epoch of an unfinished one; run the same command again to resume")
-    monkeypatch.setattr(cli, "cmd_prune", interrupted)
+    monkeypatch.setattr(prune, "run", interrupted)
     out = tmp_path / "p.pt"
     (tmp_path / "p.pt.state").write_bytes(b"a resume point")
     assert main(["prune", "--checkpoint", "digits", "--rate", "4", "--out", str(out)]) == 130
@@ -376,3 +376,34 @@ def test_evaluate_an_empty_checkpoint_gives_the_kits_words(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{empty} could not be read as a checkpoint (the file is empty: 0 bytes)" in err
     assert "weights_only" not in err
+
+
+def test_every_command_has_an_example_and_every_option_a_help_text():
+    import argparse
+
+    from pwoa_lab.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(sub.choices) >= 9
+    for name, parser in sub.choices.items():
+        assert f"\n  pwoa-lab {name}" in parser.description, name  # an example command line
+        bare = [a.dest for a in parser._actions if not a.help]
+        assert bare == [], f"{name}: options without help: {bare}"
+
+
+def test_config_options_default_to_the_config_and_say_its_default(capsys):
+    from pwoa_lab.cli import build_parser
+    from pwoa_lab.training.methods import PruneConfig, TeacherConfig
+    parser = build_parser()
+    args = parser.parse_args(["train-teacher", "--dataset", "digits", "--out", "t.pt"])
+    assert args.epochs is None and args.adv_steps is None and args.lr is None  # the config decides
+    args = parser.parse_args(["prune", "--checkpoint", "digits", "--rate", "4", "--out", "p.pt"])
+    assert args.method is None and args.scope is None and args.structure is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train-teacher", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"training epochs (default: {TeacherConfig.epochs})" in text
+    assert f"PGD steps of the training attack (default: {TeacherConfig.adv_steps})" in text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {PruneConfig.method})" in text and f"(default: {PruneConfig.schedule})" in text

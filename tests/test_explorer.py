@@ -257,8 +257,9 @@ def test_make_explorer_serves_a_room_with_host_port_and_cap(monkeypatch):
 
 def test_pwoa_lab_explorer_hands_over_to_voila(monkeypatch, capsys, tmp_path):
     from pwoa_lab import cli
+    from pwoa_lab.cli import explorer as explorer_command
     seen = {}
-    monkeypatch.setattr(cli.os, "execvpe", lambda file, args, env: seen.update(file=file, args=args, env=env))
+    monkeypatch.setattr(explorer_command.os, "execvpe", lambda file, args, env: seen.update(file=file, args=args, env=env))
     assert cli.main(["explorer", "--host", "0.0.0.0", "--port", "8871", "--max-runs", "2", "--", "--debug"]) == 0
     assert seen["args"] == serve_command("0.0.0.0", 8871, max_runs=2, voila_args=["--debug"])[0]
     assert seen["file"] == seen["args"][0]

@@ -19,12 +19,12 @@ import torch.nn as nn
 
 from pwoa_lab import cli
 from pwoa_lab.io.checkpoint import load_checkpoint, save_checkpoint
-from pwoa_lab.core.data import load_dataset, read_cifar_pickle
-from pwoa_lab.io.teacher_import import (DATASET_STATS, TeacherImportError, import_teacher, kit_to_public,
+from pwoa_lab.core.data import dataset_info, load_dataset, read_cifar_pickle
+from pwoa_lab.io.teacher_import import (TeacherImportError, import_teacher, kit_to_public,
                                         load_public_weights, parse_eps, public_to_kit, read_weights, to_public_layout)
 from pwoa_lab.core.models import Normalized, ResNet18, WideResNet, build_model, logits_and_hiddens
 
-MEAN, STD = DATASET_STATS["cifar10"]
+MEAN, STD = dataset_info("cifar10").stats
 
 
 def _randomized(model: nn.Module, seed: int = 0) -> nn.Module:

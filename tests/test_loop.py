@@ -142,7 +142,7 @@ def test_cached_teacher_logits_give_bit_identical_training(small_data):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)   # the kernels' blocking (and so their rounding) depends on batch size with threads
     try:
-        runs = [run_config(lenet, dataclasses.replace(config, cache_teacher=c), train=train, val=val,
+        runs = [run_config(lenet, dataclasses.replace(config, cache_teacher=c).resolved(), train=train, val=val,
                                    progress=False).model for c in (True, False)]
     finally:
         torch.set_num_threads(threads)
@@ -330,7 +330,7 @@ def test_best_validation_epoch_is_the_one_returned(teacher, small_data):
     train, val = small_data
     config = tiny("naive", retrain_epochs=4, eval_every=1, select="last")
     last = run_config(teacher, config, train=train, val=val, progress=False)
-    best = run_config(teacher, dataclasses.replace(config, select="best_val_pgd"), train=train, val=val,
+    best = run_config(teacher, dataclasses.replace(config, select="best_val_pgd").resolved(), train=train, val=val,
                       progress=False)
     cols = [c for c in last.history.columns if c != "train_seconds"]
     assert last.history[cols].equals(best.history[cols])
@@ -338,8 +338,8 @@ def test_best_validation_epoch_is_the_one_returned(teacher, small_data):
     assert best.selected_epoch == int(sparse.epoch[sparse.val_pgd == sparse.val_pgd.max()].iloc[-1])
     assert last.selected_epoch == int(last.history.epoch.iloc[-1])
     # the same run stopped at the selected epoch holds exactly those weights
-    stopped = run_config(teacher, dataclasses.replace(config, retrain_epochs=best.selected_epoch - config.admm_epochs),
-                         train=train, val=val, progress=False)
+    stopped = run_config(teacher, dataclasses.replace(config, retrain_epochs=best.selected_epoch - config.admm_epochs
+                                                      ).resolved(), train=train, val=val, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(stopped.model.state_dict().values(),
                                                  best.model.state_dict().values()))
 
@@ -366,3 +366,12 @@ def test_a_new_method_is_a_loss_and_needs_no_change_to_the_loop(teacher, small_d
     result = fit(student, [Phase("train", 2, 1e-3)], L1(), config, train, val, progress=False)
     assert list(result.history.phase) == ["train", "train"] and "loss_l1" in result.history
     assert sum(float(p.detach().abs().sum()) for p in result.model.parameters()) < before
+
+
+def test_a_resume_state_that_is_no_torch_file_is_ignored_with_a_warning(tmp_path):
+    from pwoa_lab.training.resume import load_state
+    junk = tmp_path / "out.pt.state"
+    junk.write_bytes(b"not a torch file at all")
+    with pytest.warns(UserWarning, match="ignoring the resume state"):
+        assert load_state(junk, "any-key") is None
+    assert junk.read_bytes() == b"not a torch file at all"  # left as it is

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pwoa_lab.core.models import DEFAULT_MODEL, MODELS, build_model, count_parameters, logits_and_hiddens
+from pwoa_lab.core.datasets import dataset_info
+from pwoa_lab.core.models import MODELS, build_model, count_parameters, logits_and_hiddens
 
 # name, dataset, number of hidden block outputs the HSIC term uses (documented in the module docstring)
 CASES = [("small_cnn", "digits", 3), ("lenet3", "mnist", 3), ("vgg_small", "cifar10", 3),
@@ -16,8 +17,8 @@ SHAPES = {"digits": (1, 16, 16), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 def test_registry_is_the_documented_one():
     assert set(MODELS) == {"small_cnn", "lenet3", "vgg_small", "resnet18", "wrn34_10"}
-    assert DEFAULT_MODEL["digits"] == "small_cnn" and DEFAULT_MODEL["mnist"] == "lenet3"
-    assert DEFAULT_MODEL["cifar10"] == "vgg_small"  # the CPU-sized net of the shipped teacher
+    assert dataset_info("digits").default_model == "small_cnn" and dataset_info("mnist").default_model == "lenet3"
+    assert dataset_info("cifar10").default_model == "vgg_small"  # the CPU-sized net of the shipped teacher
 
 
 @pytest.mark.parametrize("name,dataset,n_hidden", CASES)

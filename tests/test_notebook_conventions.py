@@ -162,3 +162,52 @@ def test_things_to_try_with_a_worked_answer_under_each_exercise(path):
         assert re.search(r"\d", body.replace("```python", "")), f"{path.name}: worked answer {n} has no numbers"
         assert re.search(r"\b(smoke|quick)\b", body), \
             f"{path.name}: worked answer {n} does not say which preset (smoke or quick) its numbers come from"
+
+
+# --- the README and the docs ---------------------------------------------------------------------------------------
+
+README = ROOT / "README.md"
+README_MAX_WORDS = 1500
+# "issue #12", "issues #3 and #4", "(#45)", "see #123": a tracker's number in prose. Not matched: colours ("#1f77b4",
+# '#123456' in quotes), HTML entities (&#123;), another project's reference (jupyter/nbclient#312), "#1".
+ISSUE_NUMBER = (re.compile(r"(?i)\bissues?\s*#\d+"), re.compile(r"(?<![\w&/#'\"])#\d{2,}\b"))
+CODE_FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
+INLINE_CODE = re.compile(r"`[^`\n]+`")
+URL = re.compile(r"\]\([^)\s]*\)|<?https?://\S+")
+
+
+def _prose(markdown: str) -> str:
+    """Markdown without its code blocks, inline code and link targets or URLs."""
+    return URL.sub(" ", INLINE_CODE.sub(" ", CODE_FENCE.sub(" ", markdown)))
+
+
+def _issue_numbers(text: str) -> list[str]:
+    return [text[max(0, m.start() - 40):m.end() + 20].replace("\n", " ")
+            for pattern in ISSUE_NUMBER for m in pattern.finditer(text)]
+
+
+def test_readme_is_short():
+    words = len(README.read_text(encoding="utf-8").split())
+    assert words <= README_MAX_WORDS, (f"README.md has {words} words, more than {README_MAX_WORDS}: move details, "
+                                       "results and times into docs/")
+
+
+@pytest.mark.parametrize("path", [README, *sorted((ROOT / "docs").glob("*.md")), *NOTEBOOKS,
+                                  *sorted((ROOT / "notebooks").glob("[!0-9]*.ipynb"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_issue_numbers(path):
+    """The README, the docs and the notebooks say what the kit does, not which tracker issue changed it."""
+    if path.suffix == ".ipynb":
+        texts = [_prose(c.source) if c.cell_type == "markdown" else c.source for c in _nb(path).cells]
+    else:
+        texts = [_prose(path.read_text(encoding="utf-8"))]
+    hits = [hit for text in texts for hit in _issue_numbers(text)]
+    assert not hits, f"{path.relative_to(ROOT)} mentions issue numbers: {hits}"
+
+
+def test_issue_number_pattern():
+    for text in ("fixed in issue #12", "see issues #3 and #4", "the widget stalled (#45)", "as #123 showed"):
+        assert _issue_numbers(_prose(text)), text
+    for text in ("color='#1f77b4'", 'c="#123456"', "&#123;", "jupyter/nbclient#312", "## 12 runs", "#1 seed",
+                 "`git log -S '#12'`", "[link](https://example.org/x#123)", "```\nrun #42\n```"):
+        assert not _issue_numbers(_prose(text)), text

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pwoa_lab.core.evaluation import EvalSettings
-from pwoa_lab.experiments.jobs import run_configs
+from pwoa_lab.experiments.batch import run_configs
 from pwoa_lab.experiments.runs import load_cached_model
 from pwoa_lab.io.cache import ResultCache
 from pwoa_lab.training.presets import preset_config

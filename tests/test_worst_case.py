@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pwoa_lab.core.attacks import EVAL_NAMES, accuracy, default_attack_options, parse_attacks
+from pwoa_lab.core.attacks import EVAL_NAMES, accuracy, attack_options, parse_attacks
 from pwoa_lab.core.evaluation import WorstCase, evaluate, worst_case_robust
 from pwoa_lab.core.data import load_dataset
 from pwoa_lab.core.models import build_model
@@ -32,7 +32,7 @@ def teacher_case(digits_teacher, batch):
     """(model, eps, PGD options, WorstCase) of the digits teacher on the first N test digits."""
     model, meta = digits_teacher
     eps = meta["eps"]
-    pgd = default_attack_options("digits", eps)["pgd"]
+    pgd = attack_options("digits", eps)["pgd"]
     torch.manual_seed(0)
     return model, eps, pgd, worst_case_robust(model, *batch, eps, pgd, AA)
 
@@ -132,7 +132,7 @@ def test_undefended_model_pgd_breaks_nearly_everything_so_aa_runs_on_few(plain_c
     x, y = batch
     eps = digits_teacher[1]["eps"]
     torch.manual_seed(0)
-    wc = worst_case_robust(plain_cnn, x, y, eps, default_attack_options("digits", eps)["pgd"], AA)
+    wc = worst_case_robust(plain_cnn, x, y, eps, attack_options("digits", eps)["pgd"], AA)
     check_consistent(wc)
     assert wc.natural_accuracy > 85                      # accurate on clean digits ...
     assert wc.pgd_accuracy <= 5                          # ... but PGD breaks nearly every point
@@ -208,7 +208,7 @@ def test_evaluate_row_gives_the_numbers_of_two_separate_evaluations(digits_teach
     model, meta = digits_teacher
     eps, settings = meta["eps"], EvalSettings(n=90, aa_n=40)
     test = load_dataset("digits", "test")
-    options = default_attack_options("digits", eps)
+    options = attack_options("digits", eps)
     torch.manual_seed(EVAL_SEED)
     table = evaluate(model, test, ["natural", "fgsm", "pgd"], eps=eps, n=settings.n, attack_options=options,
                      progress=False)

@@ -10,8 +10,8 @@
   teacher's selection: the weights kept are those of the best validation-PGD epoch, so a collapse rolls back.
 - `none`: plain cross-entropy on natural images (the undefended model of the sanity checks).
 
-Teachers are trained by the one training loop: `pwoa_lab.methods.TeacherConfig` (eps ramp, best-validation
-selection) and `pwoa_lab.runs.train_teacher`.
+Teachers are trained by the one training loop: `pwoa_lab.training.methods.TeacherConfig` (eps ramp, best-validation
+selection) and `pwoa_lab.experiments.runs.train_teacher`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pwoa_lab.core.attacks import eval_mode, pgd_linf
+from pwoa_lab.core.attacks import eval_mode, pgd_linf, pgd_step_size
 
 AT_METHODS = ("pgd", "fgsm_rs", "none")
 
@@ -41,4 +41,4 @@ def adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method
         return x
     if method == "fgsm_rs":
         return fgsm_rs(model, x, y, eps)
-    return pgd_linf(model, x, y, eps, alpha=alpha if alpha is not None else 2.5 * eps / steps, steps=steps)
+    return pgd_linf(model, x, y, eps, alpha=alpha if alpha is not None else pgd_step_size(eps, steps), steps=steps)

@@ -1,4 +1,4 @@
-"""L-inf attacks with one call shape, and `evaluate`, which turns them into a table.
+"""L-inf attacks with one call shape, the kit's PGD step rule and attack options, and PGD robust accuracy.
 
     x_adv = attack(model, x, y, eps=..., **options)
 
@@ -12,20 +12,28 @@ Every attack runs the model in eval mode, restores the caller's train/eval mode,
 - `autoattack`: AutoAttack through `pyautoattack`: `standard` (APGD-CE, APGD-T, FAB-T, Square) or `fast`
                 (APGD-CE + APGD-T over 3 target classes; a teaching shortcut, report `standard` in papers).
 
-`worst_case_robust` combines PGD and AutoAttack per point: AutoAttack runs only on the points that are
-naturally correct and that PGD did not break, and a point counts as robust only if both fail on it.
-`evaluate` reports it as the attack "worst".
+The one home of robust accuracy's settings: `pgd_step_size(eps, steps)` is the kit's PGD step rule (2.5 eps / steps,
+Madry et al.), `attack_options(dataset, eps, pgd_steps)` the evaluation's PGD / CW options for a dataset (its fixed
+step where its record has one), and `robust_accuracy(model, x, y, eps, steps)` the PGD accuracy (%) of one batch,
+used wherever a PGD accuracy is computed outside the tables of `pwoa_lab.core.evaluation` (validation while
+training, the course's widgets).
+
+`pwoa_lab.core.worst_case.worst_case_robust` combines PGD and AutoAttack per point: AutoAttack runs only on the
+points that are naturally correct and that PGD did not break, and a point counts as robust only if both fail on it.
+`pwoa_lab.core.evaluation.evaluate` reports it as the attack "worst".
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pwoa_lab.core.datasets import dataset_info
 from pwoa_lab.utils import check_choice, check_eps
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -88,6 +96,14 @@ def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return other.max(1).values - true
 
 
+def pgd_step_size(eps: float, steps: int) -> float:
+    """The kit's PGD step size: 2.5 eps / steps (Madry et al. 2018), so that `steps` steps can walk 2.5 times the
+    radius (across the eps-ball and back). `eps` in image units ([0, 1]); `steps` >= 1."""
+    if steps < 1:
+        raise ValueError(f"PGD steps must be >= 1; got {steps}")
+    return 2.5 * eps / steps
+
+
 # ----------------------------------------------------------------------------------------------- attacks
 
 
@@ -114,7 +130,7 @@ def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alp
     check_choice(loss, ("ce", "cw"), "PGD loss")
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
-    alpha = 2.5 * eps / steps if alpha is None else alpha
+    alpha = pgd_step_size(eps, steps) if alpha is None else alpha
     x = x.detach()
     with eval_mode(model), torch.enable_grad():  # works inside a caller's torch.no_grad() too
         if random_start and eps > 0:
@@ -203,13 +219,41 @@ def parse_attacks(attacks: str | Sequence[str]) -> list[str]:
     return names
 
 
+def attack_options(dataset: str, eps: float | None = None, pgd_steps: int | None = None) -> dict[str, dict]:
+    """The evaluation's attack options for a dataset (the method doc's threat model), as `evaluate`'s
+    `attack_options` takes them: {"pgd": {"steps", "alpha"}, "cw": {"steps", "alpha"}}.
+
+    `eps`: the L-inf radius (None: the dataset's). PGD runs `pgd_steps` steps (None: the record's `pgd_steps`); the
+    step size is the record's fixed `pgd_step` where it has one (MNIST 0.01, CIFAR 2/255, whatever the steps), else
+    `pgd_step_size(eps, steps)`. CW keeps the dataset's own steps and step size (`pgd_steps` sets PGD's only, as
+    `pwoa-lab evaluate --pgd-steps` does)."""
+    info = dataset_info(dataset)
+    eps = info.eps if eps is None else eps
+    if pgd_steps is not None and (isinstance(pgd_steps, bool) or not isinstance(pgd_steps, int) or pgd_steps < 1):
+        raise ValueError(f"PGD steps must be a whole number >= 1; got {pgd_steps!r}")
+
+    def strength(steps: int) -> dict:
+        alpha = info.pgd_step if info.pgd_step is not None else pgd_step_size(eps, steps)
+        return {"steps": steps, "alpha": alpha}
+    return {"pgd": strength(info.pgd_steps if pgd_steps is None else pgd_steps), "cw": strength(info.pgd_steps)}
 
 
 def default_attack_options(dataset: str, eps: float | None = None) -> dict[str, dict]:
-    """The evaluation strengths of the kit for a dataset (the method doc's threat model): PGD / CW steps
-    and step size (the dataset's fixed step, else 2.5 eps / steps for the given or default eps)."""
-    from pwoa_lab.core.data import dataset_info
-    info = dataset_info(dataset)
-    eps = info.eps if eps is None else eps
-    alpha = info.pgd_step if info.pgd_step is not None else 2.5 * eps / info.pgd_steps
-    return {"pgd": {"steps": info.pgd_steps, "alpha": alpha}, "cw": {"steps": info.pgd_steps, "alpha": alpha}}
+    """Deprecated: `attack_options(dataset, eps)` (same result)."""
+    warnings.warn("default_attack_options is deprecated; use attack_options(dataset, eps, pgd_steps)",
+                  DeprecationWarning, stacklevel=2)
+    return attack_options(dataset, eps)
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+                    alpha: float | None = None, generator: torch.Generator | None = None) -> float:
+    """PGD accuracy in % (0 to 100): the share of `x` that `model` still classifies correctly after `pgd_linf` with
+    `steps` steps of size `alpha` (None: `pgd_step_size(eps, steps)`) from a random start in the eps-ball.
+
+    x [N, C, H, W] images in [0, 1] on the model's device (one PGD batch of all N: no batching), y [N] int labels,
+    eps the L-inf radius in the same units. The random start draws from `generator` (None: torch's global RNG; a
+    caller that wants its stream untouched forks it, e.g. `utils.forked_rng`). The model runs in eval mode and
+    gets its own mode back."""
+    x_adv = pgd_linf(model, x, y, eps, alpha=pgd_step_size(eps, steps) if alpha is None else alpha, steps=steps,
+                     generator=generator)
+    return 100 * accuracy(model, x_adv, y)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pwoa_lab.core.data import dataset_info
+from pwoa_lab.core.datasets import dataset_info
 from pwoa_lab.utils import check_choice
 
 
@@ -225,8 +225,6 @@ MODELS: dict[str, Callable[..., HiddenModel]] = {
     "resnet18": ResNet18,
     "wrn34_10": WideResNet,
 }
-DEFAULT_MODEL = {"digits": "small_cnn", "mnist": "lenet3", "fashion_mnist": "lenet3", "cifar10": "vgg_small",
-                 "cifar100": "resnet18"}
 
 
 def build_model(name: str | None, dataset: str, normalize: dict[str, Sequence[float]] | None = None) -> HiddenModel:
@@ -235,7 +233,7 @@ def build_model(name: str | None, dataset: str, normalize: dict[str, Sequence[fl
     `normalize` ({"mean": [C], "std": [C]}, as checkpoint metadata records it) wraps it in `Normalized`.
     """
     info = dataset_info(dataset)
-    name = DEFAULT_MODEL[dataset] if name is None else check_choice(name, MODELS, "model")
+    name = info.default_model if name is None else check_choice(name, MODELS, "model")
     channels, size, _ = info.shape
     model = MODELS[name](in_channels=channels, num_classes=info.num_classes, image_size=size)
     if normalize is not None:
@@ -254,7 +252,7 @@ def logits_and_hiddens(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor,
     inner = getattr(model, "module", model)  # DataParallel-style wrappers
     if not hasattr(inner, "forward_features"):
         raise TypeError(f"{type(inner).__name__} has no forward_features(); use a model from "
-                        f"pwoa_lab.models ({', '.join(MODELS)}) or add one that returns (logits, hiddens)")
+                        f"pwoa_lab.core.models ({', '.join(MODELS)}) or add one that returns (logits, hiddens)")
     return inner.forward_features(x)
 
 

@@ -16,8 +16,6 @@ import torch.nn.functional as F
 from pwoa_lab.core.attacks import check_images, eval_mode
 from pwoa_lab.utils import check_eps
 
-# PGD steps of the TRADES inner maximisation while training (the dataset's evaluation steps are larger)
-TRAIN_PGD_STEPS = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 10}
 
 
 # ----------------------------------------------------------------------------------------------- TRADES

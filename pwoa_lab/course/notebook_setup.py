@@ -99,16 +99,16 @@ def setup(dataset: str = defaults.DATASET, preset: str | None = None, seeds: tup
     """
     if dataset not in data.DATASETS:
         raise ValueError(f"course.setup: unknown dataset {dataset!r}; the kit knows {', '.join(data.DATASETS)} "
-                         f"(the course runs on {' or '.join(checkpoint.SHIPPED_TEACHERS)})")
-    if teacher is None and dataset not in checkpoint.SHIPPED_TEACHERS:
+                         f"(the course runs on {' or '.join(checkpoint.shipped_teachers())})")
+    if teacher is None and dataset not in checkpoint.shipped_teachers():
         raise ValueError(f"course.setup: no robust teacher ships for {dataset!r} (shipped: "
-                         f"{', '.join(checkpoint.SHIPPED_TEACHERS)}); train or import one (`pwoa-lab train-teacher "
+                         f"{', '.join(checkpoint.shipped_teachers())}); train or import one (`pwoa-lab train-teacher "
                          f"--dataset {dataset}` or `pwoa-lab import-teacher`) and pass teacher='path/to/teacher.pt'")
     try:
         data.check_available(dataset)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"course.setup: the {dataset} data is missing, so this notebook cannot run on it. "
-                                f"{err} Or set DATASET = \"digits\" (embedded, no files needed).") from None
+                                f"{err} Or set DATASET = {defaults.DATASET!r} (embedded, no files needed).") from None
     smoke = smoke_mode()
     preset = preset or ("smoke" if smoke else "quick")
     if preset not in PRESETS:

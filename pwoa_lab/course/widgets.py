@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from pwoa_lab import defaults
-from pwoa_lab.core.attacks import accuracy, fgsm, pgd_linf
+from pwoa_lab.core.attacks import accuracy, fgsm, kept_rng, pgd_linf, pgd_step_size, robust_accuracy
 from pwoa_lab.core.data import TensorData, dataset_info
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.course.plots import (
@@ -33,6 +33,7 @@ from pwoa_lab.course.plots import (
 )
 from pwoa_lab.experiments.runs import load_cached_model, prune_row, teacher_row
 from pwoa_lab.training.presets import eval_settings, preset_config
+from pwoa_lab.training.registry import TEACHER, method_with_role
 
 
 def _largest_layer(model: nn.Module) -> str:
@@ -40,18 +41,19 @@ def _largest_layer(model: nn.Module) -> str:
     return max(weights, key=lambda n: weights[n].numel())
 
 
-def prune_rate_view(teacher: nn.Module, dataset: str = defaults.DATASET, rate: float = 4, method: str = "naive",
+def prune_rate_view(teacher: nn.Module, dataset: str = defaults.DATASET, rate: float = 4, method: str | None = None,
                     preset: str = defaults.PRESET, settings: EvalSettings | None = None, cache_dir=None, root=None,
                     progress: bool = True) -> tuple[pd.DataFrame, plt.Figure]:
-    """Prune `teacher` at `rate` with `method` (cached) -> (table teacher vs pruned, figure).
+    """Prune `teacher` at `rate` with `method` (default: naive pruning, the baseline; cached) -> (table teacher vs
+    pruned, figure).
 
     The figure shows natural / FGSM / PGD accuracy of both, and the histogram of the teacher's largest
     layer split into the weights the pruned model kept and those it removed.
     """
     settings = settings or eval_settings(dataset, preset)
-    config = preset_config(dataset, preset, method=method, rate=rate)
+    config = preset_config(dataset, preset, method=method or method_with_role("baseline"), rate=rate)
     row, _ = prune_row(teacher, config, settings, cache_dir, root=root, progress=progress)
-    t_row = teacher_row(teacher, dataset, config.resolved().eps, settings, cache_dir, root=root)
+    t_row = teacher_row(teacher, dataset, config.eps, settings, cache_dir, root=root)
     table = pd.DataFrame([t_row, row])[["method", "rate", "natural", "fgsm", "pgd", "aa", "sparsity"]]
     pruned = load_cached_model(row["key"], teacher.cpu(), cache_dir)
     layer = _largest_layer(teacher)
@@ -68,17 +70,23 @@ def prune_rate_view(teacher: nn.Module, dataset: str = defaults.DATASET, rate: f
 
 def eps_view(models: dict[str, nn.Module], data: TensorData, eps: float, n: int = 200, attack: str = "pgd",
              show: int = 8) -> tuple[pd.DataFrame, plt.Figure]:
-    """Accuracy (%) of each model under FGSM or PGD at `eps` on the first `n` images, and the
-    natural / adversarial image grid of the first model."""
+    """Accuracy (%) of each model under FGSM or PGD at `eps` on the first `n` images (PGD: `robust_accuracy` with the
+    dataset's evaluation step count and step `pgd_step_size(eps, steps)`), and the natural / adversarial image grid
+    of the first model."""
     x, y = data.x[:n], data.y[:n]
     info = dataset_info(data.name) if data.name else None
     steps = info.pgd_steps if info else 20
     rows, grid = [], None
     for name, model in models.items():
-        x_adv = fgsm(model, x, y, eps) if attack == "fgsm" else \
-            pgd_linf(model, x, y, eps, alpha=2.5 * eps / steps if eps > 0 else 0.0, steps=steps)
-        rows.append({"model": name, "eps": eps, "natural": 100 * accuracy(model, x, y),
-                     attack: 100 * accuracy(model, x_adv, y)})
+        if attack == "fgsm":
+            x_adv = fgsm(model, x, y, eps)
+            adversarial = 100 * accuracy(model, x_adv, y)
+        else:
+            if grid is None:  # the first model's examples for the grid: the very PGD run scored next (same start)
+                with kept_rng():
+                    x_adv = pgd_linf(model, x, y, eps, alpha=pgd_step_size(eps, steps), steps=steps)
+            adversarial = robust_accuracy(model, x, y, eps, steps)
+        rows.append({"model": name, "eps": eps, "natural": 100 * accuracy(model, x, y), attack: adversarial})
         if grid is None:
             with torch.no_grad():
                 model.eval()
@@ -96,8 +104,9 @@ def lambda_view(teacher: nn.Module, dataset: str = defaults.DATASET, lambda_x: f
     information plane (nHSIC(X, Z_j) vs nHSIC(Y, Z_j) over training)."""
     settings = settings or eval_settings(dataset, preset)
     rows, histories = [], {}
-    for name, method, lx, ly in [("L_D only", "kd", 0.0, 0.0), (f"PwoA lx={lambda_x:g} ly={lambda_y:g}", "pwoa",
-                                                                    lambda_x, lambda_y)]:
+    runs = [("L_D only", method_with_role("distillation"), 0.0, 0.0),
+            (f"PwoA lx={lambda_x:g} ly={lambda_y:g}", method_with_role("proposed"), lambda_x, lambda_y)]
+    for name, method, lx, ly in runs:
         config = preset_config(dataset, preset, method=method, rate=rate, lambda_x=lx, lambda_y=ly)
         row, hist = prune_row(teacher, config, settings, cache_dir, root=root, progress=progress)
         rows.append({"run": name, **{k: row[k] for k in ("natural", "fgsm", "pgd", "aa")}})
@@ -107,12 +116,13 @@ def lambda_view(teacher: nn.Module, dataset: str = defaults.DATASET, lambda_x: f
 
 
 def mix_ratio_view(curves: pd.DataFrame, summary: pd.DataFrame, mix_ratio: float = 1.0,
-                   methods: Sequence[str] = ("pwoa", "advprune", "hydra")) -> tuple[pd.DataFrame, plt.Figure]:
+                   methods: Sequence[str] = defaults.FIGURE3_METHODS) -> tuple[pd.DataFrame, plt.Figure]:
     """Figure 3 restricted to `methods` and mix ratios <= `mix_ratio` (PwoA at r = 0 always shown)."""
     keep = curves.method.isin(methods) & (curves.mix_ratio <= mix_ratio + 1e-9)
-    keep |= (curves.method == "pwoa") & (curves.mix_ratio == 0)
+    proposed = method_with_role("proposed")  # its r = 0 run is the reference of the time ratio
+    keep |= (curves.method == proposed) & (curves.mix_ratio == 0)
     sel = summary[summary.method.isin(methods) & (summary.mix_ratio <= mix_ratio + 1e-9)
-                  | ((summary.method == "pwoa") & (summary.mix_ratio == 0))]
+                  | ((summary.method == proposed) & (summary.mix_ratio == 0))]
     target = float(summary.target_val_pgd.iloc[0]) if "target_val_pgd" in summary else None
     fig = plot_figure3(curves[keep].dropna(subset=["val_pgd"]), target=target,
                        title=f"robust accuracy vs training time (r <= {mix_ratio:g})")
@@ -144,7 +154,7 @@ def _interactive(view, **controls):
 
 
 def prune_rate_widget(teacher: nn.Module, dataset: str = defaults.DATASET, preset: str = defaults.PRESET,
-                      rates: Sequence[float] = (2, 4, 8, 16), methods: Sequence[str] = ("naive", "kd", "pwoa"),
+                      rates: Sequence[float] = (2, 4, 8, 16), methods: Sequence[str] = defaults.LOSS_METHODS,
                       cache_dir=None, root=None):
     """A prune-rate slider and a method dropdown wired to `prune_rate_view`."""
     import ipywidgets as widgets
@@ -181,7 +191,7 @@ def mix_ratio_widget(curves: pd.DataFrame, summary: pd.DataFrame):
     """A mix-ratio slider and method checkboxes wired to `mix_ratio_view`."""
     import ipywidgets as widgets
     ratios = sorted(float(r) for r in curves.mix_ratio.unique())
-    boxes = {m: widgets.Checkbox(value=True, description=m) for m in ("pwoa", "advprune", "hydra")}
+    boxes = {m: widgets.Checkbox(value=True, description=m) for m in defaults.FIGURE3_METHODS}
 
     def view(mix_ratio, **checked):
         return mix_ratio_view(curves, summary, mix_ratio, [m for m, on in checked.items() if on])
@@ -201,8 +211,8 @@ def design_space_view(df: pd.DataFrame, x: str = "ship_bytes", metric: str = "pg
     all) -> (mean ± std table over seeds, ``plots.plot_design_space`` figure). Reads `df` only: no training."""
     from pwoa_lab.course.plots import plot_design_space
     from pwoa_lab.experiments.design_space import mean_std_table
-    keep = df.method == "teacher"
-    chosen = (df.method != "teacher")
+    keep = df.method == TEACHER
+    chosen = (df.method != TEACHER)
     for col, values in (("structure", structures), ("importance", importances), ("schedule", schedules),
                         ("method", losses)):
         if values is not None:
@@ -210,7 +220,7 @@ def design_space_view(df: pd.DataFrame, x: str = "ship_bytes", metric: str = "pg
     sel = df[keep | chosen]
     fig = plot_design_space(sel, x=x, metric=metric,
                             title=f"{metric.upper()} accuracy vs {x.replace('_', ' ')}")
-    table = mean_std_table(sel[sel.method != "teacher"], ("natural", "pgd", "aa"))
+    table = mean_std_table(sel[sel.method != TEACHER], ("natural", "pgd", "aa"))
     return table, fig
 
 
@@ -218,7 +228,7 @@ def design_space_widget(df: pd.DataFrame):
     """Axis choices (x: file size or latency; metric; one value or "all" of each design axis) wired to
     `design_space_view`: the plot redraws from `df` (the cached runs), nothing trains."""
     import ipywidgets as widgets
-    pruned = df[df.method != "teacher"]
+    pruned = df[df.method != TEACHER]
 
     def pick(col: str, description: str):
         # a Dropdown: SelectMultiple inside ipywidgets.interactive never lets a headless kernel go idle (nbclient)

@@ -14,11 +14,13 @@ from pwoa_lab import defaults
 from pwoa_lab.core.data import TensorData, dataset_info, load_dataset
 from pwoa_lab.core.evaluation import EVAL_SEED, EvalSettings, evaluate_row
 from pwoa_lab.experiments.frontier import frontier  # noqa: F401  the trade-off over the fine-tuning budget
-from pwoa_lab.experiments.jobs import prune_rows
+from pwoa_lab.experiments.batch import prune_rows
 from pwoa_lab.experiments.runs import resolve_teacher
 from pwoa_lab.pruning.masks import apply_masks, magnitude_masks, prunable_modules, remove_masks
 from pwoa_lab.training.loop import validation_metrics
+from pwoa_lab.training.methods import PruneConfig
 from pwoa_lab.training.presets import preset_config
+from pwoa_lab.training.registry import TEACHER, method_names, method_spec, method_with_role
 from pwoa_lab.utils import check_rate, forked_rng, get_device
 
 
@@ -59,8 +61,17 @@ def layer_sensitivity(model: nn.Module, dataset: str, rate: float, n: int | None
     return pd.DataFrame(rows)
 
 
+def _check_fine_tuning(methods: Sequence[str]) -> None:
+    """The analyses fine-tune a magnitude-pruned model on natural images: methods of the ADMM pipeline that train
+    without adversarial batches."""
+    fits = [m for m in method_names(PruneConfig)
+            if method_spec(m).trains and method_spec(m).mix_ratio == 0]
+    if not methods or not set(methods) <= set(fits):
+        raise ValueError(f"methods must be some of {', '.join(fits)}; got {list(methods)!r}")
+
+
 def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: float = 8,
-                   methods: Sequence[str] = ("naive", "kd", "pwoa"), lrs: Sequence[float] = (5e-4,),
+                   methods: Sequence[str] = defaults.LOSS_METHODS, lrs: Sequence[float] = (5e-4,),
                    epochs: int = 3, preset: str = defaults.PRESET, scope: str = "all", mode: str = "layer",
                    seed: int = defaults.SEED, settings: EvalSettings = EvalSettings(n=500, aa_n=0),
                    cache_dir: str | Path | None = None, use_cache: bool = True, root=None, device=None,
@@ -82,15 +93,14 @@ def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: fl
     lrs = [float(lr) for lr in lrs]
     if not lrs or not all(lr > 0 for lr in lrs):
         raise ValueError(f"lrs must be one or more learning rates > 0; got {lrs!r}")
-    if not methods or not set(methods) <= {"naive", "kd", "pwoa"}:
-        raise ValueError(f"methods must be some of naive, kd, pwoa; got {list(methods)!r}")
+    _check_fine_tuning(methods)
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
     configs = [preset_config(dataset, preset, method=m, rate=rate, scope=scope, mode=mode, admm_epochs=0,
                              retrain_epochs=epochs, lr_retrain=lr, lr_schedule="constant", eval_every=1, seed=seed,
                              device=str(device), **overrides)
                for m in methods for lr in lrs]
-    base = configs[0].resolved()
+    base = configs[0]
     val = load_dataset(dataset, "val", root).head(base.val_n)
     val = TensorData(val.x.to(device), val.y.to(device), val.name, "val")
     start = {}
@@ -100,7 +110,7 @@ def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: fl
             start[name] = validation_metrics(model.eval(), val, base.eps, base.val_pgd_steps)
     done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, 1, progress,
                          desc=f"fine-tuning drift ({dataset}, {rate:g}x)")
-    rows = [{"method": "teacher", "lr": float("nan"), "epoch": 0, "train_seconds": 0.0, **start["teacher"]}]
+    rows = [{"method": TEACHER, "lr": float("nan"), "epoch": 0, "train_seconds": 0.0, **start["teacher"]}]
     for config, (_, history) in zip(configs, done):
         rows.append({"method": config.method, "lr": config.lr_retrain, "epoch": 0, "train_seconds": 0.0,
                      **start["pruned"]})
@@ -111,8 +121,8 @@ def finetune_drift(teacher: nn.Module, dataset: str = defaults.DATASET, rate: fl
     return pd.DataFrame(rows)
 
 
-def learning_curve(teacher: nn.Module | None = None, dataset: str = "mnist", rates: Sequence[float] = (4, 8),
-                   methods: Sequence[str] = ("naive", "pwoa"), sizes: Sequence[int] = (60, 600, 5000),
+def learning_curve(teacher: nn.Module | None = None, dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
+                   methods: Sequence[str] = defaults.FRONTIER_METHODS, sizes: Sequence[int] = (60, 600, 5000),
                    fixed_steps: int = 400, steps: Sequence[int] = (140, 420, 1170), fixed_size: int = 600,
                    preset: str = defaults.PRESET, seed: int = defaults.SEED,
                    settings: EvalSettings = EvalSettings(n=500, aa_n=0),
@@ -131,14 +141,13 @@ def learning_curve(teacher: nn.Module | None = None, dataset: str = "mnist", rat
     natural, pgd, train_seconds.
     """
     rates = [check_rate(r) for r in rates]
-    if not methods or not set(methods) <= {"naive", "kd", "pwoa"}:
-        raise ValueError(f"methods must be some of naive, kd, pwoa; got {list(methods)!r}")
+    _check_fine_tuning(methods)
     for name, values in (("sizes", list(sizes) + [fixed_size]), ("steps", list(steps) + [fixed_steps])):
         if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
             raise ValueError(f"{name} must be whole numbers >= 1; got {values!r}")
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
-    base = preset_config(dataset, preset, method="naive", seed=seed, **overrides)
+    base = preset_config(dataset, preset, method=method_with_role("baseline"), seed=seed, **overrides)
     classes = dataset_info(dataset).num_classes
     plan = [("data", n, fixed_steps) for n in sizes] + [("steps", fixed_size, s) for s in steps]
     runs, configs = [], []
@@ -152,10 +161,11 @@ def learning_curve(teacher: nn.Module | None = None, dataset: str = "mnist", rat
                 configs.append(preset_config(dataset, preset, method=method, rate=rate, seed=seed, n_per_class=n,
                                              admm_epochs=0, retrain_epochs=epochs, eval_every=epochs,
                                              lr_schedule="constant", select="last", device=str(device), **overrides))
+    control = method_with_role("control")
     for rate in rates:
-        runs.append({"axis": "control", "method": "oneshot", "rate": rate, "n_per_class": 0, "images": 0,
+        runs.append({"axis": "control", "method": control, "rate": rate, "n_per_class": 0, "images": 0,
                      "epochs": 0, "steps": 0})
-        configs.append(preset_config(dataset, preset, method="oneshot", rate=rate, seed=seed, device=str(device),
+        configs.append(preset_config(dataset, preset, method=control, rate=rate, seed=seed, device=str(device),
                                      **overrides))
     done, _ = prune_rows(teacher, configs, settings, cache_dir, use_cache, root, workers, progress,
                          desc=f"learning curve ({dataset})")

@@ -6,7 +6,7 @@
 
 runs every combination through ``runs.prune_row`` (cached: a second call reads everything from the cache) and
 returns one row per run: the axes (structure, importance, schedule, method = the loss), rate, seed, test
-accuracies (natural, fgsm, pgd, aa), and the model's footprint (``pwoa_lab.footprint``): params, nonzero,
+accuracies (natural, fgsm, pgd, aa), and the model's footprint (``pwoa_lab.pruning.footprint``): params, nonzero,
 dense_bytes, sparse_bytes, ship_bytes (the smaller file), latency_ms_1 / latency_ms_128 (CPU, median). The dense
 teacher is the row with structure "dense" and rate 1.
 
@@ -33,6 +33,7 @@ from pwoa_lab.experiments.confidence import INTERVAL_METRICS, add_intervals
 from pwoa_lab.experiments.runs import load_cached_model, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.pruning.footprint import file_sizes, latency_table, nonzero_count, parameter_count
 from pwoa_lab.training.methods import PruneConfig
+from pwoa_lab.training.registry import TEACHER
 from pwoa_lab.training.presets import eval_settings, preset_config
 from pwoa_lab.utils import get_device
 
@@ -60,7 +61,7 @@ def design_space(teacher: nn.Module | str | Path | None = None, dataset: str = d
                  structures: Sequence[str] = ("weight", "structured"),
                  importances: Sequence[str] = ("magnitude", "gradient"),
                  schedules: Sequence[str] = ("oneshot", "admm", "iterative"),
-                 losses: Sequence[str] = ("naive", "pwoa"), preset: str = defaults.PRESET,
+                 losses: Sequence[str] = defaults.FRONTIER_METHODS, preset: str = defaults.PRESET,
                  settings: EvalSettings | None = None, cache_dir: str | Path | None = None, root=None,
                  latency: bool = True, batches: Sequence[int] = (1, 128), repeats: int = 11,
                  threads: int | None = None, progress: bool = True, **overrides: Any) -> pd.DataFrame:
@@ -75,10 +76,10 @@ def design_space(teacher: nn.Module | str | Path | None = None, dataset: str = d
     settings = settings or eval_settings(dataset, preset)
     configs = design_configs(dataset, preset, rates, seeds, structures, importances, schedules, losses, **overrides)
     rows, models = [], {}
-    t_row = teacher_row(teacher, dataset, configs[0].resolved().eps if configs else dataset_info(dataset).eps,
+    t_row = teacher_row(teacher, dataset, configs[0].eps if configs else dataset_info(dataset).eps,
                         settings, cache_dir, root=root)
-    t_key = t_row.get("key") or "teacher"  # no store key without the cache
-    rows.append({"structure": "dense", "importance": "-", "schedule": "-", "method": "teacher", "rate": 1.0,
+    t_key = t_row.get("key") or TEACHER  # no store key without the cache
+    rows.append({"structure": "dense", "importance": "-", "schedule": "-", "method": TEACHER, "rate": 1.0,
                  "seed": None, **{k: t_row.get(k) for k in ("natural", "fgsm", "pgd", "aa")},
                  "train_seconds": 0.0, "key": t_key})
     models[t_key] = copy.deepcopy(teacher).cpu()
@@ -146,8 +147,8 @@ def mean_std_table(df: pd.DataFrame, metrics: Sequence[str] = ("pgd", "aa"), dig
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    """``python -m pwoa_lab.design_space --dataset digits --rates 2,4 ... --out results/ds.csv``: run the grid
-    (cached), print the mean ± std table and write every row as CSV."""
+    """``python -m pwoa_lab.experiments.design_space --dataset digits --rates 2,4 ... --out results/ds.csv``:
+    run the grid (cached), print the mean ± std table and write every row as CSV."""
     import argparse
 
     import torch

@@ -19,7 +19,7 @@ from pwoa_lab.experiments.jobs import check_backend, check_workers
 from pwoa_lab.experiments.runs import resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import check_seeds, summarize, sweep
 from pwoa_lab.training.presets import eval_settings, fig3_defaults, preset_config
-from pwoa_lab.training.registry import method_order
+from pwoa_lab.training.registry import TEACHER, method_order, method_with_role
 from pwoa_lab.utils import check_rate, get_device
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
@@ -29,7 +29,7 @@ SUMMARY_METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
 
 
 def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 16),
-            methods: Sequence[str] = ("oneshot", "naive", "pwoa"), preset: str = defaults.PRESET,
+            methods: Sequence[str] = defaults.FIGURE1_METHODS, preset: str = defaults.PRESET,
             seed: int = defaults.SEED,
             seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
             settings: EvalSettings | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
@@ -43,14 +43,14 @@ def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 
     the per-point worst case of PGD and AutoAttack (`evaluation`); `natural_last` / `pgd_last` are the final
     epoch's model when checkpoint selection (`select`) kept another epoch. `overrides` go into every run config
     (e.g. scope="reference"). `workers` > 1 runs that many prune runs at once in separate processes, `backend="ray"`
-    on a Ray cluster (same results; see `pwoa_lab.jobs`).
+    on a Ray cluster (same results; see `pwoa_lab.experiments.jobs`).
     """
     rates = [check_rate(r) for r in rates]
     seeds = check_seeds([seed] if seeds is None else seeds)
     settings = settings or eval_settings(dataset, preset)
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
-    eps = preset_config(dataset, preset, **overrides).resolved().eps
+    eps = preset_config(dataset, preset, **overrides).eps
     workers = check_workers(workers)
     teacher_args = (dataset, eps, settings, cache_dir, use_cache, root, str(device))
     local = check_backend(backend) == "local"
@@ -110,22 +110,23 @@ def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] | N
         raise ValueError("phenomenon reads the per-run Figure-1 table (figure1's), whose runs carry per-image "
                          "outcomes for the intervals; got a seed_summary table")
     groups = group_outcomes(df, ["method", "rate"], metric, cache_dir)
-    teacher_rows = df[df.method == "teacher"]
+    control, baseline, proposed = (method_with_role(r) for r in ("control", "baseline", "proposed"))
+    teacher_rows = df[df.method == TEACHER]
     if teacher_rows.empty:
         raise ValueError("phenomenon needs the teacher's row (figure1 adds it)")
     teacher = float(teacher_rows[metric].iloc[0])
-    t_key = ("teacher", float(teacher_rows.rate.iloc[0]))
-    rates = sorted(df.loc[df.method != "teacher", "rate"].unique()) if rates is None else rates
+    t_key = (TEACHER, float(teacher_rows.rate.iloc[0]))
+    rates = sorted(df.loc[df.method != TEACHER, "rate"].unique()) if rates is None else rates
     dataset = str(df.dataset.iloc[0]) if "dataset" in df.columns else None
     test_size = dataset_info(dataset).n_test if dataset in DATASETS else None
     out = []
     for rate in rates:
         sel = df[df.rate == rate]
-        row = {"rate": float(rate), "sparsity": float(sel.sparsity.mean()), "teacher": teacher}
-        for method in ("oneshot", "naive", "pwoa"):
+        row = {"rate": float(rate), "sparsity": float(sel.sparsity.mean()), TEACHER: teacher}
+        for method in (control, baseline, proposed):
             row[method] = float(sel.loc[sel.method == method, metric].mean()) if (sel.method == method).any() \
                 else float("nan")
-        naive, pwoa = ("naive", float(rate)), ("pwoa", float(rate))
+        naive, pwoa = (baseline, float(rate)), (proposed, float(rate))
         ivs = contrast_intervals(groups, {"naive_vs_collapse": {naive: 1.0, t_key: -collapse},
                                           "pwoa_gap": {t_key: 1.0, pwoa: -1.0},
                                           "pwoa_minus_naive": {pwoa: 1.0, naive: -1.0}})
@@ -184,7 +185,7 @@ def time_to_reach(history: pd.DataFrame, target: float, metric: str = "val_pgd")
 
 
 def figure3(dataset: str = defaults.DATASET, rate: float = 4, mix_ratios: Sequence[float] | None = None,
-            methods: Sequence[str] = ("pwoa", "advprune", "hydra"), preset: str = defaults.PRESET,
+            methods: Sequence[str] = defaults.FIGURE3_METHODS, preset: str = defaults.PRESET,
             seed: int = defaults.SEED,
             seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
             settings: EvalSettings | None = None,
@@ -193,7 +194,7 @@ def figure3(dataset: str = defaults.DATASET, rate: float = 4, mix_ratios: Sequen
     """Figure 3: robust accuracy vs training time for each method over its mix ratios.
 
     `mix_ratios`, `n_per_class` (train every run on this many images per class) and `settings` (test-set
-    evaluation) default to the preset's Figure 3 block (`pwoa_lab.presets`): on CPU presets three mix ratios,
+    evaluation) default to the preset's Figure 3 block (`pwoa_lab.training.presets`): on CPU presets three mix ratios,
     MNIST on 300 images per class, and natural / FGSM / PGD on at most 500 and AutoAttack on at most 100 test
     images, since Figure 3 evaluates many models.
 
@@ -204,16 +205,17 @@ def figure3(dataset: str = defaults.DATASET, rate: float = 4, mix_ratios: Sequen
     `seeds` (default: just `seed`) repeats every run per seed.
     """
     rate = check_rate(rate)
-    defaults = fig3_defaults(dataset, preset)
-    settings = settings or defaults["eval"]
-    mix_ratios = defaults["mix_ratios"] if mix_ratios is None else mix_ratios
-    n_per_class = defaults["n_per_class"] if n_per_class is None else n_per_class
+    block = fig3_defaults(dataset, preset)
+    settings = settings or block["eval"]
+    mix_ratios = block["mix_ratios"] if mix_ratios is None else mix_ratios
+    n_per_class = block["n_per_class"] if n_per_class is None else n_per_class
     if n_per_class is not None:  # fail before the first run, not inside it
         check_n_per_class(n_per_class)
     subset = {} if n_per_class is None else {"n_per_class": n_per_class}
     points = [{"method": m, "mix_ratio": float(r)} for m in methods for r in mix_ratios]
-    if {"method": "pwoa", "mix_ratio": 0.0} not in points:
-        points.insert(0, {"method": "pwoa", "mix_ratio": 0.0})  # the reference run of the time ratio
+    reference = {"method": method_with_role("proposed"), "mix_ratio": 0.0}  # the reference run of the time ratio
+    if reference not in points:
+        points.insert(0, reference)
     # one run at a time (no workers): the x axis is wall-clock training time, which parallel runs would distort
     result = sweep(points, check_seeds([seed] if seeds is None else seeds), dataset, preset, teacher, settings,
                    cache_dir, use_cache, root, device, progress=progress, desc=f"figure 3 ({dataset}, {preset})",
@@ -223,7 +225,7 @@ def figure3(dataset: str = defaults.DATASET, rate: float = 4, mix_ratios: Sequen
     targets, ratios = [], []
     for row in summary.itertuples():
         of_seed = curves_df[curves_df.seed == row.seed]
-        ref = of_seed[(of_seed.method == "pwoa") & (of_seed.mix_ratio == 0)]
+        ref = of_seed[(of_seed.method == reference["method"]) & (of_seed.mix_ratio == 0)]
         target, ref_time = float(ref.val_pgd.iloc[-1]), float(ref.train_seconds.iloc[-1])
         hist = of_seed[(of_seed.method == row.method) & (of_seed.mix_ratio == row.mix_ratio)]
         targets.append(target)

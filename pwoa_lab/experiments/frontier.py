@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch.nn as nn
@@ -32,50 +31,15 @@ import torch.nn as nn
 from pwoa_lab import defaults
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.core.intervals import Interval, accuracy_interval
+from pwoa_lab.experiments.budgets import (BUDGET_KEYS, DEFAULT_EPOCH_FACTORS, DEFAULT_LR_FACTORS,  # noqa: F401
+                                          EPOCH_LIMITS, LR_LIMITS, budget_grid, budget_label, edge_extensions,
+                                          parse_budgets, tune_budgets, validation_table)
 from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes, run_outcomes
 from pwoa_lab.experiments.runs import cached_prune_row, resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import sweep
 from pwoa_lab.training.presets import eval_settings, preset_config
-from pwoa_lab.training.registry import method_order, method_spec
-from pwoa_lab.utils import check_budget_factor, check_rate, get_device
-
-DEFAULT_LR_FACTORS = (0.1, 1 / 3, 1.0, 3.0)
-DEFAULT_EPOCH_FACTORS = (1.0,)
-BUDGET_KEYS = ["lr_factor", "epoch_factor"]
-VALIDATION_COLUMNS = ["val_natural", "val_pgd"]
-
-
-def budget_grid(lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
-                epoch_factors: Sequence[float] = DEFAULT_EPOCH_FACTORS) -> list[dict[str, float]]:
-    """Every (lr_factor, epoch_factor) pair as grid points; each factor a number > 0, given once."""
-    out = []
-    for name, values in (("lr_factor", lr_factors), ("epoch_factor", epoch_factors)):
-        values = [check_budget_factor(v, name) for v in values]
-        if not values or len(set(values)) != len(values):
-            raise ValueError(f"{name}s must be one or more distinct numbers > 0; got {list(values)}")
-    for lr in lr_factors:
-        for ep in epoch_factors:
-            out.append({"lr_factor": float(lr), "epoch_factor": float(ep)})
-    return out
-
-
-def parse_budgets(items: Sequence[str]) -> tuple[list[float], list[float]]:
-    """CLI budgets ["lr=0.1,1/3,1,3", "epochs=1/3,1,3"] as (lr_factors, epoch_factors); a missing one is [1]."""
-    found: dict[str, list[float]] = {}
-    for item in items:
-        name, sep, values = item.partition("=")
-        name = name.strip()
-        if not sep or name not in ("lr", "epochs"):
-            raise ValueError(f"a budget option is lr=F1,F2,... or epochs=F1,F2,... (factors of the preset's); "
-                             f"got {item!r}")
-        try:
-            found[name] = [float(Fraction(v.strip())) for v in values.split(",") if v.strip()]
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"budget factors are numbers or fractions like 1/3; got {item!r}") from None
-    lrs, eps = found.get("lr", [1.0]), found.get("epochs", [1.0])
-    budget_grid(lrs, eps)  # the checks
-    return lrs, eps
-
+from pwoa_lab.training.registry import TEACHER, method_order, method_spec, method_with_role
+from pwoa_lab.utils import check_rate, get_device
 
 def grid_points(methods: Sequence[str], rates: Sequence[float], lr_factors: Sequence[float],
                 epoch_factors: Sequence[float]) -> list[dict[str, Any]]:
@@ -84,7 +48,8 @@ def grid_points(methods: Sequence[str], rates: Sequence[float], lr_factors: Sequ
     rates = [check_rate(r) for r in rates]
     budgets = budget_grid(lr_factors, epoch_factors)
     points = [{"method": m, "rate": r, **b} for m in methods if method_spec(m).trains for r in rates for b in budgets]
-    return points + [{"method": "oneshot", "rate": r, "lr_factor": 1.0, "epoch_factor": 1.0} for r in rates]
+    control = method_with_role("control")
+    return points + [{"method": control, "rate": r, "lr_factor": 1.0, "epoch_factor": 1.0} for r in rates]
 
 
 def robust_metric(settings: EvalSettings, runs: pd.DataFrame) -> str:
@@ -155,54 +120,6 @@ def _where(points: list[pd.Series]) -> str:
     return f"natural accuracy {span} (robust up to {rob:.1f}%)"
 
 
-# ----------------------------------------------------------------------------------------------- a grid with no edge
-
-LR_LIMITS = (0.01, 10.0)        # the learning-rate factors the grid extension may reach
-EPOCH_LIMITS = (1 / 9, 9.0)     # the epoch factors it may reach
-EXTENSION_STEP = 3.0            # one extension multiplies (or divides) the edge factor by this
-
-
-def edge_extensions(validation: pd.DataFrame, points: Sequence[Mapping[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """Where a (method, rate)'s best validation point lies on its grid's edge, the budgets that move the edge one
-    `EXTENSION_STEP` further: (new grid points, notes). A note (method, rate, axis, factor, why) says what was added
-    or where a limit (`LR_LIMITS`, `EPOCH_LIMITS`) stopped it. Reads validation numbers only (val_natural,
-    val_pgd, mean over seeds); an axis with one value has no edge to read."""
-    keys = ["method", "rate"] + BUDGET_KEYS
-    means = validation.groupby(keys, sort=False)[VALIDATION_COLUMNS].mean().reset_index()
-    new, notes = [], []
-    limits = {"lr_factor": LR_LIMITS, "epoch_factor": EPOCH_LIMITS}
-    for (method, rate), part in means.groupby(["method", "rate"], sort=False):
-        mine = [p for p in points if p["method"] == method and float(p["rate"]) == float(rate)]
-        for axis in BUDGET_KEYS:
-            values = sorted({float(p[axis]) for p in mine})
-            if len(values) < 2:
-                continue
-            other = "epoch_factor" if axis == "lr_factor" else "lr_factor"
-            for what, column in (("robust", "val_pgd"), ("natural", "val_natural")):
-                best = part.loc[part[column].idxmax()]
-                at = float(best[axis])
-                for edge, step, limit in ((values[0], 1 / EXTENSION_STEP, limits[axis][0]),
-                                          (values[-1], EXTENSION_STEP, limits[axis][1])):
-                    if not math.isclose(at, edge):
-                        continue
-                    factor = edge * step
-                    side = "smallest" if step < 1 else "largest"
-                    why = f"best validation {what} accuracy at the {side} {axis.split('_')[0]} factor x{edge:.3g}"
-                    if (step < 1 and factor < limit * (1 - 1e-9)) or (step > 1 and factor > limit * (1 + 1e-9)):
-                        notes.append({"method": method, "rate": float(rate), "axis": axis, "factor": float("nan"),
-                                      "why": f"{why}; not extended: the limit x{limit:.3g} is reached"})
-                        continue
-                    if any(math.isclose(factor, v) for v in values) or \
-                            any(n["method"] == method and n["rate"] == float(rate) and math.isclose(n[axis], factor)
-                                for n in new):
-                        continue
-                    for o in sorted({float(p[other]) for p in mine}):
-                        new.append({"method": method, "rate": float(rate), axis: factor, other: o})
-                    notes.append({"method": method, "rate": float(rate), "axis": axis, "factor": factor,
-                                  "why": why})
-    return new, notes
-
-
 # ----------------------------------------------------------------------------------------------- the frontier
 
 @dataclass
@@ -225,9 +142,9 @@ EXTENSION_COLUMNS = ["method", "rate", "axis", "factor", "why"]
 
 
 def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
-             methods: Sequence[str] = ("naive", "pwoa"), lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
+             methods: Sequence[str] = defaults.FRONTIER_METHODS, lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
              epoch_factors: Sequence[float] = DEFAULT_EPOCH_FACTORS, seeds: Sequence[int] = (0, 1, 2),
-             preset: str = defaults.PRESET, compare: tuple[str, str] = ("pwoa", "naive"),
+             preset: str = defaults.PRESET, compare: tuple[str, str] = defaults.COMPARE,
              teacher: nn.Module | str | Path | None = None, settings: EvalSettings | None = None,
              cache_dir: str | Path | None = None, root=None, device=None, workers: int = 1, backend: str = "local",
              address: str | None = None, progress: bool = True, extend: bool = True, **fixed: Any
@@ -239,7 +156,7 @@ def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
     reached (`edge_extensions`; `extensions` lists what was added). `fixed`: run-config fields of every run (e.g.
     scope="hidden")."""
     points = grid_points(methods, rates, lr_factors, epoch_factors)
-    if all(p["method"] == "oneshot" for p in points):
+    if not any(method_spec(p["method"]).trains for p in points):
         raise ValueError(f"frontier needs at least one method that trains; got {list(methods)}")
     settings = settings or eval_settings(dataset, preset)
     dev = get_device(device)
@@ -258,7 +175,7 @@ def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
             break
         points = points + new
     metric = robust_metric(settings, result.runs)
-    eps = preset_config(dataset, preset, **fixed).resolved().eps
+    eps = preset_config(dataset, preset, **fixed).eps
     t_row = teacher_row(teacher, dataset, eps, settings, cache_dir, root=root, device=dev)
     table = front_table(result.runs, metric, t_row, cache_dir)
     return FrontierResult(table, verdicts(table, result.runs, compare, cache_dir), result.runs, result.curves,
@@ -287,9 +204,9 @@ def front_table(runs: pd.DataFrame, metric: str, teacher: dict | None = None,
         part = out.loc[idx]
         out.loc[idx, "on_front"] = pareto_flags(part.natural.tolist(), part.robust.tolist())
     if teacher is not None:
-        row = {"rate": 1.0, "method": "teacher", "lr_factor": float("nan"), "epoch_factor": float("nan"), "seeds": 1,
+        row = {"rate": 1.0, "method": TEACHER, "lr_factor": float("nan"), "epoch_factor": float("nan"), "seeds": 1,
                "natural": teacher["natural"], "natural_std": float("nan"), "robust": teacher.get(metric),
-               "robust_std": float("nan"), "point": ("teacher",), "kind": "teacher", "on_front": True}
+               "robust_std": float("nan"), "point": (TEACHER,), "kind": "teacher", "on_front": True}
         for axis, column in (("natural", "natural"), ("robust", metric)):
             found = run_outcomes(teacher.get("key"), column, cache_dir)
             iv = accuracy_interval(found[1]) if found is not None else None
@@ -299,7 +216,7 @@ def front_table(runs: pd.DataFrame, metric: str, teacher: dict | None = None,
     return out
 
 
-def verdicts(points: pd.DataFrame, runs: pd.DataFrame | None = None, compare: tuple[str, str] = ("pwoa", "naive"),
+def verdicts(points: pd.DataFrame, runs: pd.DataFrame | None = None, compare: tuple[str, str] = defaults.COMPARE,
              cache_dir: str | Path | None = None) -> pd.DataFrame:
     """Per rate: `compare_fronts` of the two methods' fronts (rows only where both ran), from the paired intervals
     of the runs' per-image outcomes (`runs`: the frontier's per-run table; None: no intervals, "inconclusive")."""
@@ -327,40 +244,8 @@ def _pair_differences(runs: pd.DataFrame, ids: list, metric: str, cache_dir) -> 
     return lambda q, p: (found["natural"].get((q, p)), found["robust"].get((q, p)))
 
 
-# ----------------------------------------------------------------------------------------------- tuned budgets
-
-def validation_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """Per run: method, rate, budget, seed and the validation numbers of the epoch whose weights the run kept
-    (the history row of `selected_epoch`). Only validation columns come out: nothing of the test split."""
-    keys = ["method", "rate"] + BUDGET_KEYS + ["seed"]
-    sel = runs[keys + ["selected_epoch"]]
-    hist = curves[keys + ["epoch"] + VALIDATION_COLUMNS].dropna(subset=VALIDATION_COLUMNS)
-    merged = sel.merge(hist, left_on=keys + ["selected_epoch"], right_on=keys + ["epoch"], how="left")
-    return merged[keys + VALIDATION_COLUMNS]
-
-
-def tune_budgets(validation: pd.DataFrame, tolerance: float = 1.0) -> pd.DataFrame:
-    """One budget per (method, rate), chosen on validation numbers only (columns method, rate, lr_factor,
-    epoch_factor, seed, val_natural, val_pgd; any other column is dropped first): among the budgets whose mean
-    val_natural is within `tolerance` points of the best, the one with the highest mean val_pgd (ties: the first
-    in the table's order). Returns method, rate, lr_factor, epoch_factor, val_natural, val_pgd (means)."""
-    keys = ["method", "rate"] + BUDGET_KEYS
-    val = validation[keys + ["seed"] + VALIDATION_COLUMNS]
-    means = val.groupby(keys, sort=False)[VALIDATION_COLUMNS].mean().reset_index()
-    rows = []
-    for _, part in means.groupby(["method", "rate"], sort=False):
-        pool = part[part.val_natural >= part.val_natural.max() - tolerance]
-        rows.append(pool.loc[pool.val_pgd.idxmax()])
-    return pd.DataFrame(rows).reset_index(drop=True)
-
-
-def budget_label(lr_factor: float, epoch_factor: float) -> str:
-    """'lr x0.1, epochs x1': a budget as the table shows it."""
-    return f"lr x{lr_factor:.3g}, epochs x{epoch_factor:.3g}"
-
-
 def figure1_tuned(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 16),
-                  methods: Sequence[str] = ("oneshot", "naive", "pwoa"), seeds: Sequence[int] = (0, 1, 2),
+                  methods: Sequence[str] = defaults.FIGURE1_METHODS, seeds: Sequence[int] = (0, 1, 2),
                   lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
                   epoch_factors: Sequence[float] = DEFAULT_EPOCH_FACTORS, tolerance: float = 1.0,
                   **kwargs: Any) -> pd.DataFrame:
@@ -369,15 +254,15 @@ def figure1_tuned(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 
     one-shot control and the teacher, with `lr_factor`, `epoch_factor` and `budget` saying what each method got.
     `kwargs`: as `frontier` (preset, teacher, settings, cache_dir, workers, scope=..., ...)."""
     trained = [m for m in methods if method_spec(m).trains]
-    fr = frontier(dataset, rates, trained or ["naive"], lr_factors, epoch_factors, seeds, **kwargs)
+    fr = frontier(dataset, rates, trained or [method_with_role("baseline")], lr_factors, epoch_factors, seeds, **kwargs)
     runs = fr.runs
     chosen = tune_budgets(validation_table(runs[runs.method.isin(trained)], fr.curves), tolerance)
     keys = ["method", "rate"] + BUDGET_KEYS
     picked = runs.merge(chosen[keys], on=keys) if trained else runs.iloc[:0]
-    control = runs[runs.method == "oneshot"] if "oneshot" in methods else runs.iloc[:0]
+    control = runs[runs.method.isin([m for m in methods if not method_spec(m).trains])]
     table = pd.concat([pd.DataFrame([{**fr.teacher, "lr_factor": float("nan"), "epoch_factor": float("nan")}]),
                        control, picked], ignore_index=True)
-    table["budget"] = [budget_label(lr, ep) if m not in ("teacher", "oneshot") else "-"
+    table["budget"] = [budget_label(lr, ep) if m != TEACHER and method_spec(m).trains else "-"
                        for m, lr, ep in zip(table.method, table.lr_factor, table.epoch_factor)]
     return table
 
@@ -398,7 +283,7 @@ def cached_frontier_result(dataset: str, rates: Sequence[float], methods: Sequen
                            preset: str = defaults.PRESET, lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
                            epoch_factors: Sequence[float] = DEFAULT_EPOCH_FACTORS, teacher: nn.Module | None = None,
                            cache_dir: str | Path | None = None, device=None,
-                           compare: tuple[str, str] = ("pwoa", "naive"),
+                           compare: tuple[str, str] = defaults.COMPARE,
                            **fixed: Any) -> FrontierResult | None:
     """`cached_frontier` as a `FrontierResult` (points without the teacher row, runs, verdicts from the paired
     intervals; no curves, no extensions), or None when no trained method has a cached budget."""
@@ -413,7 +298,7 @@ def cached_frontier_result(dataset: str, rates: Sequence[float], methods: Sequen
             if hit is not None:
                 rows.append({**point, "seed": seed, **{k: hit[0].get(k) for k in ("natural", "pgd", "aa", "key")}})
     runs = pd.DataFrame(rows)
-    if runs.empty or not (runs.method != "oneshot").any():
+    if runs.empty or not any(method_spec(m).trains for m in runs.method.unique()):
         return None
     metric = robust_metric(settings, runs)
     points = front_table(runs, metric, cache_dir=cache_dir)

@@ -4,40 +4,26 @@
   (`defaults.RUN_THREADS` torch threads a worker), or as Ray tasks (`backend="ray"`: one task per job, a GPU each
   on a cluster with GPUs, else a CPU). Failures either raise or come back as `JobFailure` (`errors="keep"`).
   Ctrl-C stops the worker processes at once (they ignore SIGINT themselves: no traceback from each of them).
-- `run_configs(teacher, configs, ...)`: cached runs come back at once; the missing ones are computed by
-  `run_jobs` and stored into the cache here, by the caller's process, as each one arrives: workers need no shared
-  file system, a run that fails loses none that finished, and a rerun computes only what is still missing. Each
-  run is computed under its cache entry's lock: a run that another process is computing is waited for and read
-  back, never computed twice.
-- `prune_rows`: the same, raising on the first failure (the figures and analyses).
-Every run seeds itself and computes with `defaults.RUN_THREADS` threads (`experiments.runs`), so results never
+Batches of cached runs on top of it: `pwoa_lab.experiments.batch` (`run_configs`, `prune_rows`). Every run seeds itself and computes with `defaults.RUN_THREADS` threads (`experiments.runs`), so results never
 depend on the backend, the number of workers or the machine's cores.
 """
 from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import pickle
 import signal
 import threading
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import pandas as pd
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pwoa_lab import defaults
-from pwoa_lab.core.data import check_available
-from pwoa_lab.core.evaluation import EvalSettings
-from pwoa_lab.experiments.runs import cached_prune_row, compute_outcome, row_key, store_outcome
-from pwoa_lab.io.cache import EntryLock, ResultCache
-from pwoa_lab.training.loop import RunConfig
 from pwoa_lab.utils import get_device
 
 BACKENDS = ("local", "ray")
@@ -250,146 +236,3 @@ def _run_ray(jobs, order, address: str | None, finish) -> None:
     finally:
         if started_here:
             ray.shutdown()
-
-
-def run_priority(config: RunConfig) -> float:
-    """Longest first, so that no long run starts last: distillation and adversarial methods (a teacher forward,
-    HSIC, PGD batches; robust models, on which the attacks of the evaluation run longest), then naive pruning,
-    then the one-shot control (no training); within a method the lowest rate first."""
-    method = getattr(config, "method", "")
-    tier = 1.0 if method == "oneshot" else 2.0 if method == "naive" else 3.0
-    return tier - float(config.rate) / 1e6
-
-
-@dataclass
-class RunBatch:
-    """What `run_configs` returns: one entry per config, in order: (row, history), or None where the run failed;
-    `failures`: (config index, `JobFailure`) for those; `extras`: the results of `extra_jobs`; `submitted`: how
-    many runs were computed (not served from the cache)."""
-    results: list
-    failures: list[tuple[int, JobFailure]] = field(default_factory=list)
-    extras: list = field(default_factory=list)
-    submitted: int = 0
-
-
-def run_configs(teacher: nn.Module, configs: Sequence[RunConfig], settings: EvalSettings = EvalSettings(),
-                cache_dir: str | Path | None = None, use_cache: bool = True, root=None, workers: int = 1,
-                progress: bool = True, desc: str = "runs", extra_jobs: Sequence[tuple[Callable, tuple]] = (),
-                backend: str = "local", address: str | None = None, errors: str = "keep",
-                on_run: Callable[[int], None] | None = None) -> RunBatch:
-    """`prune_row` for each config: cached rows at once, the missing ones computed with `run_jobs` (with
-    `extra_jobs` alongside them, first) and stored into the cache here as each one finishes. A config asked for
-    twice (a control that no seed changes) is computed once. `errors="keep"`: a failed run is reported in
-    `failures` and the others are kept; "raise": the first failure raises (finished runs are already stored).
-    `on_run(i)` is called as config i's run finishes and is stored.
-
-    With the cache, each run is computed under its entry's lock (`ResultCache.lock`): a run that another process
-    holds is waited for once this process's own runs are done, and read back from the cache (computed here only
-    if that process stopped without storing it). The data of the runs to compute is checked before any starts."""
-    workers = check_workers(workers)
-    check_backend(backend)
-    results: list = [cached_prune_row(teacher, c, settings, cache_dir, use_cache) for c in configs]
-    same: dict[str, list[int]] = {}
-    for i, hit in enumerate(results):
-        if hit is None:
-            same.setdefault(json.dumps(configs[i].resolved().to_dict(), sort_keys=True, default=str), []).append(i)
-    groups = list(same.values())
-    for dataset in dict.fromkeys(configs[g[0]].resolved().dataset for g in groups):
-        check_available(dataset, root)  # one clear error before any job, not one per job
-    keys = {g[0]: row_key(teacher, configs[g[0]].resolved(), settings) for g in groups}
-    cache = ResultCache("prune_row", cache_dir)
-    local = backend == "local"
-    if groups and (workers > 1 or not local):
-        teacher = copy.deepcopy(teacher).cpu()  # what goes to the worker processes
-    batch = RunBatch(results)
-    extra = list(extra_jobs)
-
-    def fill(group: list[int], value: Any) -> None:
-        for i in group:
-            if isinstance(value, JobFailure):
-                results[i] = None
-                batch.failures.append((i, value))
-            else:
-                results[i] = value
-
-    pending = groups
-    while pending or extra:
-        mine, busy, locks = [], [], {}
-        for group in pending:
-            lock = cache.lock(keys[group[0]]) if use_cache else None
-            if lock is not None and not lock.acquire(blocking=False):
-                busy.append(group)  # another process is computing it
-                continue
-            hit = cached_prune_row(teacher, configs[group[0]], settings, cache_dir, use_cache)
-            if hit is not None:  # stored by another process since the first look
-                if lock is not None:
-                    lock.release()
-                fill(group, hit)
-                continue
-            mine.append(group)
-            locks[group[0]] = lock
-        try:
-            done = _compute(teacher, configs, mine, keys, locks, settings, cache_dir, use_cache, root, workers,
-                            progress, desc, extra, backend, address, errors, on_run)
-        finally:
-            for lock in locks.values():
-                if lock is not None:
-                    lock.release()
-        if extra:
-            batch.extras = done[:len(extra)]
-        for group, value in zip(mine, done[len(extra):]):
-            fill(group, value if isinstance(value, JobFailure) else
-                 ({**value.row, "cached": False, "key": value.key}, value.history))
-        batch.submitted += len(mine)
-        extra, pending = [], []
-        if busy and progress:
-            tqdm.write(f"{len(busy)} run(s) are being computed by another process on this cache; waiting for them")
-        for group in busy:
-            with cache.lock(keys[group[0]]):  # released when that process stores the run, or stops
-                hit = cached_prune_row(teacher, configs[group[0]], settings, cache_dir, use_cache)
-            if hit is not None:
-                fill(group, hit)
-            else:  # that process stopped or its run failed: compute it here
-                pending.append(group)
-    return batch
-
-
-def _compute(teacher, configs, mine, keys, locks: dict[int, EntryLock | None], settings, cache_dir, use_cache,
-             root, workers, progress, desc, extra, backend, address, errors, on_run) -> list:
-    """One round of `run_configs`: the runs of `mine` (their locks held) and the `extra` jobs, through
-    `run_jobs`; each run is stored, and its lock released, as it arrives."""
-    local = backend == "local"
-    jobs = list(extra)
-    for group in mine:
-        # local workers share this file system: an interrupted run resumes from its state in the cache folder
-        state = ResultCache("prune_row", cache_dir).folder(keys[group[0]]) / "state.pt" \
-            if local and use_cache else None
-        jobs.append((functools.partial(compute_outcome, progress=False, keep_model=use_cache, state_path=state),
-                     (teacher, configs[group[0]], settings, root)))
-    # extra jobs (the teacher's evaluation: seconds) last
-    priority = [0.5] * len(extra) + [run_priority(configs[g[0]]) for g in mine]
-
-    def store(j: int, value: Any) -> None:
-        if j < len(extra):
-            return
-        group = mine[j - len(extra)]
-        if use_cache:
-            store_outcome(value, cache_dir)
-        lock = locks.get(group[0])
-        if lock is not None:
-            lock.release()  # a process waiting for this run reads it now
-        if on_run is not None:
-            on_run(group[0])
-
-    return run_jobs(jobs, workers if mine else 1, progress, desc, priority, backend if mine else "local",
-                    address, errors, on_result=store)
-
-
-def prune_rows(teacher: nn.Module, configs: Sequence[RunConfig], settings: EvalSettings = EvalSettings(),
-               cache_dir: str | Path | None = None, use_cache: bool = True, root=None, workers: int = 1,
-               progress: bool = True, desc: str = "runs", extra_jobs: Sequence[tuple[Callable, tuple]] = ()
-               ) -> tuple[list[tuple[dict[str, Any], pd.DataFrame]], list]:
-    """`run_configs` on the local backend that raises on the first failure: (rows, results of `extra_jobs`)."""
-    batch = run_configs(teacher, configs, settings, cache_dir, use_cache, root, workers, progress, desc,
-                        extra_jobs, errors="raise")
-    return batch.results, batch.extras

@@ -1,7 +1,7 @@
 """Runs: a config run once (`run_config`), and the cached run store behind every figure and analysis.
 
 - `run_config(teacher, config)`: set-up (seed, data, student, method) and `loop.fit`; returns a FitResult.
-  Works for every config of `pwoa_lab.methods`: a pruning run (PruneConfig, HydraConfig) or a teacher
+  Works for every config of `pwoa_lab.training.methods`: a pruning run (PruneConfig, HydraConfig) or a teacher
   (TeacherConfig, `train_teacher`).
 - `prune_row(teacher, config, settings)`: run + evaluate once, or the cached result. Cached by the full
   configuration, the teacher's weights, the evaluation settings and the kit's code (`cache.entry_key`), with the
@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from pwoa_lab import defaults
 from pwoa_lab.core.data import TensorData, load_dataset
+from pwoa_lab.core.datasets import dataset_code
 from pwoa_lab.core.distillation import frozen_teacher
 from pwoa_lab.core.evaluation import EvalSettings, PointOutcomes, evaluate_points, natural_and_pgd
 from pwoa_lab.io.cache import ResultCache, cache_error, code_fingerprint, entry_key
@@ -38,12 +39,23 @@ from pwoa_lab.pruning.masks import check_rate_fits, network_sparsity
 from pwoa_lab.pruning.structured import resize_to_state
 from pwoa_lab.training.loop import FitResult, RunConfig, fit
 from pwoa_lab.training.methods import TeacherConfig
+from pwoa_lab.training.registry import TEACHER, method_code, method_names
 from pwoa_lab.utils import get_device, model_fingerprint, run_environment, set_seed, torch_threads, versions
 
 
+def user_code(config: RunConfig) -> dict[str, str]:
+    """The fingerprints of the code from outside the kit that a run executes: a method or dataset registered by a
+    notebook or module of the user's ({} for the kit's own, which the package's source fingerprint covers)."""
+    codes = {"dataset_code": dataset_code(config.dataset)}
+    method = getattr(config, "method", None)
+    if method in method_names():  # a teacher's `method` is its attack, not a registered method
+        codes["method_code"] = method_code(method)
+    return {k: v for k, v in codes.items() if v is not None}
+
+
 def state_key(config: RunConfig, teacher: nn.Module | None) -> str:
-    """The key a resume state must carry to be resumed by this run (config, teacher weights, kit code)."""
-    return entry_key("train_state", {"config": config.to_dict(),
+    """The key a resume state must carry to be resumed by this run (config, teacher weights, kit and user code)."""
+    return entry_key("train_state", {"config": config.to_dict(), **user_code(config),
                                      "teacher": model_fingerprint(teacher) if teacher is not None else None})
 
 
@@ -56,15 +68,24 @@ def check_run(teacher: nn.Module | None, config: RunConfig) -> None:
         check_rate_fits(teacher, rate, getattr(config, "scope", "all"), getattr(config, "mode", "layer"))
 
 
+def resolved_only(config: RunConfig) -> RunConfig:
+    """`config` itself when it is resolved (what `preset_config` returns, or `config.resolved()`), else a TypeError
+    that says so: a config is resolved once, where it is made, and runs only read it."""
+    if not isinstance(config, RunConfig) or not config.is_resolved():
+        raise TypeError(f"runs take a resolved config: pass {type(config).__name__}(...).resolved(), or a config "
+                        "from preset_config (dataclasses.replace gives a new, unresolved config: resolve it again)")
+    return config
+
+
 def run_config(teacher: nn.Module | None, config: RunConfig, train: TensorData | None = None,
                val: TensorData | None = None, root: str | None = None, progress: bool = True,
                on_epoch: Callable[[dict], None] | None = None, state_path: str | Path | None = None) -> FitResult:
     """Run `config` from `teacher` (None for a TeacherConfig); returns a FitResult whose `config` is resolved.
 
     `train` / `val` default to the dataset's training split (subset per `n_per_class`) and validation split.
-    `state_path`: resume points (see `pwoa_lab.loop`). Computes with `defaults.RUN_THREADS` threads (the
+    `state_path`: resume points (see `pwoa_lab.training.loop`). Computes with `defaults.RUN_THREADS` threads (the
     caller's count is restored after)."""
-    config = config.resolved()
+    config = resolved_only(config)
     check_run(teacher, config)
     with torch_threads(defaults.RUN_THREADS):
         return _run_config(teacher, config, train, val, root, progress, on_epoch, state_path)
@@ -89,8 +110,9 @@ def _run_config(teacher, config, train, val, root, progress, on_epoch, state_pat
 def train_teacher(config: TeacherConfig, root: str | None = None, progress: bool = True
                   ) -> tuple[nn.Module, pd.DataFrame, dict]:
     """Train a (robust) teacher; returns (model of the best validation epoch in eval mode, per-epoch history,
-    metrics of that epoch: val_natural, val_pgd, best_epoch, train_seconds, eps)."""
-    result = run_config(None, config, root=root, progress=progress,
+    metrics of that epoch: val_natural, val_pgd, best_epoch, train_seconds, eps). `config` is resolved here, once
+    (a teacher's run starts from its config, not from a preset)."""
+    result = run_config(None, config.resolved(), root=root, progress=progress,
                         on_epoch=_print_epoch if progress else None)
     best = result.history.set_index("epoch").loc[result.selected_epoch]
     metrics = {"val_natural": float(best.val_natural), "val_pgd": float(best.val_pgd),
@@ -137,7 +159,7 @@ def compute_outcome(teacher: nn.Module, config: RunConfig, settings: EvalSetting
     """Run `config` from `teacher` and evaluate it on the test split; writes nothing but the resume state at
     `state_path` (if given). `on_epoch(row)`: after every training epoch (`loop.fit`). Training and evaluation
     compute with `defaults.RUN_THREADS` threads."""
-    config = config.resolved()
+    config = resolved_only(config)
     with torch_threads(defaults.RUN_THREADS):
         return _compute_outcome(teacher, config, settings, root, progress, keep_model, state_path, on_epoch)
 
@@ -196,7 +218,7 @@ def prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = Ev
     An interrupted run resumes from its state in the cache folder. Another process computing the same run at
     the same time is waited for, and its result read back. `on_epoch(row)`: after every training epoch.
     """
-    config = config.resolved()
+    config = resolved_only(config)
     key = row_key(teacher, config, settings)
     cache = ResultCache("prune_row", cache_dir, enabled=use_cache)
     hit = _cached(cache, key, teacher, config, settings, root)
@@ -222,7 +244,7 @@ def _last_epoch(history: pd.DataFrame) -> int:
 def row_key(teacher: nn.Module, config: RunConfig, settings: EvalSettings) -> str:
     """The cache key of a pruning run: its resolved config, the teacher's weights, the evaluation, the code."""
     return entry_key("prune_row", {"teacher": model_fingerprint(teacher), "config": config.to_dict(),
-                                   "eval": settings.__dict__})
+                                   "eval": settings.__dict__, **user_code(config)})
 
 
 def cached_prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettings = EvalSettings(),
@@ -231,7 +253,7 @@ def cached_prune_row(teacher: nn.Module, config: RunConfig, settings: EvalSettin
     """What `prune_row` would return from the cache, or None when it would have to compute."""
     if not use_cache:
         return None
-    config = config.resolved()
+    config = resolved_only(config)
     return _cached(ResultCache("prune_row", cache_dir), row_key(teacher, config, settings), teacher, config, settings)
 
 
@@ -285,8 +307,9 @@ def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSett
     """The unpruned teacher as a Figure-1 row (rate 1), cached like the others. `device`: where it is evaluated
     (default: where the teacher is); a worker process gets a CPU copy of the teacher, and on a GPU machine its
     evaluation belongs on the GPU like every other row's."""
+    code = {"dataset_code": c} if (c := dataset_code(dataset)) is not None else {}
     key = entry_key("teacher_row", {"teacher": model_fingerprint(teacher), "dataset": dataset, "eps": eps,
-                                    "eval": settings.__dict__})
+                                    "eval": settings.__dict__, **code})
     cache = ResultCache("teacher_row", cache_dir, enabled=use_cache)
     hit = cache.get(key)
     if hit is not None and "points" in hit:
@@ -301,7 +324,7 @@ def teacher_row(teacher: nn.Module, dataset: str, eps: float, settings: EvalSett
                 teacher = copy.deepcopy(teacher).to(there)
         with torch_threads(defaults.RUN_THREADS):
             measured, points = evaluate_points(teacher, dataset, eps, settings, root)
-            row = {"dataset": dataset, "method": "teacher", "rate": 1.0, "mix_ratio": 0.0, **measured,
+            row = {"dataset": dataset, "method": TEACHER, "rate": 1.0, "mix_ratio": 0.0, **measured,
                    "sparsity": 0.0, "train_seconds": 0.0,
                    **run_environment(next(teacher.parameters()).device)}
         row.update(natural_last=row["natural"], pgd_last=row["pgd"])

@@ -7,8 +7,9 @@
     result.curves    # every run's per-epoch history, with the grid's fields and seed as columns
     result.failed    # runs that raised: their grid point, seed and error (the others are kept)
 
-`backend="local"` (worker processes of this machine) or `"ray"` (tasks on a Ray cluster; `pwoa_lab.jobs`). The
-figures (`pwoa_lab.figures`) are sweeps over (method, rate) and (method, mix_ratio).
+`backend="local"` (worker processes of this machine) or `"ray"` (tasks on a Ray cluster;
+`pwoa_lab.experiments.jobs`). The figures (`pwoa_lab.experiments.figures`) are sweeps over (method, rate) and
+(method, mix_ratio).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import torch.nn as nn
 from pwoa_lab import defaults
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.experiments.confidence import INTERVAL_METRICS, add_intervals
-from pwoa_lab.experiments.jobs import check_backend, check_workers, run_configs
+from pwoa_lab.experiments.batch import run_configs
+from pwoa_lab.experiments.jobs import check_backend, check_workers
 from pwoa_lab.experiments.runs import check_run, resolve_teacher
 from pwoa_lab.training.presets import eval_settings, preset_config
 from pwoa_lab.training.registry import method_names, method_spec
@@ -67,7 +69,7 @@ def grid_points(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]])
         points = [dict(p) for p in grid]
         if not points or not all(isinstance(p, Mapping) for p in grid):
             raise ValueError("grid must be a {field: [values]} mapping or a non-empty list of {field: value} points")
-    methods = sorted({p.get("method", "pwoa") for p in points}, key=str)
+    methods = sorted({p.get("method", defaults.METHOD) for p in points}, key=str)
     for name in sorted({k for p in points for k in p}):
         if name in NOT_IN_GRID:
             raise ValueError(f"{name!r} cannot be a grid field: {NOT_IN_GRID[name]}")
@@ -77,7 +79,7 @@ def grid_points(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]])
     return points
 
 
-def parse_value(name: str, text: str, method: str = "pwoa") -> Any:
+def parse_value(name: str, text: str, method: str = defaults.METHOD) -> Any:
     """A grid value written as text (the CLI's `--grid lambda_x=2e-4,2e-2`) as the field's type: int, float, bool,
     str, or None for 'none' where the field allows None. A ValueError names the field and the type it wants."""
     cls = method_spec(method).config
@@ -117,11 +119,12 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
         if name in grid:
             raise ValueError(f"grid field {name!r} is given twice; put all its values in one option")
         grid[name] = [v for v in values.split(",") if v.strip()]
-    methods = grid.get("method", ["pwoa"])
+    methods = grid.get("method", [defaults.METHOD])
     grid_points({k: ["x"] for k in grid} | {"method": methods})  # field names first: the clearer error
 
     def owner(name: str) -> str:  # a method whose config has this field (HYDRA's fields are its own)
-        return next((m for m in methods if name in grid_fields([m])), "pwoa") if name != "method" else "pwoa"
+        fallback = defaults.METHOD
+        return next((m for m in methods if name in grid_fields([m])), fallback) if name != "method" else fallback
     return {name: [parse_value(name, v, owner(name)) for v in values] for name, values in grid.items()}
 
 
@@ -172,7 +175,7 @@ def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]], seeds
     configs = []
     for point, s in jobs:
         config = preset_config(dataset, preset, **{**fixed, **point, "seed": s, "device": run_device})
-        check_run(teacher, config.resolved())  # every bad value fails here, before the first run starts
+        check_run(teacher, config)  # every bad value fails here, before the first run starts
         configs.append(config)
     batch = run_configs(teacher, configs, settings, cache_dir, use_cache, root, workers, progress,
                         desc or f"sweep ({dataset}, {preset})", extra_jobs, backend, address, errors,

@@ -22,13 +22,18 @@ import torch
 import torch.nn as nn
 from torch.torch_version import TorchVersion
 
+from pwoa_lab.core.datasets import DATASETS
 from pwoa_lab.core.models import build_model, normalization_of, resize_to_state
 from pwoa_lab.utils import atomic_write, load_error_words, versions
 
 FORMAT = "pwoa-lab-checkpoint"
 TEACHER_DIR = Path(__file__).resolve().parents[1] / "teachers"
-SHIPPED_TEACHERS = {"digits": TEACHER_DIR / "digits_small_cnn.pt", "mnist": TEACHER_DIR / "mnist_lenet3.pt",
-                    "cifar10": TEACHER_DIR / "cifar10_vgg_small.pt"}
+
+
+def shipped_teachers() -> dict[str, Path]:
+    """{dataset: the file of its shipped teacher} for every dataset whose record names one (the file may be
+    missing in a partial checkout)."""
+    return {name: TEACHER_DIR / info.teacher_file for name, info in DATASETS.items() if info.teacher_file}
 
 
 class CheckpointError(ValueError):
@@ -78,7 +83,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (train one with `pwoa-lab train-teacher`, "
-                              "or use a shipped teacher: " + ", ".join(str(p) for p in SHIPPED_TEACHERS.values())
+                              "or use a shipped teacher: " + ", ".join(str(p) for p in shipped_teachers().values())
                               + ")")
     try:
         # TorchVersion (a str subclass) is allowed so that files saved before versions() stored plain strings load
@@ -89,7 +94,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                               "is truncated or corrupted: re-create it or copy it again") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pwoa-lab checkpoint (no '{FORMAT}' marker); save models with "
-                              "pwoa_lab.checkpoint.save_checkpoint or `pwoa-lab train-teacher`")
+                              "pwoa_lab.io.checkpoint.save_checkpoint or `pwoa-lab train-teacher`")
     return blob
 
 
@@ -124,8 +129,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
 
 
 def load_teacher(dataset: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The robust teacher that ships with the kit for `dataset` (digits, mnist, cifar10)."""
-    if dataset not in SHIPPED_TEACHERS:
-        raise ValueError(f"no shipped teacher for {dataset!r}; shipped: {', '.join(SHIPPED_TEACHERS)}. Train one "
+    """The robust teacher that ships with the kit for `dataset` (see `shipped_teachers`)."""
+    shipped = shipped_teachers()
+    if dataset not in shipped:
+        raise ValueError(f"no shipped teacher for {dataset!r}; shipped: {', '.join(shipped)}. Train one "
                          f"with `pwoa-lab train-teacher --dataset {dataset}` and pass its checkpoint")
-    return load_checkpoint(SHIPPED_TEACHERS[dataset], device)
+    return load_checkpoint(shipped[dataset], device)

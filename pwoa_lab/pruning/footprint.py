@@ -2,7 +2,7 @@
 
 A weight-pruned model keeps its dense shape: it computes as slowly as the teacher, and only its compact
 sparse file (``pruning.save_sparse``: bitmask + kept values) is smaller. A structured model
-(``pwoa_lab.structured``) is a smaller dense model: smaller file and fewer operations.
+(``pwoa_lab.pruning.structured``) is a smaller dense model: smaller file and fewer operations.
 
 - ``parameter_count`` / ``nonzero_count``: every parameter, and those that are not exactly 0.
 - ``file_sizes``: bytes of the dense file (``torch.save`` of the plain state dict, zeros included) and of the

@@ -1,6 +1,6 @@
 """The pruning design space of the ADMM pipeline: what is removed, by which importance, on which schedule.
 
-`PruneConfig` (``pwoa_lab.methods``) has three fields for it; the defaults are the paper's pipeline, which
+`PruneConfig` (``pwoa_lab.training.methods``) has three fields for it; the defaults are the paper's pipeline, which
 `AdmmPruning` runs itself, bit for bit as before. Any other choice goes through `PruneSchedule` here, whose
 hooks `AdmmPruning` calls. Whatever the choice, the loss (naive, kd, pwoa, advprune, the mix ratio) is the same.
 

@@ -289,7 +289,7 @@ def save_structured(model: nn.Module, path: str | os.PathLike, metadata: dict | 
     metadata = {**arch, **metadata}
     if metadata["model"] is None or metadata["dataset"] is None:
         raise ValueError("cannot tell the architecture: pass metadata={'model': ..., 'dataset': ...} "
-                         "(a model from pwoa_lab.models.build_model records them itself)")
+                         "(a model from pwoa_lab.core.models.build_model records them itself)")
     _check_plain(metadata, "metadata")
     payload = {"format": STRUCTURED_FORMAT, "version": STRUCTURED_VERSION, "shapes": layer_shapes(model),
                "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},

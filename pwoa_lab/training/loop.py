@@ -11,7 +11,7 @@
             validate (natural, PGD, nHSIC per layer); save the resume state
     method.finish(student)                            # e.g. make the masks permanent
 
-A *method* (`pwoa_lab.methods`) is a loss plus these small hooks; the loop owns what every run shares: batch
+A *method* (`pwoa_lab.training.methods`) is a loss plus these small hooks; the loop owns what every run shares: batch
 order, the mix ratio, timing (training only, evaluation excluded), validation history, the NaN stop, the
 progress bar, checkpoint selection, and resume after an interrupt.
 
@@ -20,19 +20,15 @@ made against the current student (`method.adversarial`: PGD for most methods, TR
 PGD or FGSM-RS with an eps ramp for teachers); the method's loss decides how it uses it (most feed it to every
 loss term instead of the natural batch).
 
-Resume: with `state_path`, after every completed epoch the whole training state (student, optimizer,
-scheduler, method state, random generators, history) is written there atomically, as tensors and plain
-containers only; it is read back with `torch.load(weights_only=True)`, so a file someone else put there
-cannot run code. A state of another run (its key differs), a damaged file or one that needs arbitrary
-unpickling is ignored with a warning, and the run starts fresh.
+Resume: with `state_path`, after every completed epoch the whole training state is written there atomically and a
+rerun continues from it (`pwoa_lab.training.resume`). Validation and checkpoint selection: `validation_metrics`
+and `select_epoch` (`pwoa_lab.training.validation`); every name stays importable from here.
 """
 from __future__ import annotations
 
 import copy
 import math
-import pickle
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, Sequence
@@ -43,24 +39,17 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pwoa_lab import defaults
-from pwoa_lab.core.attacks import accuracy, pgd_linf
 from pwoa_lab.core.data import TensorData, augment_batch, check_n_per_class, dataset_info
-from pwoa_lab.core.hsic import hsic_xz_yz
-from pwoa_lab.core.models import logits_and_hiddens
 from pwoa_lab.pruning.masks import sparsity_report
-from pwoa_lab.utils import (
-    atomic_write,
-    check_budget_factor,
-    check_choice,
-    check_eps,
-    check_mix_ratio,
-    forked_rng,
-    get_device,
-    load_error_words,
-)
+from pwoa_lab.training.resume import STATE_FORMAT, load_state, restore, run_state, save_or_warn, save_state
+from pwoa_lab.training.validation import SELECT_RULES, select_epoch, validation_metrics
+from pwoa_lab.utils import check_budget_factor, check_choice, check_eps, check_mix_ratio, get_device
+
+__all__ = ["LR_SCHEDULES", "SELECT_RULES", "STATE_FORMAT", "Batch", "FitResult", "Method", "NonFiniteLoss", "Phase",
+           "RunConfig", "check_finite", "fit", "load_state", "make_optimizer", "make_scheduler", "save_state",
+           "select_epoch", "validation_metrics"]
 
 LR_SCHEDULES = ("constant", "multistep", "cosine")
-SELECT_RULES = ("last", "best_val_pgd", "best_val_natural")
 
 
 @dataclass
@@ -172,7 +161,7 @@ class Batch:
 
 
 class Method(Protocol):
-    """What `fit` asks of a method. `pwoa_lab.methods.MethodBase` gives do-nothing defaults for every hook."""
+    """What `fit` asks of a method. `pwoa_lab.training.methods.MethodBase` gives do-nothing defaults for every hook."""
     name: str
 
     def begin_phase(self, phase: Phase, student: nn.Module) -> None: ...
@@ -239,73 +228,6 @@ def check_finite(terms: dict[str, float], phase: str, epoch: int) -> None:
                                 "experiments, the last completed epoch is kept there)")
 
 
-def validation_metrics(model: nn.Module, val: TensorData, eps: float, steps: int,
-                       hsic_batch: tuple[torch.Tensor, torch.Tensor] | None = None, num_classes: int = 10,
-                       sigma: float = 5.0, centering: str = "hkh") -> dict[str, float]:
-    """Natural and PGD-`steps` accuracy (%) on `val`, and nHSIC(X, Z_j), nHSIC(Y, Z_j) per layer on a fixed
-    batch (when `hsic_batch` is given and the model has `forward_features`).
-
-    The PGD random start draws from a forked RNG: validating more or less often never changes the training."""
-    with forked_rng():
-        row = {"val_natural": 100 * accuracy(model, val.x, val.y),
-               "val_pgd": 100 * accuracy(model, pgd_linf(model, val.x, val.y, eps, alpha=2.5 * eps / steps,
-                                                          steps=steps), val.y)}
-    if hsic_batch is not None and hasattr(getattr(model, "module", model), "forward_features"):
-        model.eval()
-        with torch.no_grad():
-            xb, yb = hsic_batch
-            _, hiddens = logits_and_hiddens(model, xb)
-            terms = hsic_xz_yz(xb, yb, hiddens, num_classes, sigma, centering)
-        for j, (hx, hy) in enumerate(zip(terms.hsic_xz, terms.hsic_yz), 1):
-            row[f"hsic_xz_{j}"], row[f"hsic_yz_{j}"] = hx, hy
-    return row
-
-
-# ----------------------------------------------------------------------------------------------- resume
-
-STATE_FORMAT = "pwoa-lab-train-state"
-
-
-def save_state(path: str | Path, key: str, state: dict) -> None:
-    """Write a training state atomically (tensors and plain containers only)."""
-    with atomic_write(path, overwrite=True) as tmp:
-        torch.save({"format": STATE_FORMAT, "key": key, **state}, tmp)
-
-
-def load_state(path: str | Path, key: str) -> dict | None:
-    """The saved training state for `key`, or None: missing, of another run, damaged, or not loadable with
-    weights_only=True (a file that would need arbitrary unpickling is refused; a warning says so)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, OSError, RuntimeError, EOFError, ValueError) as err:
-        # the kit's words (torch's own message would advise weights_only=False, which the kit never does)
-        warnings.warn(f"ignoring the resume state {path} ({load_error_words(path, err)}); starting the run afresh",
-                      stacklevel=3)
-        return None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("key") != key:
-        return None
-    return state
-
-
-def _rng_states(gens: dict[str, torch.Generator], device: torch.device) -> dict[str, torch.Tensor]:
-    # on a GPU the adversarial batches' random starts come from the device's generator: a resumed run must
-    # continue that stream too, or it drifts from the uninterrupted one
-    cuda = {"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
-    return {**{name: g.get_state() for name, g in gens.items()}, "torch": torch.random.get_rng_state(), **cuda}
-
-
-def _set_rng_states(gens: dict[str, torch.Generator], states: dict[str, torch.Tensor],
-                    device: torch.device) -> None:
-    for name, g in gens.items():
-        g.set_state(states[name])
-    torch.random.set_rng_state(states["torch"])
-    if device.type == "cuda" and "cuda" in states:
-        torch.cuda.set_rng_state(states["cuda"], device)
-
-
 # ----------------------------------------------------------------------------------------------- the loop
 
 @dataclass
@@ -370,26 +292,6 @@ def _validate(run: _Run, hsic_batch) -> dict[str, float]:
                               info.num_classes, run.config.sigma, run.config.centering)
 
 
-def select_epoch(history: pd.DataFrame, select: str, selectable: Sequence[str]) -> int:
-    """The epoch a selection rule keeps, from a history (one row per epoch: phase, epoch, val_* columns).
-
-    "last": the final epoch. "best_val_pgd" / "best_val_natural": among the validated epochs of the `selectable`
-    phases, the one with the highest validation accuracy, ties to the later epoch; the final epoch when none
-    was validated. Only validation columns are read: the test split plays no part."""
-    check_choice(select, SELECT_RULES, "checkpoint selection")
-    if not len(history):
-        return 0
-    last = int(history.epoch.iloc[-1])
-    metric = select[len("best_"):]
-    if select == "last" or metric not in history.columns:
-        return last
-    pool = history[history.phase.isin(selectable) & history[metric].notna()]
-    if not len(pool):
-        return last
-    best = pool[pool[metric] == pool[metric].max()]
-    return int(best.epoch.iloc[-1])
-
-
 def _select(run: _Run, phase: Phase, row: dict, select: str) -> None:
     """Keep the weights of the best validated epoch so far (the rule of `select_epoch`, applied as epochs end)."""
     metric = select[len("best_"):]
@@ -443,7 +345,7 @@ def fit(student: nn.Module, phases: Sequence[Phase], method: Method, config: Run
         for phase in phases[:schedule[done - 1][0] + 1]:   # rebuild the structure (masks, scores) the state fits
             method.begin_phase(phase, student)
         opt, sched = _phase_optimizer(run, phases[schedule[done - 1][0]])
-        _restore(run, saved, opt, sched)
+        restore(run, saved, opt, sched)
     for n, (p, e, epoch) in enumerate(schedule):
         if n < done:
             continue
@@ -465,7 +367,7 @@ def fit(student: nn.Module, phases: Sequence[Phase], method: Method, config: Run
         if on_epoch is not None:
             on_epoch(row)
         if state_path is not None:
-            state_path = _save_or_warn(state_path, state_key, _state(run, n + 1, opt, sched))
+            state_path = save_or_warn(state_path, state_key, run_state(run, n + 1, opt, sched))
     return _finish(run, select)
 
 
@@ -473,38 +375,6 @@ def _phase_optimizer(run: _Run, phase: Phase):
     opt = make_optimizer([p for p in run.student.parameters() if p.requires_grad], run.config, phase.lr)
     steps = phase.epochs * -(-len(run.train) // run.config.batch_size) if phase.schedule_per_batch else phase.epochs
     return opt, make_scheduler(opt, phase.schedule, steps)
-
-
-def _state(run: _Run, done: int, opt, sched) -> dict:
-    """Everything a resumed run needs after `done` completed epochs."""
-    return {"done": done, "history": run.history, "train_seconds": run.train_seconds, "step": run.step,
-            "student": run.student.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict() if sched is not None else None, "method": run.method.state_dict(),
-            "rng": _rng_states(run.gens, run.device), "best": list(run.best) if run.best is not None else None,
-            "best_state": run.best_state}
-
-
-def _restore(run: _Run, saved: dict, opt, sched) -> None:
-    run.history[:] = saved["history"]
-    run.train_seconds, run.step = saved["train_seconds"], saved["step"]
-    run.method.load_state_dict(saved["method"])
-    run.student.load_state_dict(saved["student"])
-    opt.load_state_dict(saved["optimizer"])
-    if sched is not None and saved["scheduler"] is not None:
-        sched.load_state_dict(saved["scheduler"])
-    _set_rng_states(run.gens, saved["rng"], run.device)
-    run.best = tuple(saved["best"]) if saved["best"] is not None else None
-    run.best_state = saved["best_state"]
-
-
-def _save_or_warn(path: Path, key: str, state: dict) -> Path | None:
-    try:
-        save_state(path, key, state)
-        return path
-    except OSError as err:  # a read-only or full folder must not stop the run
-        warnings.warn(f"cannot save the training state to {path} ({err}); the run goes on without resume points",
-                      stacklevel=3)
-        return None
 
 
 def _finish(run: _Run, select: str) -> FitResult:

@@ -3,10 +3,12 @@
 - `smoke`: seconds (tests, CI); `quick`: CPU minutes (the course); `paper`: the reference schedules (GPU hours).
 - A block holds `admm` (the ADMM pipeline: naive, kd, pwoa, advprune), `hydra` (HYDRA's schedule), `eval` (the
   test-set evaluation of Figure 1) and `fig3` (the Figure 3 defaults). Values left out take the config
-  classes' defaults (`pwoa_lab.methods`), which are the paper's.
+  classes' defaults (`pwoa_lab.training.methods`: short CPU schedules); the paper's schedules are the `paper`
+  blocks.
 
 `preset_config(dataset, preset, method=..., **overrides)` gives the run config of a method;
-`eval_settings(dataset, preset)` and `fig3_defaults(dataset, preset)` the rest of a block.
+`eval_settings(dataset, preset)` and `fig3_defaults(dataset, preset)` the rest of a block; `add_preset_block`
+gives a new dataset its schedules.
 """
 from __future__ import annotations
 
@@ -103,6 +105,24 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+def add_preset_block(preset: str, dataset: str, block: dict[str, Any], replace: bool = False) -> None:
+    """The schedules of a (new) dataset under a preset: a block with `admm`, `hydra`, `eval` and `fig3` entries as
+    above. A block already there is an error unless `replace=True`."""
+    check_choice(preset, PRESETS, "preset")
+    dataset_info(dataset)
+    missing = {"admm", "hydra", "eval", "fig3"} - set(block)
+    if missing:
+        raise ValueError(f"a preset block needs the entries admm, hydra, eval and fig3; missing {sorted(missing)}")
+    if dataset in PRESETS[preset] and not replace:
+        raise ValueError(f"preset {preset!r} has a block for {dataset!r} already; pass replace=True to redefine it")
+    PRESETS[preset][dataset] = block
+
+
+def remove_preset_block(preset: str, dataset: str) -> None:
+    """Remove a block `add_preset_block` added (e.g. a test's toy dataset)."""
+    PRESETS.get(preset, {}).pop(dataset, None)
+
+
 def preset_block(dataset: str, preset: str) -> dict[str, Any]:
     """The (preset, dataset) block, or a ValueError that lists what exists."""
     check_choice(preset, PRESETS, "preset")
@@ -112,9 +132,10 @@ def preset_block(dataset: str, preset: str) -> dict[str, Any]:
     return PRESETS[preset][dataset]
 
 
-def preset_config(dataset: str, preset: str = defaults.PRESET, method: str = "pwoa", **overrides: Any
+def preset_config(dataset: str, preset: str = defaults.PRESET, method: str = defaults.METHOD, **overrides: Any
                   ) -> PruneConfig | HydraConfig:
-    """The run config of `method` with the preset's schedule for `dataset`, `overrides` applied."""
+    """The run config of `method` with the preset's schedule for `dataset`, `overrides` applied, resolved (validated,
+    every default filled in: what runs take; `dataclasses.replace` of it gives a new config to resolve again)."""
     cls = method_spec(method).config
     block = preset_block(dataset, preset)
     schedule = block[cls.PRESET_KEY]
@@ -126,7 +147,7 @@ def preset_config(dataset: str, preset: str = defaults.PRESET, method: str = "pw
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; valid: {', '.join(valid)}")
     if "method" in valid:
         overrides["method"] = method
-    return cls(dataset=dataset, **{**schedule, **overrides})
+    return cls(dataset=dataset, **{**schedule, **overrides}).resolved()
 
 
 def eval_settings(dataset: str, preset: str) -> EvalSettings:

@@ -16,13 +16,21 @@ the classroom explorer all read this table, so a new method is one `register(...
 
 A method of the ADMM pipeline is its loss (`pwoa_lab.training.methods.AdmmPruning` runs it); one that needs other
 phases brings its own config class (`HydraConfig`). `adversarial(student, x, y, config) -> x_adv` replaces the
-cross-entropy PGD of a mixed-in adversarial batch (e.g. TRADES' KL attack). The built-in methods are registered by
-`pwoa_lab.training.methods`; the functions below import it first, so the table is always complete.
+cross-entropy PGD of a mixed-in adversarial batch (e.g. TRADES' KL attack). The built-in methods register themselves
+in `pwoa_lab.training.methods` (one module each), which `pwoa_lab.training` imports: whoever imports this module
+finds the table complete.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import inspect
+import sys
+from dataclasses import dataclass, fields
 from typing import Callable
+
+
+ROLES = ("", "control", "baseline", "distillation", "proposed")
+TEACHER = "teacher"  # the method column of the dense teacher's rows (not a registered method)
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,17 @@ class MethodSpec:
     marker: str = "o"
     order: int = 100                           # place in tables and legends (the teacher is 0)
     help: str = ""                             # one line for the CLI's help
+    cost: int = 3                              # 1: no training, 2: plain fine-tuning, 3: a teacher forward, HSIC
+    #                                            or PGD batches (runs are scheduled costliest first)
+    role: str = ""                             # its part in the paper's claim: "control" (pruning, no training),
+    #                                            "baseline" (naive pruning), "distillation" (the proposed method
+    #                                            without its regularizer) or "proposed" (PwoA); "" for the others
 
     def __post_init__(self):
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
             raise ValueError(f"a method name is lower-case letters, digits and _; got {self.name!r}")
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(repr(r) for r in ROLES)}; got {self.role!r}")
         if not 0.0 <= self.mix_ratio <= 1.0:
             raise ValueError(f"mix_ratio must lie in [0, 1]; got {self.mix_ratio}")
 
@@ -55,6 +70,7 @@ class MethodSpec:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
+_REGISTERED_BY: dict[str, str] = {}  # method -> the module whose code called `register`
 
 
 def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
@@ -62,38 +78,77 @@ def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     if spec.name in _REGISTRY and not replace:
         raise ValueError(f"method {spec.name!r} is already registered; pass replace=True to redefine it")
     _REGISTRY[spec.name] = spec
+    _REGISTERED_BY[spec.name] = sys._getframe(1).f_globals.get("__name__", "__main__")
     return spec
 
 
 def unregister(name: str) -> None:
     """Remove a method (e.g. one a test or notebook added)."""
     _REGISTRY.pop(name, None)
-
-
-def _builtins() -> dict[str, MethodSpec]:
-    import pwoa_lab.training.methods  # noqa: F401  registers the built-in methods on first import
-    return _REGISTRY
+    _REGISTERED_BY.pop(name, None)
 
 
 def method_spec(name: str) -> MethodSpec:
     """The spec of `name`, or a ValueError that lists the registered methods."""
-    specs = _builtins()
-    if name not in specs:
+    if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; valid: {', '.join(method_names())}")
-    return specs[name]
+    return _REGISTRY[name]
 
 
 def method_names(config: type | None = None) -> tuple[str, ...]:
     """Registered method names in display order (only those of one config class when `config` is given)."""
-    specs = sorted(_builtins().values(), key=lambda s: (s.order, s.name))
+    specs = sorted(_REGISTRY.values(), key=lambda s: (s.order, s.name))
     return tuple(s.name for s in specs if config is None or s.config is config)
+
+
+def method_with_role(role: str) -> str:
+    """The name of the registered method that plays `role` in the paper's claim (see `MethodSpec.role`); a
+    ValueError when none or several do."""
+    names = [s.name for s in _REGISTRY.values() if role and s.role == role]
+    if len(names) != 1:
+        raise ValueError(f"{len(names)} registered methods have the role {role!r} ({', '.join(names) or 'none'}); "
+                         "exactly one must (MethodSpec.role)")
+    return names[0]
 
 
 def method_order() -> tuple[str, ...]:
     """The order of rows in tables: the teacher first, then every method."""
-    return ("teacher",) + method_names()
+    return (TEACHER,) + method_names()
 
 
 def method_help() -> str:
     """One line per method for the CLI's help."""
     return "; ".join(f"{s.name}: {s.help}" for s in (method_spec(n) for n in method_names()) if s.help)
+
+
+def _code_text(obj) -> str:
+    """The source of a function or class (its compiled code where no source is found), else its repr."""
+    if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
+        return repr(obj)
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):  # defined where no source is kept (e.g. exec): its bytecode and constants
+        code = getattr(obj, "__code__", None)
+        return repr((code.co_code, code.co_consts)) if code is not None else repr(obj)
+
+
+def method_code(name: str) -> str | None:
+    """A fingerprint of a method defined outside the kit: its spec's fields and the source of its loss, its
+    adversarial hook and its config class. None for the kit's own methods, which the run store keys by the
+    package's source. A method registered again with an edited loss gets another fingerprint, so its runs are
+    computed again rather than served from the cache."""
+    spec = method_spec(name)
+    if defining_module(name) is None:
+        return None
+    digest = hashlib.sha256()
+    for f in fields(spec):
+        digest.update(f"{f.name}={_code_text(getattr(spec, f.name))}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def defining_module(name: str) -> str | None:
+    """The module that registered a method from outside the kit ("__main__" for a notebook or script), None for
+    the kit's own methods."""
+    method_spec(name)
+    module = _REGISTERED_BY.get(name, "__main__")
+    return None if module.split(".")[0] == "pwoa_lab" else module
