@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench setup-git browser-test explorer clean-venv
+.PHONY: demo test install bench setup-git browser-test explorer lab clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ browser-test: $(STAMP)  ## the real-browser widget test (needs Debian chromium a
 
 setup-git: $(STAMP)  ## once per clone: the nbstripout git filter strips notebook outputs at `git add`
 	$(VENV)/bin/nbstripout --install --attributes .gitattributes
+
+# The course in JupyterLab, without the Jupyter news pop-up (it would cover the first plots); an overrides.json the
+# user already has is left as it is.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+lab: $(STAMP)  ## JupyterLab on the course notebooks, the news pop-up and update check off
+	mkdir -p $(LAB_SETTINGS)
+	test -f $(LAB_SETTINGS)/overrides.json || printf '%s\n' \
+		'{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+		> $(LAB_SETTINGS)/overrides.json
+	$(VENV)/bin/jupyter lab notebooks/ --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 # The explorer: `make explorer` on this machine; `make explorer HOST=0.0.0.0 PORT=8866` for a room (auto-compute
 # off, at most MAX_RUNS runs a request, default 6; SHARED=1 does the same behind a proxy on this machine).

@@ -288,17 +288,25 @@ def _voila_wait(page, what: str, timeout_s: float, probe):
 def test_explorer_rate_change_in_voila(voila):
     from playwright.sync_api import expect
 
-    shots = _fresh_shots("explorer", ("before", "after"))
+    shots = _fresh_shots("explorer", ("offer", "before", "after"))
     t0 = time.monotonic()
     # tall enough for the whole app: Voila's page scrolls inside a container, which full_page does not see
     with _chromium_page({"width": 1300, "height": 2400}) as (page, console):
         try:
-            # Voila runs the notebook when the page is asked for: in smoke mode the app trains its 4 first runs
+            # Voila runs the notebook when the page is asked for; nothing trains before the button is pressed, and the
+            # button says how many runs and about how long
             page.goto(voila.url, timeout=NOTEBOOK_RUN_S * 1000, wait_until="commit")
-            old_srcs = _voila_wait(page, "the explorer's first Figure 1", NOTEBOOK_RUN_S,
-                                   lambda: _explorer_srcs(page))
-            print(f"[browser] explorer: first Figure 1 after {time.monotonic() - t0:.0f} s")
+            placeholder = _voila_wait(page, "the explorer's first view", NOTEBOOK_RUN_S,
+                                      lambda: _explorer_srcs(page))
             status = page.locator(".pwoa-explorer-status")
+            button = page.locator(".pwoa-explorer-compute")
+            expect(status).to_contain_text("0 of 4 runs shown")
+            expect(button).to_contain_text("compute 4 missing run(s): about")
+            page.screenshot(path=str(shots["offer"]), full_page=True)
+            button.click()
+            old_srcs = _voila_wait(page, "the explorer's first Figure 1", NOTEBOOK_RUN_S,
+                                   lambda: [s for s in _explorer_srcs(page) if s not in placeholder])
+            print(f"[browser] explorer: first Figure 1 after {time.monotonic() - t0:.0f} s")
             expect(status).to_contain_text("4 of 4 runs shown")
             body = page.locator("body").inner_text()
             assert "explorer_app" not in body and "PWOA_SMOKE" not in body, "Voila shows the notebook's code"

@@ -407,3 +407,13 @@ def test_config_options_default_to_the_config_and_say_its_default(capsys):
         parser.parse_args(["prune", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert f"(default: {PruneConfig.method})" in text and f"(default: {PruneConfig.schedule})" in text
+
+
+def test_bad_numbers_and_datasets_without_schedules_are_answered_in_the_kits_words(tmp_path, capsys):
+    from pwoa_lab.cli import main
+    assert main(["figure1", "--rates", "4,x", "--out", str(tmp_path / "a")]) == 2
+    assert "--rates takes numbers separated by commas, e.g. 2,4,8; got '4,x'" in capsys.readouterr().err
+    assert main(["figure1", "--dataset", "cifar100", "--preset", "smoke", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "the smoke preset has no schedules for the dataset 'cifar100'" in err and "the preset paper" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

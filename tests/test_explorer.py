@@ -23,6 +23,7 @@ from pwoa_lab.cli import build_parser
 from pwoa_lab.course import explorer as ex
 from pwoa_lab.course import serving
 from pwoa_lab.course.serving import serve_command
+from pwoa_lab.experiments import explore as ex_data
 from pwoa_lab.experiments.figures import figure1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,12 +136,14 @@ def test_app_redraws_on_a_rate_change_and_computes_on_request(first_view, cache)
     assert after != before and app.updates == 2
     assert set(app.view.summary.rate) == {1.0, 4.0}
 
-    # no automatic computing: a new rate is reported missing and the button offers it
-    app.auto.value = False
+    # no automatic computing (the default): a new rate is reported missing and the button offers it with an
+    # estimate from the runs the store measured (the same method, rate and schedule at 4x and 16x are not: a guess)
+    assert not app.auto.value
     app.rates[16.0].value = True
     app.rates[8.0].value = True
     assert app.view.missing == [("naive", 8.0, 0), ("pwoa", 8.0, 0)]
-    assert not app.compute_button.disabled and "2 missing" in app.compute_button.description
+    assert not app.compute_button.disabled and "compute 2 missing run(s): about" in app.compute_button.description
+    assert "a guess" in app.compute_button.description
     progress = []
     app.progress.observe(lambda c: progress.append(c["new"]), names="value")
     app.compute_button.click()
@@ -330,3 +333,26 @@ def test_the_frontier_view_reads_the_budget_grid_from_the_cache(first_view, cach
     # the view prints the front comparison in words, decided by intervals
     assert fr.verdicts.verdict.iloc[0] in ("pwoa dominates", "naive dominates", "cross", "inconclusive")
     assert fr.points[["natural_low", "robust_low"]].notna().all().all()
+
+
+def test_the_estimate_reads_the_measured_runs_else_says_it_guesses(tmp_path):
+    import json
+    sel = ex.Selection("digits", ("naive",), (4.0,), "hidden", (1,))
+    config = ex_data._config(sel, PRESET, "naive", 4.0, 1, "cpu").to_dict()
+    for i, seconds in enumerate((10.0, 20.0, 60.0)):  # three stored runs like it (other seeds): the median counts
+        entry = tmp_path / "prune_row" / f"k{i}"
+        entry.mkdir(parents=True)
+        (entry / "result.json").write_text(json.dumps({"config": {**config, "seed": i},
+                                                       "row": {"train_seconds": seconds - 1, "eval_seconds": 1}}))
+    assert ex_data.estimate_seconds(sel.runs(), sel, PRESET, tmp_path) == (20.0, True)
+    other = ex.Selection("digits", ("naive",), (2.0,), "hidden", (0,))  # a rate nothing was measured at
+    assert ex_data.estimate_seconds(other.runs(), other, PRESET, tmp_path) == (ex_data.DEFAULT_RUN_SECONDS[PRESET],
+                                                                               False)
+
+
+def test_datasets_without_their_data_are_not_offered_and_say_why(monkeypatch, tmp_path):
+    monkeypatch.setenv("PWOA_DATA_ROOT", str(tmp_path))  # an empty data folder: only the embedded digits
+    assert ex.available_datasets("smoke") == ["digits"]
+    missing = ex_data.unavailable_datasets("smoke")
+    assert set(missing) == {"mnist", "cifar10"}
+    assert all("ask your instructor" in line and "digits" in line for line in missing.values())

@@ -8,17 +8,18 @@
     pwoa-lab figure1 --dataset digits --preset quick --out results/fig1
     pwoa-lab figure3 --dataset digits --preset quick --out results/fig3
     pwoa-lab explorer --host 0.0.0.0 --port 8866     # the classroom explorer for a room (Voila)
+    pwoa-lab cache export --out class.pack           # the computed runs, for students: pwoa-lab cache import
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from pwoa_lab.cli import (evaluate, explorer, figure1, figure3, frontier, import_teacher, prune, sweep,
+from pwoa_lab.cli import (cache, evaluate, explorer, figure1, figure3, frontier, import_teacher, prune, sweep,
                           train_teacher)
 
 # one module per subcommand, in the order of `pwoa-lab --help`: each has add_parser(sub) and run(args) -> int
-COMMANDS = (train_teacher, evaluate, import_teacher, prune, figure1, frontier, sweep, figure3, explorer)
+COMMANDS = (train_teacher, evaluate, import_teacher, prune, figure1, frontier, sweep, figure3, explorer, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CACHED = ("figure1", "figure3", "frontier", "sweep")  # the commands whose runs go into the run store as they finish
+
+
 def interrupted_words(args: argparse.Namespace) -> str:
     """What an interrupted command kept, and how to go on: one line."""
-    if args.command in ("figure1", "figure3", "sweep") and getattr(args, "no_cache", False):
+    if args.command in CACHED and getattr(args, "no_cache", False):
         return "nothing was kept (--no-cache); run the same command again to start over"
-    if args.command in ("figure1", "figure3", "sweep"):
+    if args.command in CACHED:
         from pwoa_lab.io.cache import cache_root
         return (f"the finished runs are in the cache ({cache_root()}), with the last finished epoch of an "
                 "unfinished one; run the same command again to resume")

@@ -98,6 +98,15 @@ def add_figure_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped one)")
 
 
+def add_control(p: argparse.ArgumentParser) -> None:
+    """--control capacity: the dense network of the pruned size beside every rate."""
+    p.add_argument("--control", default=None, choices=("capacity",),
+                   help="capacity: beside each rate a dense network of the pruned network's size (the same family, "
+                        "narrower), adversarially trained with the teacher's own recipe and evaluated like every "
+                        "row: is a loss of robustness the method's or the size's? (costs one teacher training "
+                        "per rate and seed, on a smaller network)")
+
+
 def add_preset(p: argparse.ArgumentParser) -> None:
     from pwoa_lab.training.presets import PRESETS
     p.add_argument("--preset", default=defaults.PRESET,
@@ -189,6 +198,17 @@ def resolve_workers(workers: int | str, device: str | None) -> int:
         return int(workers)
     from pwoa_lab.experiments.jobs import auto_workers
     return auto_workers(device)
+
+
+def numbers(text: str, option: str, example: str = "2,4,8") -> list[float]:
+    """A comma list of numbers from an option (--rates 2,4,8), or an error in the kit's words."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise ValueError(f"{option} takes numbers separated by commas, e.g. {example}; got {text!r}")
+    return values
 
 
 def seeds(args: argparse.Namespace) -> list[int]:
@@ -284,7 +304,7 @@ def interval_table(frame, keys: list[str], metrics: list[str], extra: list[str] 
     metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
     rows = []
     for r in frame.to_dict("records"):
-        row = {k: (f"{r[k]:g}x" if k == "rate" else r[k]) for k in keys}
+        row = {k: (f"{r[k]:g}x" if k == "rate" and not isinstance(r[k], str) else r[k]) for k in keys}
         row.update({m: format_cell(r[m], r.get(f"{m}_low", math.nan), r.get(f"{m}_high", math.nan),
                                    r.get(f"{m}_std", math.nan)) for m in metrics})
         row.update({k: r[k] for k in extra})
@@ -293,8 +313,11 @@ def interval_table(frame, keys: list[str], metrics: list[str], extra: list[str] 
 
 
 def mean_std_table(summary, metrics) -> str:
-    """A seed summary as text: method, rate, network sparsity, seeds, then each metric as one `format_cell`."""
-    shown = summary.assign(**{"net sparsity": [f"{100 * v:.1f}%" for v in summary.sparsity]})
+    """A seed summary as text: method, rate (and the pruned layers' sparsity), network sparsity, seeds, then each
+    metric as one `format_cell`."""
+    from pwoa_lab.pruning.masks import rate_words
+    shown = summary.assign(**{"rate": [rate_words(r) if r > 1 else f"{r:g}x" for r in summary.rate],
+                              "net sparsity": [f"{100 * v:.1f}%" for v in summary.sparsity]})
     return interval_table(shown, ["method", "rate", "net sparsity", "seeds"], metrics)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 
 from pwoa_lab import defaults
-from pwoa_lab.cli.common import (add_budgets, add_command, add_common, add_design, add_figure_options,
+from pwoa_lab.cli.common import (add_budgets, add_command, add_common, add_control, add_design, add_figure_options,
                                  add_result_folder, add_scope, add_workers, check_out_folder, csv_file,
-                                 design_overrides, design_words, mean_std_table, png_file, resolve_workers,
+                                 design_overrides, design_words, mean_std_table, numbers, png_file, resolve_workers,
                                  scope_overrides, seeds, smoke_note, teacher_of, write_results)
 
 EXAMPLES = ["pwoa-lab figure1 --dataset digits --preset quick --out results/fig1",
@@ -34,25 +34,27 @@ def add_parser(sub) -> None:
                    help="none: the paper's protocol (the preset's budget); budget: every budget of --budgets runs "
                         "and each method gets the one it does best with on the validation split")
     add_budgets(p)
+    add_control(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pwoa_lab.core.intervals import VERDICT_RULE
     from pwoa_lab.course.plots import plot_figure1
+    from pwoa_lab.experiments.capacity import CAPACITY_RULE, capacity_in_words, capacity_verdicts
     from pwoa_lab.experiments.confidence import environment_line
     from pwoa_lab.experiments.figures import claim_in_words, figure1, phenomenon, seed_summary
     from pwoa_lab.experiments.frontier import figure1_tuned, parse_budgets
     from pwoa_lab.training.registry import TEACHER, method_spec, method_with_role
     out = check_out_folder(args.out)  # before any run: results are never computed for nowhere
-    rates = [float(r) for r in args.rates.split(",")]
+    rates = numbers(args.rates, "--rates")
     methods = [m.strip() for m in args.methods.split(",")]
     run_seeds = seeds(args)
     design = design_overrides(args, methods)
     lr_factors, epoch_factors = parse_budgets(args.budgets)
     run_args = dict(preset=args.preset, seeds=run_seeds, teacher=teacher_of(args), root=args.root,
                     device=args.device, workers=resolve_workers(args.workers, args.device), backend=args.backend,
-                    address=args.address, **scope_overrides(args), **design)
+                    address=args.address, control=args.control, **scope_overrides(args), **design)
     if args.tune == "budget":  # every budget runs; each method's is chosen on the validation split
         df = figure1_tuned(args.dataset, rates=rates, methods=methods, lr_factors=lr_factors,
                            epoch_factors=epoch_factors, extend=not args.no_extend, **run_args)
@@ -88,5 +90,12 @@ def run(args: argparse.Namespace) -> int:
             if summary[metric].notna().any():
                 for line in claim_in_words(phenomenon(df, metric), metric):
                     print("- " + line)
+    if args.control:
+        print(f"\nThe capacity control: each pruned method against a dense network of its size trained with the "
+              f"teacher's recipe, per rate; {CAPACITY_RULE}:")
+        for metric in ("pgd", "aa"):
+            if summary[metric].notna().any():
+                for line in capacity_in_words(capacity_verdicts(df, metric), metric):
+                    print(line)
     print(f"\nwrote {csv}, {summary_csv} and {png}")
     return 0

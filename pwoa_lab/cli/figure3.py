@@ -6,7 +6,8 @@ import argparse
 
 from pwoa_lab import defaults
 from pwoa_lab.cli.common import (add_command, add_common, add_figure_options, add_result_folder, check_out_folder,
-                                 csv_file, interval_table, png_file, seeds, smoke_note, teacher_of, write_results)
+                                 csv_file, interval_table, numbers, png_file, seeds, smoke_note, teacher_of,
+                                 write_results)
 
 EXAMPLES = ["pwoa-lab figure3 --dataset digits --preset quick --out results/fig3",
             "pwoa-lab figure3 --dataset mnist --preset quick --rate 4 --mix-ratios 0,0.5,1 --seeds 0,1,2 --out results"]
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from pwoa_lab.course.plots import plot_figure3
     from pwoa_lab.experiments.figures import figure3, time_ratio_summary
     out = check_out_folder(args.out)
-    ratios = None if args.mix_ratios is None else [float(r) for r in args.mix_ratios.split(",")]
+    ratios = None if args.mix_ratios is None else numbers(args.mix_ratios, "--mix-ratios", "0,0.5,1")
     methods = [m.strip() for m in args.methods.split(",")]
     curves, summary = figure3(args.dataset, rate=args.rate, mix_ratios=ratios, methods=methods, preset=args.preset,
                               seeds=seeds(args), teacher=teacher_of(args), root=args.root, device=args.device,

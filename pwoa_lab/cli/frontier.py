@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from pwoa_lab import defaults
-from pwoa_lab.cli.common import (add_budgets, add_command, add_common, add_figure_options, add_result_folder,
-                                 add_scope, add_workers, check_out_folder, csv_file, interval_table, png_file,
-                                 resolve_workers, scope_overrides, seeds, smoke_note, teacher_of, write_results)
+from pwoa_lab.cli.common import (add_budgets, add_command, add_common, add_control, add_figure_options,
+                                 add_result_folder, add_scope, add_workers, check_out_folder, csv_file, interval_table,
+                                 numbers, png_file, resolve_workers, scope_overrides, seeds, smoke_note, teacher_of,
+                                 write_results)
 
 EXAMPLES = ["pwoa-lab frontier --dataset digits --preset quick --rates 4,8 --seeds 0,1,2 --out results/frontier",
             "pwoa-lab frontier --dataset mnist --preset quick --budgets lr=0.1,1/3,1,3 epochs=1,3 --out results"]
@@ -31,6 +32,7 @@ def add_parser(sub) -> None:
     add_workers(p)
     add_result_folder(p, no_cache=False)
     add_common(p)
+    add_control(p)
     p.set_defaults(func=run)
 
 
@@ -40,13 +42,13 @@ def run(args: argparse.Namespace) -> int:
     from pwoa_lab.experiments.frontier import FRONT_RULE, budget_label, frontier, parse_budgets
     out = check_out_folder(args.out)  # before any run: results are never computed for nowhere
     lr_factors, epoch_factors = parse_budgets(args.budgets)
-    rates = [float(r) for r in args.rates.split(",")]
+    rates = numbers(args.rates, "--rates")
     methods = [m.strip() for m in args.methods.split(",")]
     run_seeds = seeds(args)
     fr = frontier(args.dataset, rates, methods, lr_factors, epoch_factors, run_seeds, args.preset,
                   teacher=teacher_of(args), root=args.root, device=args.device, extend=not args.no_extend,
                   workers=resolve_workers(args.workers, args.device), backend=args.backend, address=args.address,
-                  **scope_overrides(args))
+                  control=args.control, **scope_overrides(args))
     stem = f"frontier_{args.dataset}_{args.preset}"
     scope = args.scope or "all"
     fig = plot_frontier(fr.points, title=f"frontier: {args.dataset}, preset {args.preset}, scope {scope}, "
@@ -70,5 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nPwoA's front against naive's, per rate ({FRONT_RULE}):")
         for row in fr.verdicts.itertuples():
             print(f"- {row.rate:g}x: {row.verdict.upper()}: {row.text}")
+    if args.control:
+        print("\nThe capacity rows: a dense network of the pruned network's size, trained with the teacher's recipe "
+              "(one point per rate; a front above it holds more than that size does, one below it loses more)")
     print(f"\nwrote {csv} and {png}")
     return 0

@@ -31,15 +31,25 @@ class HiddenModel(nn.Module):
         return self.forward_features(x)[0]
 
 
+def scaled(width: int, scale: float) -> int:
+    """A layer width times `scale` (the width multiplier of a narrower network), rounded, at least 1."""
+    if not scale > 0:
+        raise ValueError(f"scale (the width multiplier) must be > 0; got {scale!r}")
+    return max(1, round(width * scale))
+
+
 class TwoConvNet(HiddenModel):
-    """conv k x k, pool, conv k x k, pool, fc `hidden`, fc C ("same" padding): the small CNN and LeNet-3."""
+    """conv k x k, pool, conv k x k, pool, fc `hidden`, fc C ("same" padding): the small CNN and LeNet-3.
+    `scale` multiplies every hidden width (32, 64 channels and `hidden` units)."""
     hidden_names = ["relu(conv1)", "relu(conv2)", "relu(fc1)"]
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, kernel: int, hidden: int):
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, kernel: int, hidden: int,
+                 scale: float = 1.0):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 32, kernel, padding=kernel // 2)
-        self.conv2 = nn.Conv2d(32, 64, kernel, padding=kernel // 2)
-        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, hidden)
+        c1, c2, hidden = scaled(32, scale), scaled(64, scale), scaled(hidden, scale)
+        self.conv1 = nn.Conv2d(in_channels, c1, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv2d(c1, c2, kernel, padding=kernel // 2)
+        self.fc1 = nn.Linear(c2 * (image_size // 4) ** 2, hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward_features(self, x):
@@ -52,15 +62,15 @@ class TwoConvNet(HiddenModel):
 class SmallCNN(TwoConvNet):
     """A small CNN for 16x16 digits: conv 32 3x3, pool, conv 64 3x3, pool, fc 128, fc C."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 16):
-        super().__init__(in_channels, num_classes, image_size, kernel=3, hidden=128)
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 16, scale: float = 1.0):
+        super().__init__(in_channels, num_classes, image_size, kernel=3, hidden=128, scale=scale)
 
 
 class LeNet3(TwoConvNet):
     """LeNet-3 for 28x28 MNIST: conv 32 5x5, pool, conv 64 5x5, pool, fc 1024, fc C ("same" padding)."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28):
-        super().__init__(in_channels, num_classes, image_size, kernel=5, hidden=1024)
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, scale: float = 1.0):
+        super().__init__(in_channels, num_classes, image_size, kernel=5, hidden=1024, scale=scale)
 
 
 class VGGSmall(HiddenModel):
@@ -69,14 +79,16 @@ class VGGSmall(HiddenModel):
     Hidden layers for HSIC: the three stage outputs (before their pool)."""
     hidden_names = ["stage1", "stage2", "stage3"]
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32, width: int = 32):
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32, width: int = 32,
+                 scale: float = 1.0):
         super().__init__()
+        stages = [scaled(width * k, scale) for k in (1, 2, 4)]  # each rounded on its own: finer sizes
         layers, cin = [], in_channels
-        for cout in (width, width, 2 * width, 2 * width, 4 * width, 4 * width):
+        for cout in (stages[0], stages[0], stages[1], stages[1], stages[2], stages[2]):
             layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.fc = nn.Linear(4 * width * (image_size // 8) ** 2, num_classes)
+        self.fc = nn.Linear(stages[2] * (image_size // 8) ** 2, num_classes)
 
     def forward_features(self, x):
         hiddens = []
@@ -106,19 +118,22 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(HiddenModel):
-    """CIFAR ResNet-18: 3x3 stem, no max-pool, 4 stages of 2 basic blocks, global average pool."""
+    """CIFAR ResNet-18: 3x3 stem, no max-pool, 4 stages of 2 basic blocks, global average pool (`scale`
+    multiplies every width)."""
     hidden_names = ["stem"] + [f"block{i}" for i in range(1, 9)] + ["pool"]
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32):
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32, scale: float = 1.0):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        blocks, cin = [], 64
+        stem = scaled(64, scale)
+        self.conv1 = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        blocks, cin = [], stem
         for cout, stride in [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)]:
+            cout = scaled(cout, scale)
             blocks.append(BasicBlock(cin, cout, stride))
             cin = cout
         self.blocks = nn.ModuleList(blocks)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(cin, num_classes)
 
     def forward_features(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -227,15 +242,18 @@ MODELS: dict[str, Callable[..., HiddenModel]] = {
 }
 
 
-def build_model(name: str | None, dataset: str, normalize: dict[str, Sequence[float]] | None = None) -> HiddenModel:
+def build_model(name: str | None, dataset: str, normalize: dict[str, Sequence[float]] | None = None,
+                scale: float = 1.0) -> HiddenModel:
     """A freshly initialised model `name` (default: the dataset's default) shaped for `dataset`.
 
-    `normalize` ({"mean": [C], "std": [C]}, as checkpoint metadata records it) wraps it in `Normalized`.
+    `normalize` ({"mean": [C], "std": [C]}, as checkpoint metadata records it) wraps it in `Normalized`. `scale`:
+    every hidden width times this (a narrower network of the same family; 1: the model itself).
     """
     info = dataset_info(dataset)
     name = info.default_model if name is None else check_choice(name, MODELS, "model")
     channels, size, _ = info.shape
-    model = MODELS[name](in_channels=channels, num_classes=info.num_classes, image_size=size)
+    extra = {} if scale == 1.0 else {"scale": scale}  # models without a width multiplier take the default only
+    model = MODELS[name](in_channels=channels, num_classes=info.num_classes, image_size=size, **extra)
     if normalize is not None:
         if set(normalize) != {"mean", "std"}:
             raise ValueError(f"normalize must be {{'mean': [...], 'std': [...]}}, got keys {sorted(normalize)}")

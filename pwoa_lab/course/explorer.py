@@ -56,6 +56,7 @@ from pwoa_lab.experiments.explore import (
     missing_runs,
     refusal,
     run_name,
+    unavailable_datasets,
 )
 from pwoa_lab.experiments.frontier import FRONT_RULE
 from pwoa_lab.pruning.masks import SCOPES
@@ -129,7 +130,8 @@ class ExplorerApp:
     the training curves, the information plane). Every change of a control redraws; missing runs are computed
     when "compute missing runs" is ticked (or its button pressed). `widget` is what the notebook displays.
 
-    `auto_compute`: None -> on, unless the server is shared (`room_settings`); `max_runs`: the most missing runs
+    `auto_compute`: None -> off (nothing trains before the button is pressed, which says how many runs and about
+    how long; a shared server never offers it); `max_runs`: the most missing runs
     one request may start (None -> PWOA_EXPLORER_MAX_RUNS; 0: no cap). While runs compute, the progress bar moves
     with every epoch and the status line counts the seconds (a clock thread). An invalid selection clears the
     outputs and disables the button: only the error shows.
@@ -144,7 +146,7 @@ class ExplorerApp:
         self.cache_dir, self.root = cache_dir, root
         shared, room_max = room_settings()
         self.max_runs = (room_max if max_runs is None else max_runs) or None
-        auto_compute = not shared if auto_compute is None else auto_compute
+        auto_compute = False if auto_compute is None else auto_compute and not shared
         sel = (selection or default_selection(self.preset)).checked()
         self.view: ExplorerView | None = None
         self.error: str | None = None
@@ -154,8 +156,12 @@ class ExplorerApp:
         self._at = (0, 0, None, 0, 0)   # (run i, of n, run, epochs done, epochs of the run)
         self._t0 = time.monotonic()
 
-        datasets = available_datasets(self.preset) or [sel.dataset]
+        datasets = available_datasets(self.preset, root) or [sel.dataset]
         self.dataset = w.Dropdown(options=datasets, value=sel.dataset, description="dataset")
+        missing_data = unavailable_datasets(self.preset, root)  # not offered: one line each that says why
+        self.missing_data = w.HTML("<br>".join(f"<span style='color:#777'>{_html(line)}</span>"
+                                               for line in missing_data.values()))
+        self.missing_data.add_class("pwoa-explorer-missing-data")
         self.methods = {m: w.Checkbox(value=m in sel.methods, description=m, indent=False,
                                       tooltip=METHOD_STYLE.get(m, {}).get("label", m),
                                       layout=w.Layout(width="auto"))
@@ -167,6 +173,10 @@ class ExplorerApp:
         seed_options = list(SEED_CHOICES) if sel.seeds in SEED_CHOICES else list(SEED_CHOICES) + [sel.seeds]
         self.seeds = w.Dropdown(options=[(", ".join(map(str, s)), s) for s in seed_options], value=sel.seeds,
                                 description="seeds")
+        self.control = w.Checkbox(value=sel.control, indent=False, layout=w.Layout(width="auto"),
+                                  description="beside each rate: a dense network of the pruned size, adversarially "
+                                              "trained (is it pruning, or size?)")
+        self.control.add_class("pwoa-explorer-control")
         # shared: every tick would queue runs on the one server, so computing is always a press of the button
         self.auto = w.Checkbox(value=auto_compute, description="compute missing runs at once", indent=False,
                                disabled=shared)
@@ -192,7 +202,8 @@ class ExplorerApp:
         methods_box.add_class("pwoa-explorer-methods")
         rates_box = w.HBox([label("rates")] + list(self.rates.values()))
         rates_box.add_class("pwoa-explorer-rates")
-        controls = w.VBox([w.HBox([self.dataset, self.seeds]), methods_box, rates_box, self.scope,
+        controls = w.VBox([w.HBox([self.dataset, self.seeds]), self.missing_data, methods_box, rates_box, self.scope,
+                           self.control,
                            w.HBox([self.auto, self.compute_button]), w.HBox([self.progress]), self.status])
         self.widget = w.VBox([
             controls,
@@ -205,15 +216,16 @@ class ExplorerApp:
             self.outputs["frontier"]])
         self.widget.add_class("pwoa-explorer")
 
-        for control in [self.dataset, self.scope, self.seeds, *self.methods.values(), *self.rates.values()]:
+        for control in [self.dataset, self.scope, self.seeds, self.control, *self.methods.values(),
+                        *self.rates.values()]:
             control.observe(lambda _change: self.refresh(), names="value")
         self.auto.observe(lambda change: self.refresh() if change["new"] else None, names="value")
-        start = self.preset == "smoke" if compute_on_start is None else compute_on_start
-        self.refresh(compute=start and auto_compute)
+        self.refresh(compute=bool(compute_on_start) and auto_compute)
 
     def selection(self) -> Selection:
         return Selection(self.dataset.value, tuple(m for m, c in self.methods.items() if c.value),
-                         tuple(r for r, c in self.rates.items() if c.value), self.scope.value, tuple(self.seeds.value))
+                         tuple(r for r, c in self.rates.items() if c.value), self.scope.value, tuple(self.seeds.value),
+                         self.control.value)
 
     # -- progress: the compute loop reports runs and epochs; a clock thread redraws the status every second
 
@@ -309,10 +321,12 @@ class ExplorerApp:
         view.close()
         refused = view.refused
         self.compute_button.disabled = not view.missing or refused is not None
+        seconds, measured = view.estimate
         self.compute_button.description = (
             "nothing to compute" if not view.missing else
             f"{len(view.missing)} missing runs: more than {self.max_runs} at once" if refused else
-            f"compute {len(view.missing)} missing run(s)")
+            f"compute {len(view.missing)} missing run(s): about {_duration(seconds)} here"
+            + ("" if measured else " (a guess: no run like them measured yet)"))
         self.status.value = _html(view.message()) + f" ({_duration(time.monotonic() - self._t0)})" + (
             f"<br><span style='color:#b00'>{_html(refused)}</span>" if refused else "")
         return view

@@ -18,7 +18,7 @@ import pandas as pd
 from pwoa_lab.core.intervals import Interval, accuracy_interval, bootstrap_intervals
 from pwoa_lab.experiments.runs import load_points
 
-STORES = ("prune_row", "teacher_row")
+STORES = ("prune_row", "teacher_row", "capacity_row")
 INTERVAL_METRICS = ("natural", "pgd", "aa")  # the metrics whose per-image outcomes runs keep
 
 

@@ -12,21 +12,26 @@ No drawing and no widgets: `pwoa_lab.course.explorer` is the app around these, `
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch.nn as nn
 
 from pwoa_lab import defaults
+from pwoa_lab.core.data import check_available
+from pwoa_lab.io.cache import cache_root
+from pwoa_lab.experiments.capacity import capacity_in_words, capacity_rows, capacity_verdicts
 from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, claim_in_words, phenomenon, seed_summary
 from pwoa_lab.experiments.frontier import cached_frontier_result
 from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.pruning.masks import SCOPES
 from pwoa_lab.training.methods import PruneConfig
-from pwoa_lab.training.presets import PRESETS, eval_settings, preset_config
-from pwoa_lab.training.registry import TEACHER, method_names, method_spec, method_with_role
+from pwoa_lab.training.presets import PRESETS, capacity_overrides, eval_settings, preset_config
+from pwoa_lab.training.registry import CAPACITY, TEACHER, method_names, method_spec, method_with_role
 from pwoa_lab.utils import check_rate, get_device
 
 Run = tuple[str, float, int]  # (method, rate, seed)
@@ -40,6 +45,7 @@ class Selection:
     rates: tuple[float, ...] = (2.0, 4.0, 8.0)
     scope: str = "hidden"
     seeds: tuple[int, ...] = (0, 1, 2)
+    control: bool = False  # the capacity control beside every rate (`pwoa_lab.experiments.capacity`)
 
     def checked(self) -> "Selection":
         """The selection with rates as sorted floats, or a ValueError that says what is wrong."""
@@ -69,8 +75,25 @@ def default_selection(preset: str) -> Selection:
     return Selection()
 
 
-def available_datasets(preset: str) -> list[str]:
-    """Datasets with a shipped teacher and a schedule in `preset`."""
+def available_datasets(preset: str, root=None) -> list[str]:
+    """Datasets with a shipped teacher, a schedule in `preset` and their data on this machine."""
+    return [d for d in _course_datasets(preset) if d not in unavailable_datasets(preset, root)]
+
+
+def unavailable_datasets(preset: str, root=None) -> dict[str, str]:
+    """{dataset: one line a student can act on} for the course's datasets whose data this machine does not have."""
+    out = {}
+    for name in _course_datasets(preset):
+        try:
+            check_available(name, root)
+        except FileNotFoundError:
+            out[name] = (f"{name}: its data is not on this machine; ask your instructor for the data folder (or use "
+                         f"{defaults.DATASET}, which needs none)")
+    return out
+
+
+def _course_datasets(preset: str) -> list[str]:
+    """Datasets with a shipped teacher (its file present) and a schedule in `preset`."""
     from pwoa_lab.io.checkpoint import shipped_teachers
     return [d for d, path in shipped_teachers().items() if Path(path).is_file() and d in PRESETS[preset]]
 
@@ -119,6 +142,43 @@ def missing_runs(sel: Selection, preset: str, teacher: nn.Module | None = None, 
     sel = sel.checked()
     teacher = teacher if teacher is not None else _TEACHERS(sel.dataset)
     return [run for run, hit in _cached_runs(sel, preset, teacher, cache_dir).items() if hit is None]
+
+
+# seconds a run takes when the store holds no measured run like it: a stated guess per preset (2-core CPU)
+DEFAULT_RUN_SECONDS = {"smoke": 5.0, "quick": 60.0, "paper": 3600.0}
+SAME_RUN = ("dataset", "method", "rate", "scope", "admm_epochs", "retrain_epochs", "n_per_class", "batch_size")
+
+
+def estimate_seconds(runs: Sequence[Run], sel: Selection, preset: str, cache_dir=None) -> tuple[float, bool]:
+    """About how long `runs` of `sel` take on this machine: per run the median training + evaluation seconds of
+    the stored runs with the same dataset, method, rate, scope and schedule (measured here, or where the cache was
+    filled), else `DEFAULT_RUN_SECONDS` of the preset. -> (seconds, whether every run had a measured twin)."""
+    measured = _measured_seconds(str(cache_root(cache_dir)))
+    total, all_measured = 0.0, True
+    device = str(get_device(None))
+    for method, rate, seed in runs:
+        config = _config(sel, preset, method, rate, seed, device).to_dict()
+        found = measured.get(tuple(config.get(k) for k in SAME_RUN))
+        if found:
+            total += float(np.median(found))
+        else:
+            total += DEFAULT_RUN_SECONDS.get(preset, DEFAULT_RUN_SECONDS["quick"])
+            all_measured = False
+    return total, all_measured
+
+
+def _measured_seconds(root: str) -> dict[tuple, list[float]]:
+    """{the SAME_RUN fields of a stored run: [its training + evaluation seconds, ...]} of the run store."""
+    out: dict[tuple, list[float]] = {}
+    for path in Path(root, "prune_row").glob("*/result.json"):
+        try:
+            record = json.loads(path.read_text())
+            config, row = record["config"], record["row"]
+            seconds = float(row.get("train_seconds") or 0) + float(row.get("eval_seconds") or 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        out.setdefault(tuple(config.get(k) for k in SAME_RUN), []).append(seconds)
+    return out
 
 
 class TooManyRuns(ValueError):
@@ -188,6 +248,7 @@ class ExplorerData:
     frontier_verdicts: list[str] = field(default_factory=list)  # PwoA's front against naive's, per rate
     frontier: Any = None             # frontier.cached_frontier_result of the selection; None: not in the cache
     layer_names: Sequence[str] | None = None  # the teacher's hidden layers (the information plane's labels)
+    estimate: tuple[float, bool] = (0.0, True)  # seconds the missing runs would take here (`estimate_seconds`)
 
     @property
     def refused(self) -> str | None:
@@ -224,6 +285,11 @@ def explorer_data(sel: Selection, preset: str, teacher: nn.Module | None = None,
     settings = eval_settings(sel.dataset, preset)
     eps = preset_config(sel.dataset, preset, scope=sel.scope).eps
     rows = [teacher_row(teacher, sel.dataset, eps, settings, cache_dir, True, root)]
+    capacity = pd.DataFrame()
+    if sel.control:  # computed with the runs when the page computes, else what the cache holds
+        capacity = capacity_rows(teacher, sel.dataset, sel.rates, sel.seeds, settings, sel.scope,
+                                 capacity_overrides(sel.dataset, preset), cache_dir, root=root, progress=False,
+                                 cached_only=not compute)
     histories = []
     for (method, rate, seed), hit in hits.items():
         if hit is None:
@@ -232,18 +298,34 @@ def explorer_data(sel: Selection, preset: str, teacher: nn.Module | None = None,
         rows.append({**row, "seed": seed})
         if len(history):
             histories.append(history.assign(method=method, rate=rate, seed=seed))
-    table = pd.DataFrame(rows)
+    table = pd.concat([pd.DataFrame(rows), capacity], ignore_index=True)
     table = table[[c for c in FIG1_COLUMNS if c in table.columns]]
     hist = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(
         columns=["method", "rate", "seed", "epoch", "val_natural", "val_pgd"])
+    verdicts = claim_lines(table, cache_dir)
+    if sel.control:
+        verdicts += capacity_lines(table, sel, preset, cache_dir)
     data = ExplorerData(sel, preset, table, seed_summary(table, cache_dir=cache_dir), hist,
                         missing=[r for r, hit in hits.items() if hit is None], computed=computed, max_runs=max_runs,
-                        verdicts=claim_lines(table, cache_dir), layer_names=getattr(teacher, "hidden_names", None))
+                        verdicts=verdicts, layer_names=getattr(teacher, "hidden_names", None))
     data.frontier = cached_frontier_result(sel.dataset, sel.rates, sel.methods, sel.seeds, preset, teacher=teacher,
                                            cache_dir=cache_dir, scope=sel.scope)
+    if data.missing:
+        data.estimate = estimate_seconds(data.missing, sel, preset, cache_dir)
     if data.frontier is not None:
         data.frontier_verdicts = [f"{r.rate:g}x: {r.verdict}. {r.text}" for r in data.frontier.verdicts.itertuples()]
     return data
+
+
+def capacity_lines(table: pd.DataFrame, sel: Selection, preset: str, cache_dir=None) -> list[str]:
+    """The capacity control per rate and method in words, or where the cache has none yet, the command that fills
+    it."""
+    if not (table.method == CAPACITY).any():
+        return [f"The dense network of each pruned size is not in the cache yet: press 'compute missing runs', or "
+                f"run pwoa-lab figure1 --dataset {sel.dataset} --preset {preset} --scope {sel.scope} --rates "
+                f"{','.join(f'{r:g}' for r in sel.rates)} --seeds {','.join(map(str, sel.seeds))} --control capacity"]
+    metric = "aa" if "aa" in table and table.aa.notna().any() else "pgd"
+    return [line.removeprefix("- ") for line in capacity_in_words(capacity_verdicts(table, metric, cache_dir), metric)]
 
 
 def claim_lines(table: pd.DataFrame, cache_dir=None) -> list[str]:

@@ -14,18 +14,21 @@ from pwoa_lab import defaults
 from pwoa_lab.core.data import DATASETS, check_n_per_class, dataset_info
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.core.intervals import Interval, decide, images_to_settle, seed_interval, settle_hint
+from pwoa_lab.experiments.capacity import capacity_configs, capacity_rows
 from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes
 from pwoa_lab.experiments.jobs import check_backend, check_workers
 from pwoa_lab.experiments.runs import resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import check_seeds, summarize, sweep
-from pwoa_lab.training.presets import eval_settings, fig3_defaults, preset_config
-from pwoa_lab.training.registry import TEACHER, method_order, method_with_role
+from pwoa_lab.training.presets import capacity_overrides, eval_settings, fig3_defaults, preset_config
+from pwoa_lab.training.registry import CAPACITY, TEACHER, method_order, method_with_role
 from pwoa_lab.utils import check_rate, get_device
 
 FIG1_COLUMNS = ["dataset", "method", "rate", "seed", "natural", "fgsm", "pgd", "aa", "aa_points", "sparsity",
                 "selected_epoch", "last_epoch", "natural_last", "pgd_last", "train_seconds", "eval_seconds", "cached",
                 "device", "cpu", "torch", "threads", "key"]
 SUMMARY_METRICS = ("natural", "fgsm", "pgd", "aa", "natural_last", "pgd_last")
+CONTROLS = (None, "capacity")  # the reference rows figure1 can add beside the teacher (see `figure1`'s control)
+CAPACITY_COLUMNS = ["weights", "target_weights", "scale"]
 
 
 def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 16),
@@ -34,7 +37,7 @@ def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 
             seeds: Sequence[int] | None = None, teacher: nn.Module | str | Path | None = None,
             settings: EvalSettings | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
             root=None, device=None, progress: bool = True, workers: int = 1, backend: str = "local",
-            address: str | None = None, **overrides: Any) -> pd.DataFrame:
+            address: str | None = None, control: str | None = None, **overrides: Any) -> pd.DataFrame:
     """Figure 1(b): natural / FGSM / PGD / AutoAttack accuracy (%) vs pruning rate, per method and seed.
 
     One row per (method, rate, seed) plus the unpruned teacher (method "teacher", rate 1, evaluated once): a
@@ -43,14 +46,21 @@ def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 
     the per-point worst case of PGD and AutoAttack (`evaluation`); `natural_last` / `pgd_last` are the final
     epoch's model when checkpoint selection (`select`) kept another epoch. `overrides` go into every run config
     (e.g. scope="reference"). `workers` > 1 runs that many prune runs at once in separate processes, `backend="ray"`
-    on a Ray cluster (same results; see `pwoa_lab.experiments.jobs`).
+    on a Ray cluster (same results; see `pwoa_lab.experiments.jobs`). `control="capacity"` adds, per rate and
+    seed, a dense network of the pruned network's size trained with the teacher's recipe (method "capacity";
+    `pwoa_lab.experiments.capacity`).
     """
     rates = [check_rate(r) for r in rates]
     seeds = check_seeds([seed] if seeds is None else seeds)
+    if control not in CONTROLS:
+        raise ValueError(f"unknown control {control!r}; valid: {', '.join(c for c in CONTROLS if c)} (or none)")
     settings = settings or eval_settings(dataset, preset)
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
     eps = preset_config(dataset, preset, **overrides).eps
+    scope = preset_config(dataset, preset, **overrides).scope if "scope" in overrides else "all"
+    if control:  # every width and the teacher's recipe checked before any run starts
+        capacity_configs(teacher, dataset, rates, seeds, scope, capacity_overrides(dataset, preset))
     workers = check_workers(workers)
     teacher_args = (dataset, eps, settings, cache_dir, use_cache, root, str(device))
     local = check_backend(backend) == "local"
@@ -62,7 +72,13 @@ def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 
                    errors="raise", extra_jobs=extra, **overrides)
     teacher_result = result.extras[0] if local else teacher_row(teacher, *teacher_args)
     df = pd.DataFrame([teacher_result] + result.runs.to_dict("records"))
-    return df[[c for c in FIG1_COLUMNS if c in df.columns]]
+    columns = FIG1_COLUMNS
+    if control:
+        extra = capacity_rows(teacher, dataset, rates, seeds, settings, scope, capacity_overrides(dataset, preset),
+                              cache_dir, use_cache, root, workers, backend, address, progress)
+        df = pd.concat([df, extra], ignore_index=True)
+        columns = FIG1_COLUMNS[:-1] + CAPACITY_COLUMNS + FIG1_COLUMNS[-1:]
+    return df[[c for c in columns if c in df.columns]]
 
 
 def seed_summary(df: pd.DataFrame, metrics: Sequence[str] = SUMMARY_METRICS,
@@ -121,7 +137,7 @@ def phenomenon(df: pd.DataFrame, metric: str = "pgd", rates: Sequence[float] | N
     test_size = dataset_info(dataset).n_test if dataset in DATASETS else None
     out = []
     for rate in rates:
-        sel = df[df.rate == rate]
+        sel = df[(df.rate == rate) & (df.method != CAPACITY)]  # the pruned networks (the control is dense)
         row = {"rate": float(rate), "sparsity": float(sel.sparsity.mean()), TEACHER: teacher}
         for method in (control, baseline, proposed):
             row[method] = float(sel.loc[sel.method == method, metric].mean()) if (sel.method == method).any() \

@@ -34,11 +34,12 @@ from pwoa_lab.core.intervals import Interval, accuracy_interval
 from pwoa_lab.experiments.budgets import (BUDGET_KEYS, DEFAULT_EPOCH_FACTORS, DEFAULT_LR_FACTORS,  # noqa: F401
                                           EPOCH_LIMITS, LR_LIMITS, budget_grid, budget_label, edge_extensions,
                                           parse_budgets, tune_budgets, validation_table)
+from pwoa_lab.experiments.capacity import capacity_configs, capacity_rows
 from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes, run_outcomes
 from pwoa_lab.experiments.runs import cached_prune_row, resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import sweep
-from pwoa_lab.training.presets import eval_settings, preset_config
-from pwoa_lab.training.registry import TEACHER, method_order, method_spec, method_with_role
+from pwoa_lab.training.presets import capacity_overrides, eval_settings, preset_config
+from pwoa_lab.training.registry import CAPACITY, TEACHER, method_order, method_spec, method_with_role
 from pwoa_lab.utils import check_rate, get_device
 
 def grid_points(methods: Sequence[str], rates: Sequence[float], lr_factors: Sequence[float],
@@ -136,6 +137,7 @@ class FrontierResult:
     robust_metric: str
     teacher: dict[str, Any]
     extensions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EXTENSION_COLUMNS))
+    capacity: pd.DataFrame = field(default_factory=pd.DataFrame)  # the capacity control's runs (control="capacity")
 
 
 EXTENSION_COLUMNS = ["method", "rate", "axis", "factor", "why"]
@@ -147,20 +149,26 @@ def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
              preset: str = defaults.PRESET, compare: tuple[str, str] = defaults.COMPARE,
              teacher: nn.Module | str | Path | None = None, settings: EvalSettings | None = None,
              cache_dir: str | Path | None = None, root=None, device=None, workers: int = 1, backend: str = "local",
-             address: str | None = None, progress: bool = True, extend: bool = True, **fixed: Any
-             ) -> FrontierResult:
+             address: str | None = None, progress: bool = True, extend: bool = True, control: str | None = None,
+             **fixed: Any) -> FrontierResult:
     """Every method x rate x budget x seed as a cached run (a `sweep`), the one-shot control and the teacher, and
     the fronts and verdicts. Robust accuracy is the per-point worst case of PGD and AutoAttack (`aa`) where the
     evaluation runs AutoAttack, else PGD. With `extend`, a (method, rate) whose best validation point lies on an
     edge of its budget grid gets the next budget past that edge, until no best point is on an edge or a limit is
     reached (`edge_extensions`; `extensions` lists what was added). `fixed`: run-config fields of every run (e.g.
-    scope="hidden")."""
+    scope="hidden"). `control="capacity"`: per rate a dense network of the pruned size trained with the teacher's
+    recipe (`pwoa_lab.experiments.capacity`), one reference point per rate (kind "capacity")."""
     points = grid_points(methods, rates, lr_factors, epoch_factors)
     if not any(method_spec(p["method"]).trains for p in points):
         raise ValueError(f"frontier needs at least one method that trains; got {list(methods)}")
+    if control not in (None, "capacity"):
+        raise ValueError(f"unknown control {control!r}; valid: capacity (or none)")
     settings = settings or eval_settings(dataset, preset)
     dev = get_device(device)
     teacher = resolve_teacher(dataset, teacher, dev)  # loaded once, for the sweep and the teacher row
+    scope = preset_config(dataset, preset, **fixed).scope
+    if control:  # the teacher's recipe and every width checked before any run starts
+        capacity_configs(teacher, dataset, rates, seeds, scope, capacity_overrides(dataset, preset))
     notes: list[dict] = []
     while True:
         result = sweep(points, seeds, dataset, preset, teacher, settings, cache_dir, True, root, device, backend,
@@ -178,8 +186,24 @@ def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
     eps = preset_config(dataset, preset, **fixed).eps
     t_row = teacher_row(teacher, dataset, eps, settings, cache_dir, root=root, device=dev)
     table = front_table(result.runs, metric, t_row, cache_dir)
+    capacity = pd.DataFrame()
+    if control:
+        capacity = capacity_rows(teacher, dataset, rates, seeds, settings, scope, capacity_overrides(dataset, preset),
+                                 cache_dir, True, root, workers, backend, address, progress)
+        table = pd.concat([table, capacity_points(capacity, metric, cache_dir)], ignore_index=True)
     return FrontierResult(table, verdicts(table, result.runs, compare, cache_dir), result.runs, result.curves,
-                          metric, t_row, pd.DataFrame(notes, columns=EXTENSION_COLUMNS))
+                          metric, t_row, pd.DataFrame(notes, columns=EXTENSION_COLUMNS), capacity)
+
+
+def capacity_points(capacity: pd.DataFrame, metric: str, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """The capacity control as frontier reference points: per rate the mean over seeds of natural and `metric` with
+    their 95% intervals (kind "capacity", never on a front)."""
+    g = capacity.groupby(["rate", "method"], sort=True)
+    out = pd.DataFrame({"seeds": g.size(), "natural": g.natural.mean(), "natural_std": g.natural.std(ddof=1),
+                        "robust": g[metric].mean(), "robust_std": g[metric].std(ddof=1)}).reset_index()
+    out = add_intervals(out, capacity, ["rate", "method"], ["natural", metric], cache_dir, rename={metric: "robust"})
+    return out.assign(robust_metric=metric, lr_factor=math.nan, epoch_factor=math.nan, kind="capacity",
+                      on_front=False, point=[(CAPACITY, r) for r in out.rate])
 
 
 POINT_KEYS = ["rate", "method"] + BUDGET_KEYS
@@ -261,8 +285,8 @@ def figure1_tuned(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 
     picked = runs.merge(chosen[keys], on=keys) if trained else runs.iloc[:0]
     control = runs[runs.method.isin([m for m in methods if not method_spec(m).trains])]
     table = pd.concat([pd.DataFrame([{**fr.teacher, "lr_factor": float("nan"), "epoch_factor": float("nan")}]),
-                       control, picked], ignore_index=True)
-    table["budget"] = [budget_label(lr, ep) if m != TEACHER and method_spec(m).trains else "-"
+                       control, picked, fr.capacity], ignore_index=True)
+    table["budget"] = [budget_label(lr, ep) if m not in (TEACHER, CAPACITY) and method_spec(m).trains else "-"
                        for m, lr, ep in zip(table.method, table.lr_factor, table.epoch_factor)]
     return table
 

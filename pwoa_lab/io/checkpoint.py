@@ -125,6 +125,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"{path}: weights do not fit {meta['model']} for {meta['dataset']} ({first}); "
                               "the file was made for another architecture or is damaged") from err
     model.kit_name, model.kit_dataset = meta["model"], meta["dataset"]
+    # how a kit-trained teacher was trained (its TeacherConfig), for a control trained with the same recipe
+    model.kit_recipe = meta["config"] if meta.get("kind") == "teacher" and isinstance(meta.get("config"), dict) \
+        else None
     return model.to(device).eval(), meta
 
 

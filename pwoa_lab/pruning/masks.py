@@ -275,6 +275,13 @@ def network_sparsity(model: nn.Module) -> float:
     return 1.0 - sum(int(torch.count_nonzero(w)) for w in weights.values()) / total
 
 
+def rate_words(rate: float) -> str:
+    """A pruning rate both ways, as the literature writes it: ``rate_words(8) == "8x (87.5%)"``, the share of each
+    pruned layer's weights that are zero (a rate of 10, 20, 100 is 90%, 95%, 99% sparsity)."""
+    rate = check_rate(rate)
+    return f"{rate:g}x ({100 * (1 - 1 / rate):.3g}%)"
+
+
 def rate_label(rate: float, sparsity: float) -> str:
     """A label for tables and plots: the pruning rate and the network's real sparsity (in %).
 

@@ -2,7 +2,8 @@
 
 - `smoke`: seconds (tests, CI); `quick`: CPU minutes (the course); `paper`: the reference schedules (GPU hours).
 - A block holds `admm` (the ADMM pipeline: naive, kd, pwoa, advprune), `hydra` (HYDRA's schedule), `eval` (the
-  test-set evaluation of Figure 1) and `fig3` (the Figure 3 defaults). Values left out take the config
+  test-set evaluation of Figure 1), `fig3` (the Figure 3 defaults) and, optionally, `capacity` (what changes in
+  the teacher's recipe for the capacity control: the smoke preset's few batches). Values left out take the config
   classes' defaults (`pwoa_lab.training.methods`: short CPU schedules); the paper's schedules are the `paper`
   blocks.
 
@@ -31,6 +32,9 @@ _PAPER_CIFAR = dict(admm_epochs=50, admm_every=3, retrain_epochs=100, optimizer=
 _PAPER_HYDRA = dict(score_epochs=20, finetune_epochs=100)
 _PAPER_EVAL = EvalSettings(n=None, aa_n=1000, aa_version="standard")
 
+# the capacity control in smoke runs: the teacher's recipe cut to a few batches (other presets: the recipe itself)
+_SMOKE_CAPACITY = dict(epochs=1, n_per_class=20, val_n=100, val_pgd_steps=2, adv_steps=2)
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "digits": dict(
@@ -39,14 +43,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             hydra=dict(score_epochs=1, finetune_epochs=1, adv_steps=3, val_n=100, val_pgd_steps=5,
                        lr_schedule="constant"),
             eval=EvalSettings(n=100, aa_n=0),
-            fig3=dict(mix_ratios=QUICK_MIX_RATIOS, n_per_class=None, eval=EvalSettings(n=100, aa_n=0))),
+            fig3=dict(mix_ratios=QUICK_MIX_RATIOS, n_per_class=None, eval=EvalSettings(n=100, aa_n=0)),
+            capacity=_SMOKE_CAPACITY),
         "mnist": dict(
             admm=dict(admm_epochs=1, admm_every=1, retrain_epochs=1, n_per_class=50, val_n=100, val_pgd_steps=5,
                       lr_schedule="constant"),
             hydra=dict(score_epochs=1, finetune_epochs=1, adv_steps=3, n_per_class=50, val_n=100, val_pgd_steps=5,
                        lr_schedule="constant"),
             eval=EvalSettings(n=100, aa_n=0),
-            fig3=dict(mix_ratios=QUICK_MIX_RATIOS, n_per_class=None, eval=EvalSettings(n=100, aa_n=0))),
+            fig3=dict(mix_ratios=QUICK_MIX_RATIOS, n_per_class=None, eval=EvalSettings(n=100, aa_n=0)),
+            capacity=_SMOKE_CAPACITY),
         # the CIFAR path end to end in seconds: ResNet-18 / WRN, augmentation, SGD, HSIC over every block
         "cifar10": dict(
             admm=dict(admm_epochs=1, admm_every=1, retrain_epochs=1, n_per_class=10, batch_size=32, optimizer="sgd",
@@ -55,7 +61,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             hydra=dict(score_epochs=1, finetune_epochs=1, adv_steps=2, n_per_class=10, batch_size=32, val_n=50,
                        val_pgd_steps=2, lr_schedule="constant"),
             eval=EvalSettings(n=50, aa_n=0),
-            fig3=dict(mix_ratios=QUICK_MIX_RATIOS, n_per_class=None, eval=EvalSettings(n=50, aa_n=0))),
+            fig3=dict(mix_ratios=QUICK_MIX_RATIOS, n_per_class=None, eval=EvalSettings(n=50, aa_n=0)),
+            capacity=dict(_SMOKE_CAPACITY, n_per_class=10, batch_size=32, val_n=50)),
     },
     "quick": {
         "digits": dict(
@@ -128,7 +135,11 @@ def preset_block(dataset: str, preset: str) -> dict[str, Any]:
     check_choice(preset, PRESETS, "preset")
     dataset_info(dataset)
     if dataset not in PRESETS[preset]:
-        raise ValueError(f"preset {preset!r} has no schedule for {dataset!r}; it has: {', '.join(PRESETS[preset])}")
+        others = [name for name, blocks in PRESETS.items() if dataset in blocks]
+        raise ValueError(f"the {preset} preset has no schedules for the dataset {dataset!r} (it has "
+                         f"{', '.join(PRESETS[preset])}): pick one of those"
+                         + (f", or the preset {' or '.join(others)}, which has {dataset!r}" if others else "")
+                         + "; or give it schedules with pwoa_lab.training.presets.add_preset_block")
     return PRESETS[preset][dataset]
 
 
@@ -153,6 +164,12 @@ def preset_config(dataset: str, preset: str = defaults.PRESET, method: str = def
 def eval_settings(dataset: str, preset: str) -> EvalSettings:
     """How Figure 1 evaluates on the test split with this preset."""
     return preset_block(dataset, preset)["eval"]
+
+
+def capacity_overrides(dataset: str, preset: str) -> dict[str, Any]:
+    """What the preset changes in the teacher's recipe for the capacity control ({}: the recipe as it is; the smoke
+    preset: a few batches)."""
+    return dict(preset_block(dataset, preset).get("capacity", {}))
 
 
 def fig3_defaults(dataset: str, preset: str) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from typing import Callable
 
 ROLES = ("", "control", "baseline", "distillation", "proposed")
 TEACHER = "teacher"  # the method column of the dense teacher's rows (not a registered method)
+CAPACITY = "capacity"  # the method column of the capacity control: a dense network of the pruned size, trained
+#                        adversarially with the teacher's recipe (pwoa_lab.experiments.capacity)
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,8 @@ def method_with_role(role: str) -> str:
 
 
 def method_order() -> tuple[str, ...]:
-    """The order of rows in tables: the teacher first, then every method."""
-    return (TEACHER,) + method_names()
+    """The order of rows in tables: the teacher first, then every method, then the capacity control."""
+    return (TEACHER,) + method_names() + (CAPACITY,)
 
 
 def method_help() -> str:

@@ -113,7 +113,7 @@ def _spread(part: pd.DataFrame, column: str):
 def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, title: str | None = None, ax=None):
     """Natural (x) against robust (y) accuracy, one panel per rate: every budget of a method as a point with
     whiskers both ways (the 95% interval over seeds and test images where `points` has `_low` / `_high` columns,
-    else +-1 sd over seeds), its front (`on_front`) as a line, the one-shot control and the dense teacher
+    else +-1 sd over seeds), the points of its front (`on_front`) filled and joined by a line, the others hollow, the one-shot control and the dense teacher
     as reference markers.
 
     `points`: `frontier(...).points` (columns rate, method, kind, natural, natural_std, robust, robust_std,
@@ -126,9 +126,15 @@ def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, ti
     for ax_, rate in zip(axes, rates):
         for method, part in body[body.rate == rate].groupby("method", sort=False):
             style = _style(method)
-            ax_.errorbar(part.natural, part.robust, xerr=_spread(part, "natural"), yerr=_spread(part, "robust"),
-                         fmt=style.get("marker", "o"), color=style.get("color"), ms=5, capsize=2, alpha=0.8,
-                         label=style["label"] if part.kind.iloc[0] == "method" else style["label"] + " (control)")
+            label = style["label"] if part.kind.iloc[0] == "method" else style["label"] + " (control)"
+            # filled: on the method's front; hollow: another of its points is at least as good on both axes
+            for on_front, points in ((True, part[part.on_front]), (False, part[~part.on_front])):
+                if len(points):
+                    ax_.errorbar(points.natural, points.robust, xerr=_spread(points, "natural"),
+                                 yerr=_spread(points, "robust"), fmt=style.get("marker", "o"), color=style.get("color"),
+                                 mfc=style.get("color") if on_front or part.kind.iloc[0] != "method" else "white",
+                                 ms=5, capsize=2, alpha=0.8, label=label)
+                    label = None
             if part.kind.iloc[0] == "method":  # which budget each point is: lr factor (and epochs when not 1)
                 for row in part.itertuples():
                     text = f"{row.lr_factor:.2g}" + (f"/{row.epoch_factor:.2g}" if row.epoch_factor != 1 else "")
@@ -146,8 +152,8 @@ def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, ti
     has_iv = "robust_low" in points and points.robust_low.notna().any()
     axes[0].legend(fontsize=7, loc="best", title_fontsize=6,
                    title="whiskers: 95% interval over seeds and test images" if has_iv else "whiskers: sd over seeds")
-    return _finish(fig, ax is None, title or "natural vs robust accuracy over the fine-tuning budget\n(points "
-                   "labelled by their learning-rate factor[/epoch factor]; a method's front is its line)")
+    return _finish(fig, ax is None, title or "natural vs robust accuracy over the fine-tuning budget\n(labels: "
+                   "learning-rate factor[/epoch factor]; filled: on the method's front)")
 
 
 def plot_intervals(table: pd.DataFrame, label: str = "label", value: str = "estimate", low: str = "low",

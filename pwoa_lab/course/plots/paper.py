@@ -11,10 +11,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pwoa_lab.pruning.masks import rate_label
-from pwoa_lab.training.registry import TEACHER, method_order, method_spec, method_with_role
+from pwoa_lab.pruning.masks import rate_words
+from pwoa_lab.training.registry import CAPACITY, TEACHER, method_order, method_spec, method_with_role
 
 TEACHER_STYLE = dict(color="black", label="dense robust teacher")
+CAPACITY_STYLE = dict(color="tab:brown", marker="s", ls=":", label="dense, same size, adversarially trained")
 
 
 class _MethodStyles(Mapping):
@@ -23,6 +24,8 @@ class _MethodStyles(Mapping):
     def __getitem__(self, method: str) -> dict:
         if method == TEACHER:
             return dict(TEACHER_STYLE)
+        if method == CAPACITY:
+            return dict(CAPACITY_STYLE)
         try:
             return method_spec(method).style()
         except ValueError:
@@ -70,15 +73,18 @@ def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "
     `df`: a Figure-1 table with one row per (method, rate, seed). With `summary` (`figures.seed_summary(df)`, whose
     `m_low` / `m_high` columns hold 95% intervals over seeds and test images) each method's mean carries its
     interval as whiskers and the teacher its interval as a band; without it, +-1 standard deviation over seeds
-    (seaborn). The x labels give each rate with the network's real sparsity beside it."""
+    (seaborn). The x labels give each rate both ways (8x = 87.5% of each pruned layer's weights zero) and the
+    network's real sparsity below it. The capacity control (method "capacity"), where the table has it, is its own
+    dotted line."""
     import seaborn as sns
     metrics = [m for m in metrics if m in df.columns and df[m].notna().any()]
     fig, axes = _axes(ax, len(metrics), (4.2 * len(metrics), 3.8))
     pruned = df[df.method != TEACHER]
     teacher = df[df.method == TEACHER]
     rates = sorted(pruned.rate.unique())
-    labels = [rate_label(r, float(pruned.loc[pruned.rate == r, "sparsity"].mean())).replace(" (", "\n(")
-              for r in rates]
+    sparse = pruned[pruned.method != CAPACITY]  # the control is dense: the label gives the pruned networks' sparsity
+    labels = [rate_words(r).replace(" (", "\n").rstrip(")")
+              + f"\nnet {100 * float(sparse.loc[sparse.rate == r, 'sparsity'].mean()):.1f}%" for r in rates]
     whiskers = "sd over seeds"
     for ax_, metric in zip(axes, metrics):
         has_iv = summary is not None and f"{metric}_low" in summary and summary[f"{metric}_low"].notna().any()
@@ -91,10 +97,11 @@ def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "
                 yerr = [(s[metric] - s[f"{metric}_low"]).clip(lower=0).fillna(0),
                         (s[f"{metric}_high"] - s[metric]).clip(lower=0).fillna(0)]
                 ax_.errorbar(s.rate, s[metric], yerr=yerr, color=style.get("color"), marker=style.get("marker"),
-                             capsize=3, label=style["label"], ms=5)
+                             ls=style.get("ls", "-"), capsize=3, label=style["label"], ms=5)
             else:
                 sns.lineplot(data=part, x="rate", y=metric, errorbar="sd", err_style="bars", color=style.get("color"),
-                             marker=style.get("marker"), label=style["label"], ax=ax_, legend=False)
+                             marker=style.get("marker"), linestyle=style.get("ls", "-"), label=style["label"], ax=ax_,
+                             legend=False)
         if len(teacher):
             ax_.axhline(float(teacher[metric].iloc[0]), ls="--", **_style(TEACHER))
             t = summary[summary.method == TEACHER] if has_iv else None
@@ -102,7 +109,7 @@ def plot_figure1(df: pd.DataFrame, metrics: Sequence[str] = ("natural", "pgd", "
                 ax_.axhspan(float(t[f"{metric}_low"].iloc[0]), float(t[f"{metric}_high"].iloc[0]),
                             color=_style(TEACHER).get("color", "black"), alpha=0.08, lw=0)
         ax_.set_xscale("log", base=2)
-        ax_.set_xticks(rates, labels, fontsize=7)
+        ax_.set_xticks(rates, labels, fontsize=6)
         ax_.minorticks_off()
         ax_.set_xlabel("pruning rate (network sparsity)")
         ax_.set_ylabel(METRIC_LABEL.get(metric, metric))

@@ -29,6 +29,7 @@ class TeacherConfig(RunConfig):
     val_n: int = 1000
     val_pgd_steps: int = 20
     model: str | None = None           # None: the dataset's default model
+    scale: float = 1.0                 # every hidden width of the model times this (the capacity control: narrower)
     method: str = "pgd"
     epochs: int = 10
     lr: float = 1e-3
@@ -43,6 +44,8 @@ class TeacherConfig(RunConfig):
         self.check()
         check_choice(self.method, AT_METHODS, "training method")
         check_choice(self.lr_schedule, ("constant", "cosine"), "lr schedule")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < self.scale <= 1:
+            raise ValueError(f"scale (the width multiplier of the model) must lie in (0, 1]; got {self.scale!r}")
         best = "best_val_natural" if self.method == "none" else "best_val_pgd"
         mix = self.resolved_mix(0.0 if self.method == "none" else 1.0)
         if self.method == "none" and mix > 0:
@@ -55,7 +58,7 @@ class TeacherConfig(RunConfig):
         return [Phase("train", self.epochs, self.lr, self.lr_schedule, schedule_per_batch=True)]
 
     def make_student(self, teacher: nn.Module | None) -> nn.Module:
-        return build_model(self.model, self.dataset)
+        return build_model(self.model, self.dataset, scale=self.scale)
 
     def make_method(self, teacher, student: nn.Module, train: TensorData) -> "AdversarialTraining":
         return AdversarialTraining(self, -(-len(train) // self.batch_size))
