@@ -18,7 +18,9 @@ seed imports it from here.
 - `AA_VERSION`: the AutoAttack version of an evaluation that names none ("fast": APGD-CE + APGD-T over 3 target
   classes; "standard" is the full AutoAttack to report in papers); `core.evaluation.EvalSettings` and the teacher
   import read it, and every cached result was computed with it.
-- `smoke_mode()`: whether PWOA_SMOKE asks for the smoke preset (the tests, CI and the notebooks' smoke runs).
+- `smoke_mode()`: whether PWOA_SMOKE asks for the smoke preset (the tests, CI and the notebooks' smoke runs);
+  `SMOKE_PRESET`, and `smoke_note(preset)`: what every table, plot and verdict of that preset says (its numbers are
+  a check that the kit runs, not a result).
 """
 from __future__ import annotations
 
@@ -37,8 +39,15 @@ SEED = 1234
 RUN_THREADS = 1
 MIN_KEPT_WEIGHTS = 10
 AA_VERSION = "fast"
+SMOKE_PRESET = "smoke"
+SMOKE_NOTE = "smoke check (a few batches), not a result"
 
 
 def smoke_mode() -> bool:
     """True when PWOA_SMOKE is 1, true or yes (any case): the notebooks and the explorer then use the smoke preset."""
     return os.environ.get("PWOA_SMOKE", "").strip().lower() in ("1", "true", "yes")
+
+
+def smoke_note(preset: str) -> str:
+    """`SMOKE_NOTE` for the smoke preset, else ""."""
+    return SMOKE_NOTE if preset == SMOKE_PRESET else ""

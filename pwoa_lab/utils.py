@@ -5,18 +5,22 @@ are set, `get_device` picks cuda, then mps, then cpu, `torch_threads` fixes the 
 and the `check_*` functions give the error messages users see for bad input. Files: `atomic_write` (no
 half-written file), `reserve_paths` (one free suffix for a set of output files, taken atomically),
 `check_writable_folder` (an output folder checked before any work) and `load_error_words` (why a torch file
-cannot be read, in the kit's words).
+cannot be read, in the kit's words). `Registry` is the one table of named entries (datasets, methods) that knows
+which module registered each, and `code_digest` the one fingerprint of a user's code (what the run store keys a
+user's dataset or method by).
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import hashlib
+import inspect
 import json
 import math
 import os
 import pickle
 import random
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -307,3 +311,55 @@ def forked_rng():
     restored on exit: a side computation (validation, evaluation) never shifts the main run's random stream."""
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     return torch.random.fork_rng(devices=devices)
+
+
+# ----------------------------------------------------------------------------------------------- registries
+
+class Registry(dict):
+    """Named entries (the datasets, the methods) and the module that registered each: the kit's own (a module of
+    `pwoa_lab`) or a user's ("__main__" for a notebook or script)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self._module: dict[str, str] = {}
+
+    def add(self, name: str, entry: Any, replace: bool = False, depth: int = 2) -> Any:
+        """Register `entry` under `name`; the module that called the public register function `depth` frames up
+        is recorded. A name already registered is an error unless `replace=True`."""
+        if name in self and not replace:
+            raise ValueError(f"{self.kind} {name!r} is already registered; pass replace=True to redefine it")
+        self[name] = entry
+        self._module[name] = sys._getframe(depth).f_globals.get("__name__", "__main__")
+        return entry
+
+    def remove(self, name: str) -> None:
+        self.pop(name, None)
+        self._module.pop(name, None)
+
+    def user_module(self, name: str) -> str | None:
+        """The module that registered `name` from outside the kit, None for the kit's own entries."""
+        module = self._module.get(name, "__main__")
+        return None if module.split(".")[0] == "pwoa_lab" else module
+
+
+def code_text(obj: Any) -> str:
+    """The source of a function or class (a functools.partial: of its function), its bytecode and constants where
+    no source is kept (defined by exec), else its repr: what a fingerprint of a user's code reads."""
+    obj = getattr(obj, "func", obj)
+    if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
+        return repr(obj)
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        return repr((code.co_code, code.co_consts)) if code is not None else repr(obj)
+
+
+def code_digest(parts: dict[str, Any]) -> str:
+    """A short fingerprint (16 hex digits) of named parts, each read with `code_text`: a user's dataset or method
+    whose code changed gets another one, so the run store computes its runs again instead of serving stale ones."""
+    digest = hashlib.sha256()
+    for name, part in parts.items():
+        digest.update(f"{name}={code_text(part)}\n".encode())
+    return digest.hexdigest()[:16]

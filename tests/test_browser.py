@@ -8,10 +8,17 @@ the plot change (a cached setting), then pick method kd (a setting that trains a
 and check for its plot. Screenshots of the widget (before, after, after_kd) go to test-artifacts/browser/;
 on a failure, the whole page, its HTML and the server log go there too.
 
+The predict-then-see case (`test_predict_then_see_widget_in_jupyterlab`) writes a two-cell notebook into the same
+server's root (a prediction widget from pwoa_lab.course.predict, then its reveal), runs it all (the reveal says
+"No guess locked in"), types a guess, presses "lock in my guess", checks that the inputs are disabled, runs the
+reveal cell again and checks its sentence. Screenshots predict_widget_headless, _locked and _revealed.
+
 The explorer case (`test_explorer_rate_change_in_voila`) starts `voila notebooks/explorer.ipynb --no-browser`
-(smoke mode, fresh result cache, free port), opens the app, waits for its first Figure 1 (the app trains its
-four smoke runs), unticks the 16x rate and checks that the Figure 1 image changes (read from the cache) and that
-no code is shown. Screenshots of the whole page (explorer_before, explorer_after) go to test-artifacts/browser/.
+(smoke mode, fresh result cache, free port), opens the app (nothing trained: the button offers the four smoke
+runs), presses compute and, while the second run computes, stop: the status says how many runs were kept and the
+button offers the rest; compute again, wait for the full Figure 1, untick the 16x rate and check that the Figure 1
+image changes (read from the cache) and that no code is shown. Screenshots of the whole page (explorer_offer,
+_computing, _stopped, _before, _after) go to test-artifacts/browser/.
 
 The room case (`test_explorer_in_a_room_caps_runs_shows_live_progress_and_culls_closed_pages`) serves the explorer
 as `make explorer HOST=0.0.0.0` does (shared: auto-compute off), with a cap of 1 run a request and a 30 s cull
@@ -241,6 +248,84 @@ def test_prune_rate_widget_in_jupyterlab(lab):
     print(f"[browser] total {time.monotonic() - t0:.0f} s")
 
 
+# ------------------------------------------------------------------------------------------ predict, then see
+
+PREDICT_QUESTION = "One-shot pruning at 8x: what PGD accuracy (%) does the pruned model keep?"
+
+
+def _predict_notebook(tmp_path: Path, root: Path) -> Path:
+    """A two-cell notebook in the server's root: a prediction widget, then the reveal of a fixed measured value."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[
+        new_code_cell("from pwoa_lab.course.predict import predict, reveal\n"
+                      f"guess = predict({PREDICT_QUESTION!r}, key='browser')"),
+        new_code_cell("reveal(guess, 30.0, 25.0, 35.0, meaning='The dense teacher keeps 34.0% on the same images.')"),
+    ])
+    src = tmp_path / "predict_then_see.ipynb"
+    nbformat.write(nb, src)
+    return prepare_notebook(src, root)
+
+
+def test_predict_then_see_widget_in_jupyterlab(lab, tmp_path):
+    from playwright.sync_api import expect
+
+    shots = _fresh_shots("predict_widget", ("headless", "locked", "revealed"))
+    notebook = _predict_notebook(tmp_path, lab.root)
+    t0 = time.monotonic()
+    with _chromium_page({"width": 1400, "height": 1000}) as (page, console):
+        try:
+            page.goto(lab.page_url(notebook.name), timeout=PAGE_LOAD_MS, wait_until="domcontentloaded")
+            expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=PAGE_LOAD_MS)
+            expect(page.locator("#jp-main-statusbar .jp-StatusBar-Item")
+                   .filter(has_text=re.compile(r"\|\s*Idle"))).to_have_count(1, timeout=KERNEL_IDLE_MS)
+            print(f"[browser] kernel idle after {time.monotonic() - t0:.0f} s")
+
+            # Run All: nobody has pressed the button yet, so the reveal says so (what a headless run shows)
+            _run_all(page)
+            widget = page.locator(".pwoa-predict")
+            reveal_out = page.locator(".jp-CodeCell").nth(1).locator(".jp-OutputArea")
+            _wait_until("the prediction widget and the reveal", NOTEBOOK_RUN_S,
+                        lambda: widget.count() and "No guess locked in" in reveal_out.inner_text(), page)
+            expect(widget).to_contain_text(PREDICT_QUESTION)
+            expect(reveal_out).to_contain_text("No guess locked in: the measured value is 30.0% "
+                                               "(95% interval 25.0% to 35.0%).")
+            page.locator(".jp-NotebookPanel").screenshot(path=str(shots["headless"]))
+
+            # a guess typed into the number box reaches the slider (the link runs in the kernel), then lock it in
+            box = widget.locator(".widget-text input")
+            handle = widget.locator(".widget-slider .noUi-handle").first
+            button = widget.get_by_role("button", name=re.compile("lock in my guess"))
+            box.fill("33")
+            box.press("Enter")
+            _wait_until("the slider to follow the typed guess", 60,
+                        lambda: float(handle.get_attribute("aria-valuenow") or "nan") == 33.0, page)
+            button.click()
+            expect(box).to_be_disabled()
+            expect(widget.get_by_role("button", name=re.compile("guess locked in"))).to_be_disabled()
+            expect(widget.locator(".widget-slider .noUi-target")).to_have_attribute("disabled", "true")
+            expect(widget).to_contain_text("Locked in: 33.0%")
+            widget.screenshot(path=str(shots["locked"]))
+
+            # run the reveal cell again: now it compares the guess with the measured value
+            page.locator(".jp-CodeCell").nth(1).locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Shift+Enter")
+            _wait_until("the reveal of the locked-in guess", 120,
+                        lambda: "Your guess of 33.0%" in reveal_out.inner_text(), page)
+            expect(reveal_out).to_contain_text("Your guess of 33.0% is within the measurement's 95% interval "
+                                               "25.0% to 35.0%: the data cannot tell it apart from the measured 30.0%.")
+            expect(reveal_out.locator("img")).to_have_count(1)
+            assert not _cell_errors(page), _cell_errors(page)
+            page.locator(".jp-NotebookPanel").screenshot(path=str(shots["revealed"]))
+        except BaseException:
+            _report_failure(page, lab, "predict_widget", console, "jupyterlab")
+            raise
+    for name, p in shots.items():
+        print(f"[browser] screenshot {name}: {p}")
+    print(f"[browser] total {time.monotonic() - t0:.0f} s")
+
+
 # ----------------------------------------------------------------------------------------------- the explorer
 
 VOILA_ERROR_RE = re.compile(r"Traceback \(most recent call last\)|There was an error when executing cell|"
@@ -288,10 +373,11 @@ def _voila_wait(page, what: str, timeout_s: float, probe):
 def test_explorer_rate_change_in_voila(voila):
     from playwright.sync_api import expect
 
-    shots = _fresh_shots("explorer", ("offer", "before", "after"))
+    shots = _fresh_shots("explorer", ("offer", "computing", "stopped", "before", "after"))
     t0 = time.monotonic()
-    # tall enough for the whole app: Voila's page scrolls inside a container, which full_page does not see
-    with _chromium_page({"width": 1300, "height": 2400}) as (page, console):
+    # tall enough for the whole app down to the frontier's verdicts: Voila's page scrolls inside a container,
+    # which full_page does not see
+    with _chromium_page({"width": 1300, "height": 3600}) as (page, console):
         try:
             # Voila runs the notebook when the page is asked for; nothing trains before the button is pressed, and the
             # button says how many runs and about how long
@@ -300,17 +386,49 @@ def test_explorer_rate_change_in_voila(voila):
                                       lambda: _explorer_srcs(page))
             status = page.locator(".pwoa-explorer-status")
             button = page.locator(".pwoa-explorer-compute")
+            stop = page.locator(".pwoa-explorer-stop")
             expect(status).to_contain_text("0 of 4 runs shown")
+            expect(status).to_contain_text("smoke")
             expect(button).to_contain_text("compute 4 missing run(s): about")
+            expect(stop).to_be_hidden()
             page.screenshot(path=str(shots["offer"]), full_page=True)
+
+            # the runs compute in the background: the page stays live, and stop ends them at the next epoch
             button.click()
-            old_srcs = _voila_wait(page, "the explorer's first Figure 1", NOTEBOOK_RUN_S,
-                                   lambda: [s for s in _explorer_srcs(page) if s not in placeholder])
-            print(f"[browser] explorer: first Figure 1 after {time.monotonic() - t0:.0f} s")
-            expect(status).to_contain_text("4 of 4 runs shown")
+            expect(stop).to_be_visible()
+            expect(button).to_be_disabled()
+            _voila_wait(page, "the second run", NEW_PLOT_S, lambda: "(run 2 of 4" in status.inner_text())
+            page.screenshot(path=str(shots["computing"]), full_page=True)
+            stop.click()
+            stopped = _voila_wait(page, "the stop", NEW_PLOT_S, lambda: re.search(
+                r"stopped: ([123]) of 4 runs computed and kept; press compute to go on", status.inner_text()))
+            kept = int(stopped.group(1))
+            print(f"[browser] explorer: stopped with {kept} of 4 runs kept after {time.monotonic() - t0:.0f} s")
+            expect(status).to_contain_text(f"{kept} of 4 runs shown")
+            expect(stop).to_be_hidden()
+            expect(button).to_be_enabled()
+            expect(button).to_contain_text(f"compute {4 - kept} missing run(s)")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(shots["stopped"]), full_page=True)
+
+            shown = _explorer_srcs(page)
+            button.click()
+            _voila_wait(page, "the rest of the runs", NOTEBOOK_RUN_S,
+                        lambda: "4 of 4 runs shown" in status.inner_text())
+            old_srcs = _voila_wait(page, "the explorer's full Figure 1", NEW_PLOT_S,
+                                   lambda: [s for s in _explorer_srcs(page) if s not in placeholder + shown])
+            print(f"[browser] explorer: full Figure 1 after {time.monotonic() - t0:.0f} s")
+            expect(status).to_contain_text(f"({4 - kept} computed now, {kept} read from the cache)")
             body = page.locator("body").inner_text()
             assert "explorer_app" not in body and "PWOA_SMOKE" not in body, "Voila shows the notebook's code"
             assert page.locator(".jp-InputArea-editor, .jp-CodeMirrorEditor").count() == 0, "code cells are shown"
+            assert "smoke check (a few batches), not a result" in body
+            # the frontier of the preset's own budget alone: said so, with the command that fills the grid
+            frontier = page.locator(".pwoa-explorer-frontier")
+            expect(frontier).to_contain_text("The cache holds only the preset's own fine-tuning budget")
+            expect(frontier).to_contain_text("pwoa-lab frontier --dataset digits --preset smoke --rates 4,16 "
+                                             "--scope hidden --seeds 0 --methods naive,pwoa")
+            expect(frontier.locator("li")).to_have_count(2)  # a verdict per rate
             page.screenshot(path=str(shots["before"]), full_page=True)
 
             box = page.locator(".pwoa-explorer-rates .widget-checkbox").filter(has_text="16x") \

@@ -89,7 +89,7 @@ def test_figure1_with_the_capacity_control_from_the_command_line(control_run, ca
     assert sorted(control.rate) == [4.0, 8.0] and control.seed.nunique() == 1
     assert ((control.weights / control.target_weights - 1).abs() <= TOLERANCE).all()
     assert control.pgd.between(0, 100).all() and not control.cached.any()
-    assert "The capacity control" in text and "4x (75%), pwoa (pgd):" in text
+    assert "The capacity control" in text and "At 4x (75%), pwoa keeps" in text
     # the same command again reads every run, the control's too, from the store
     assert main(args[:-1] + [str(out / "again")]) == 0
     again = pd.read_csv(out / "again" / "figure1_digits_smoke.csv")
@@ -102,5 +102,5 @@ def test_the_explorer_shows_the_control_from_the_cache(control_run, monkeypatch)
     sel = Selection("digits", ("naive", "pwoa"), (4.0, 8.0), "hidden", (defaults.SEED,), control=True)
     data = explorer_data(sel, "smoke", cache_dir=cache, compute=False)
     assert (data.table.method == "capacity").sum() == 2
-    assert any(line.startswith("4x (75%), pwoa") for line in data.verdicts)
+    assert any(line.startswith("At 4x (75%), pwoa keeps") for line in data.verdicts)
     assert not math.isnan(float(data.summary[data.summary.method == "capacity"].pgd.iloc[0]))

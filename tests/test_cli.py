@@ -159,11 +159,17 @@ def test_prune_importance_and_schedule_reach_the_run_and_weight_pruning_keeps_th
     teacher, _ = digits_teacher
     out = tmp_path / "w.pt"
     rc = main(["prune", "--checkpoint", "digits", "--method", "naive", "--rate", "4", "--preset", "smoke",
-               "--importance", "gradient", "--schedule", "iterative", "--n", "30", "--out", str(out)])
+               "--importance", "gradient", "--schedule", "iterative", "--lr-factor", "1/3", "--n", "30",
+               "--out", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0 and "structure weight (default), importance gradient, schedule iterative" in printed
     model, meta = load_checkpoint(out)
     config = meta["config"]
+    # the budget option made the frontier's point: every learning rate a third of the preset's
+    from pwoa_lab.training.presets import preset_config
+    preset = preset_config("digits", "smoke", method="naive", rate=4, importance="gradient", schedule="iterative")
+    lrs = {k: v / 3 for k, v in preset.resolved().to_dict().items() if k in ("lr_admm", "lr_retrain")}
+    assert lrs and {k: config[k] for k in lrs} == pytest.approx(lrs)
     assert (config["structure"], config["importance"], config["schedule"]) == ("weight", "gradient", "iterative")
     # the iterative schedule really ran: a gradual phase whose target sparsity grows, then retraining
     phases = [row["phase"] for row in meta["history"]]
@@ -320,8 +326,9 @@ def test_ctrl_c_prints_one_line_without_traceback_and_exits_130(monkeypatch, tmp
     monkeypatch.setenv("PWOA_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["figure1", "--preset", "smoke", "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err.strip()
-    assert err == (f"pwoa-lab figure1: interrupted; the finished runs are in the cache ({tmp_path / 'cache'}), with "
-                   "the last finished epoch of an unfinished one; run the same command again to resume")
+    assert err.startswith(f"pwoa-lab figure1: interrupted; 0 run(s) finished by this command are kept in the cache "
+                          f"({tmp_path / 'cache'}), with the last finished epoch of an unfinished one; run the same "
+                          "command again to resume")
     monkeypatch.setattr(prune, "run", interrupted)
     out = tmp_path / "p.pt"
     (tmp_path / "p.pt.state").write_bytes(b"a resume point")

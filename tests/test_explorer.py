@@ -2,20 +2,24 @@
 it is served to a room (pwoa_lab/course/serving.py, `make explorer`).
 
 Every test shares one temporary result cache (module scope): the first computes the smoke default selection
-(digits, naive and pwoa at 4x and 16x, seed 0: four runs of seconds), the others read it back. The real-browser
-case (Voila + headless Chromium) is in tests/test_browser.py.
+(digits, naive and pwoa at 4x and 16x, seed 0: four runs of seconds), the others read it back; the stop test
+computes the same selection in a cache of its own. The real-browser case (Voila + headless Chromium) is in
+tests/test_browser.py.
 """
 from __future__ import annotations
 
 import base64
+import gc
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import nbformat
 import pytest
 
@@ -43,7 +47,8 @@ def first_view(cache, teacher):
     calls, epochs = [], []
     view = ex.explore(sel, PRESET, teacher, cache_dir=cache, on_run=lambda i, n, run: calls.append((i, n, run)),
                       on_epoch=lambda done, of: epochs.append((done, of)))
-    return view, calls, epochs
+    yield view, calls, epochs
+    view.close()
 
 
 def _png(out) -> str:
@@ -83,7 +88,7 @@ def test_explore_computes_the_missing_runs_with_progress(first_view):
     # the claim per rate in words, decided by intervals (teacher, naive and PwoA are all shown)
     assert len(view.verdicts) == 2
     assert all(any(w in v for w in ("HOLDS", "FAILS", "INCONCLUSIVE")) for v in view.verdicts)
-    html = ex._table_output(view.summary, view.verdicts)["data"]["text/html"]
+    html = ex.table_output(view.summary, view.verdicts)["data"]["text/html"]
     assert "95% interval" in html and "<li>" in html
     assert set(view.histories.method) == {"naive", "pwoa"} and "val_pgd" in view.histories
     for name in ("figure1", "curves", "plane"):
@@ -118,6 +123,8 @@ def test_explore_reuses_the_cache_and_follows_the_rate_selection(first_view, cac
     assert "2 of 8 runs shown" in partial.message()
     # another scope is another setting
     assert len(ex.missing_runs(ex.Selection("digits", ("pwoa",), (4,), "all", (0,)), PRESET, teacher, cache)) == 1
+    for shown in (again, one_rate, partial):
+        shown.close()
 
 
 def test_app_redraws_on_a_rate_change_and_computes_on_request(first_view, cache):
@@ -146,8 +153,8 @@ def test_app_redraws_on_a_rate_change_and_computes_on_request(first_view, cache)
     assert "a guess" in app.compute_button.description
     progress = []
     app.progress.observe(lambda c: progress.append(c["new"]), names="value")
-    app.compute_button.click()
-    assert app.error is None, app.error
+    app.compute_button.click()  # computes in a background thread
+    assert app.wait(timeout=600) and app.error is None, app.error
     assert app.view.missing == [] and app.view.computed == [("naive", 8.0, 0), ("pwoa", 8.0, 0)]
     assert progress and progress[-1] == app.progress.max == 2 * ex.PROGRESS_STEPS and app.compute_button.disabled
     assert set(app.view.table.rate) == {1.0, 4.0, 8.0, 16.0}
@@ -175,7 +182,7 @@ def test_progress_moves_within_a_run_and_the_clock_ticks(first_view, cache):
     app.progress.observe(lambda c: seen.append((threading.current_thread().name, c["new"], None)), names="value")
     app.status.observe(lambda c: seen.append((threading.current_thread().name, None, c["new"])), names="value")
     app.compute_button.click()
-    assert app.error is None, app.error
+    assert app.wait(timeout=600) and app.error is None, app.error
     assert app.view.computed == [("naive", 2.0, 0), ("pwoa", 2.0, 0)]
     values = [v for _, v, _ in seen if v is not None]
     # the bar moves with the epochs: it is part-filled before the first run ends, never goes back, ends full
@@ -189,6 +196,70 @@ def test_progress_moves_within_a_run_and_the_clock_ticks(first_view, cache):
     assert app.progress.layout.visibility == "hidden" and "2 computed now" in app.status.value
     time.sleep(1.5)  # the clock stopped with the runs: the final status stays
     assert "computing" not in app.status.value
+
+
+def test_stop_keeps_the_finished_runs_and_compute_goes_on(tmp_path, teacher):
+    """The button computes in a background thread: the app takes calls meanwhile, "stop" ends the computation at
+    the next run start (or epoch), the finished run stays in the cache, and pressing compute again computes only
+    the rest. A cache of its own: four missing runs."""
+    app = ex.explorer_app(PRESET, cache_dir=tmp_path)
+    sel = app.selection().checked()
+    runs = sel.runs()
+    assert app.view.missing == runs and not app.compute_button.disabled
+    while_busy = {}
+
+    def stop_at_the_second_run(change):  # called in the compute thread as run 2 of 4 starts
+        if change["new"] == "run 2/4" and not while_busy:
+            while_busy.update(controls_disabled=all(c.disabled for c in app._controls),
+                              button=app.compute_button.disabled, stop_shown=app.stop_button.layout.display != "none",
+                              second_start=app.start_compute(), second_refresh=app.refresh(compute=True))
+            app.stop()
+    app.progress.observe(stop_at_the_second_run, names="description")
+    assert app.start_compute()
+    assert app.computing and app.stop_button.layout.display != "none"  # the call returned while runs compute
+    assert app.wait(timeout=600) and not app.computing and app.error is None, app.error
+    # one computation at a time: controls and button disabled, and neither a second start nor a refresh ran
+    assert while_busy == dict(controls_disabled=True, button=True, stop_shown=True, second_start=False,
+                              second_refresh=None)
+    assert app.view.stopped == 4 and app.view.computed == runs[:1]
+    assert ex.missing_runs(sel, PRESET, teacher, tmp_path) == runs[1:]  # the first run is kept, nothing else
+    assert "stopped: 1 of 4 runs computed and kept; press compute to go on" in app.status.value
+    assert app.view.missing == runs[1:] and "1 of 4 runs shown" in app.status.value
+    assert app.stop_button.layout.display == "none" and not any(c.disabled for c in app._controls)
+    assert not app.compute_button.disabled and "compute 3 missing run(s)" in app.compute_button.description
+
+    # within a run: a stop after the first epoch drops that run (it is not stored half-trained)
+    epochs = []
+    with pytest.raises(ex.ComputeStopped) as stopped:
+        ex.compute_missing(sel, PRESET, teacher, tmp_path, on_epoch=lambda done, of: epochs.append(done),
+                           should_stop=lambda: bool(epochs))
+    assert epochs == [1] and stopped.value.computed == [] and stopped.value.runs == runs[1:]
+    assert ex.missing_runs(sel, PRESET, teacher, tmp_path) == runs[1:]
+
+    app.progress.unobserve(stop_at_the_second_run, names="description")
+    app.compute_button.click()
+    assert app.wait(timeout=600) and app.error is None, app.error
+    assert app.view.computed == runs[1:] and app.view.missing == [] and app.view.stopped is None
+    assert "4 of 4 runs shown (3 computed now, 1 read from the cache)" in app.status.value
+
+
+def test_the_tick_box_computes_in_the_background_and_a_change_meanwhile_waits(first_view, cache):
+    """With "compute missing runs at once" a change computes in the background too; a change that arrives while it
+    runs (code, a stale page: the controls are disabled) starts nothing, and the view follows it at the end."""
+    app = ex.explorer_app(PRESET, cache_dir=cache, auto_compute=True)
+    writers, jobs = [], []
+
+    def change_meanwhile(_change):
+        writers.append(threading.current_thread())
+        if len(writers) == 1:
+            app.rates[16.0].value = True
+            jobs.append(app._job)
+    app.status.observe(change_meanwhile, names="value")
+    app.rates[16.0].value = False  # 4x alone: in the cache, nothing to train
+    assert app.wait(timeout=600) and app.error is None, app.error
+    # one background computation wrote every status: the change meanwhile started no other
+    assert set(writers) == set(jobs) == {app._job} and app._job.name == "pwoa-explorer-compute"
+    assert app.updates == 3 and app.view.selection.rates == (4.0, 16.0) and app.view.computed == []
 
 
 def test_a_shared_server_computes_on_request_only_and_caps_the_runs(first_view, cache, teacher, monkeypatch):
@@ -306,33 +377,105 @@ def test_notebook_runs_in_smoke_mode(first_view, cache, monkeypatch):
 
 
 def test_the_frontier_view_reads_the_budget_grid_from_the_cache(first_view, cache, teacher):
-    """The explorer's frontier is what `pwoa-lab frontier` put in the cache: nothing is trained for it; an empty
-    cache gives the command that fills it."""
-    from pwoa_lab.experiments.frontier import cached_frontier, cached_frontier_result, frontier
+    """The explorer's frontier is what `pwoa-lab frontier` put in the cache: nothing is trained for it. An empty
+    cache gives the command that fills it; the preset's own budget alone is said to be no fair comparison yet, with
+    that command; the grid gives the fronts, the teacher as a star and the verdicts under the plot."""
+    from pwoa_lab.experiments.frontier import cached_frontier_result, frontier
     sel = ex.Selection("digits", ("naive", "pwoa"), (4,), "hidden", (0,))
+    command = ("pwoa-lab frontier --dataset digits --preset smoke --rates 4 --scope hidden --seeds 0 "
+               "--methods naive,pwoa")
+    assert ex_data.frontier_command(sel, PRESET) == command
     nowhere = ex.Selection("digits", ("naive", "pwoa"), (32,), "hidden", (0,))  # no other test computes 32x
     assert cached_frontier_result("digits", [32], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
                                   scope="hidden") is None
     empty = ex.frontier_plot(nowhere, PRESET, None)
     assert not empty.axes[0].axison
-    assert "pwoa-lab frontier --dataset digits --preset smoke --scope hidden --rates 32" in \
+    assert ex_data.frontier_command(nowhere, PRESET).replace(" --scope", "\n--scope") in \
         empty.axes[0].texts[0].get_text()
+
+    def star(fig):  # the teacher's marker at its natural / robust accuracy
+        return [tuple(line.get_xydata()[0]) for line in fig.axes[0].lines if line.get_marker() == "*"]
+
     # the default selection's runs are the preset's budget (lr x1) of the frontier: one point per method
-    before = cached_frontier("digits", [4], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
-                             scope="hidden")
-    assert sorted(before[before.kind == "method"].lr_factor) == [1.0, 1.0]
+    one_budget = ex.explore(sel, PRESET, teacher, cache_dir=cache, compute=False)
+    teacher_row = one_budget.table[one_budget.table.method == "teacher"].iloc[0]
+    assert star(one_budget.figures["frontier"]) == [(teacher_row.natural, teacher_row.pgd)]
+    assert one_budget.frontier_note and command in one_budget.frontier_note
+    title = one_budget.figures["frontier"].get_suptitle()
+    assert "preset's own budget only" in title and "over the fine-tuning budget" not in title
+    cells = ex.frontier_outputs(one_budget, "frontier")
+    assert [c["data"]["text/plain"] for c in cells[1:2]] == [one_budget.frontier_note]
+    assert "at the preset's budget alone" in cells[-1]["data"]["text/plain"]
+    one_budget.close()
+
     frontier("digits", rates=[4], methods=["naive", "pwoa"], lr_factors=[0.1, 1], seeds=[0], preset=PRESET,
              teacher=teacher, cache_dir=cache, progress=False, scope="hidden", extend=False)
-    after = cached_frontier("digits", [4], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
-                            scope="hidden")
-    assert sorted(after[after.kind == "method"].lr_factor) == [0.1, 0.1, 1.0, 1.0]
-    fr = cached_frontier_result("digits", [4], ["naive", "pwoa"], [0], PRESET, teacher=teacher, cache_dir=cache,
-                                scope="hidden")
-    fig = ex.frontier_plot(sel, PRESET, fr)
-    assert fig.axes[0].axison and len(fig.axes[0].containers) == 3  # naive, pwoa, the one-shot control
-    # the view prints the front comparison in words, decided by intervals
-    assert fr.verdicts.verdict.iloc[0] in ("pwoa dominates", "naive dominates", "cross", "inconclusive")
-    assert fr.points[["natural_low", "robust_low"]].notna().all().all()
+    grid = ex.explore(sel, PRESET, teacher, cache_dir=cache, compute=False)
+    points = grid.frontier.points
+    assert sorted(points[points.kind == "method"].lr_factor) == [0.1, 0.1, 1.0, 1.0]
+    assert grid.frontier_note is None
+    fig = grid.figures["frontier"]
+    assert fig.axes[0].axison and star(fig) == [(teacher_row.natural, teacher_row.pgd)]
+    assert "over the fine-tuning budget" in fig.get_suptitle() and "front: the points of a method" in \
+        fig.get_suptitle()
+    # the view prints the front comparison in words under the plot, decided by intervals
+    assert grid.frontier.verdicts.verdict.iloc[0] in ("pwoa dominates", "naive dominates", "cross", "inconclusive")
+    assert points[["natural_low", "robust_low"]].notna().all().all()
+    cells = ex.frontier_outputs(grid, "frontier")
+    assert "image/png" in cells[0]["data"] and len(cells) == 2
+    assert cells[1]["data"]["text/plain"].splitlines()[1:] == grid.frontier_verdicts == [
+        f"4x: {v.verdict}. {v.text}" for v in grid.frontier.verdicts.itertuples()]
+    grid.close()
+
+
+def test_smoke_views_say_they_are_no_result_and_tables_drop_empty_columns(first_view, cache):
+    app = ex.explorer_app(PRESET, cache_dir=cache)
+    view = app.view
+    note = ex.smoke_note(PRESET)
+    assert note == "smoke check (a few batches), not a result" and ex.smoke_note("quick") == ""
+    for name, fig in first_view[0].figures.items():
+        assert note in fig.get_suptitle(), name
+    assert note in app.table_heading.value and note in app.frontier_heading.value
+    table = app.outputs["table"].outputs[0]["data"]["text/plain"]
+    assert f"The paper's claim per rate ({note}; " in table
+    assert note in app.outputs["frontier"].outputs[-1]["data"]["text/plain"]  # the frontier's verdicts
+    # a column empty in every row is left out (smoke runs skip AutoAttack: no aa column), in HTML and in text
+    assert view.summary.aa.isna().all()
+    cell = ex.table_output(view.summary.assign(sparsity=float("nan")), view.verdicts, note)["data"]
+    header = cell["text/plain"].splitlines()[0].split()
+    assert header == ["method", "rate", "seeds", "natural", "fgsm", "pgd"]
+    assert "<th>aa</th>" not in cell["text/html"] and "sparsity" not in cell["text/html"]
+    assert "sparsity %" in ex.table_output(view.summary)["data"]["text/plain"]
+
+
+def test_redrawing_keeps_memory_flat(first_view, cache):
+    """Every redraw closes the figures it drew and keeps nothing of the view before: changes of a control on
+    cached runs leave no figure open and no Python object behind (a kept view would leave tens of thousands).
+    100 changes, measured by hand, take minutes: fewer here."""
+    try:
+        from psutil import Process  # for the report only: RSS moves with the allocator, not with leaks alone
+        rss_mib = lambda: Process().memory_info().rss / 2**20  # noqa: E731
+    except ImportError:
+        rss_mib = lambda: float("nan")  # noqa: E731
+    app = ex.explorer_app(PRESET, cache_dir=cache)
+    box = app.rates[16.0]
+    for _ in range(2):  # warm up: imports, caches, the first PNG encoder
+        box.value = not box.value
+    gc.collect()
+    figures, objects, blocks = plt.get_fignums(), len(gc.get_objects()), sys.getallocatedblocks()
+    rss = rss_mib()
+    for _ in range(CHANGES):  # an even number: the same selection at the end as at the start
+        box.value = not box.value
+    gc.collect()
+    assert app.error is None and app.view.missing == [] and app.updates == CHANGES + 3
+    assert plt.get_fignums() == figures
+    grown = (len(gc.get_objects()) - objects, sys.getallocatedblocks() - blocks, rss_mib() - rss)
+    print(f"[memory] {CHANGES} redraws: {grown[0]} more objects, {grown[1]} more memory blocks, RSS "
+          f"{rss:.0f} MiB + {grown[2]:.1f} MiB")
+    assert grown[0] < 1000 and grown[1] < 5000, grown
+
+
+CHANGES = 10  # redraws in the memory test (2 to 5 s each on one core)
 
 
 def test_the_estimate_reads_the_measured_runs_else_says_it_guesses(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from pwoa_lab.core.evaluation import EvalSettings, PointOutcomes, evaluate_points
 from pwoa_lab.core.intervals import (Interval, accuracy_interval, decide, difference_interval, images_to_settle,
                                      seed_interval, settle_hint)
-from pwoa_lab.experiments.figures import claim_verdict
+from pwoa_lab.experiments.figures import claim_in_words, claim_verdict
 from pwoa_lab.experiments.frontier import LR_LIMITS, edge_extensions
 from pwoa_lab.experiments.runs import cached_prune_row, load_cached_model, load_points, prune_row
 from pwoa_lab.io.cache import ResultCache
@@ -75,6 +75,24 @@ def test_the_three_verdict_words_on_constructed_intervals():
     assert claim_verdict(below, Interval(9, 6, 12), 3.0) == "fails"          # PwoA loses too much
     assert claim_verdict(below, Interval(3, 1, 5), 3.0) == "inconclusive"    # the gap's interval holds 3
     assert claim_verdict(None, Interval(1, 0, 2), 3.0) == "inconclusive"
+
+
+def test_each_claim_verdict_is_one_plain_sentence_that_names_what_decided_it():
+    def row(collapse: Interval, gap: Interval, verdict: str, settle: str = "") -> dict:
+        return {"rate": 8.0, "teacher": 34.0, "naive": 1.0, "pwoa": 22.0, "oneshot": float("nan"),
+                "naive_vs_collapse": collapse.estimate, "naive_vs_collapse_low": collapse.low,
+                "naive_vs_collapse_high": collapse.high, "pwoa_gap": gap.estimate, "pwoa_gap_low": gap.low,
+                "pwoa_gap_high": gap.high, "verdict": verdict, "settle": settle}
+    below, fails_gap = Interval(-10.3, -11, -9), Interval(12, 9, 15)
+    lines = claim_in_words(pd.DataFrame([row(below, Interval(1, 0, 2), "holds"), row(below, fails_gap, "fails"),
+                                         row(below, Interval(3, 1, 5), "inconclusive", "about 900 test images")]))
+    first = [line.split(" The numbers")[0] for line in lines]
+    assert first[0] == ("At 8x (87.5%) pruning the paper's claim HOLDS: naive pruning keeps 1.0% PGD accuracy, under "
+                        "a third of the dense teacher's 34.0%, while PwoA keeps 22.0%, within 3 points of it.")
+    # only the part of the claim that failed is named: here PwoA's gap, not naive pruning's collapse
+    assert "FAILS: PwoA keeps 22.0% PGD accuracy, more than 3 points below" in first[1] and "collapse" not in first[1]
+    assert "INCONCLUSIVE" in first[2] and first[2].endswith("about 900 test images.")
+    assert "the teacher minus PwoA +12.0 [+9.0, +15.0]" in lines[1]  # the deciding interval follows
 
 
 def test_an_inconclusive_verdict_says_how_many_images_would_settle_it():
@@ -170,13 +188,18 @@ def test_cli_figure1_and_frontier_print_intervals_and_interval_verdicts(tmp_path
     assert main(["figure1", "--dataset", "digits", "--preset", "smoke", "--rates", "4", "--methods",
                  "oneshot,naive,pwoa", "--seeds", "0,1", "--out", str(tmp_path / "f1")]) == 0
     out = capsys.readouterr().out
-    assert "95% interval" in out and "wholly on one side" in out and "smoke check" in out
-    assert any(w in out for w in ("HOLDS", "FAILS", "INCONCLUSIVE"))
+    assert "95% interval" in out and "wholly on one side" in out
+    # a smoke run says so before its table and on every verdict line, and its table has no empty column
+    assert out.index("SMOKE CHECK") < out.index(" method ")
+    verdicts = [line for line in out.splitlines() if line.startswith("- ")]
+    assert verdicts and all(line.startswith("- [smoke check") for line in verdicts)
+    assert any(w in out for w in ("HOLDS", "FAILS", "INCONCLUSIVE")) and "NaN" not in out and " nan " not in out
     summary = pd.read_csv(tmp_path / "f1" / "figure1_digits_smoke_summary.csv")
     _check_interval_columns(summary, ["natural", "pgd"])
     assert main(["frontier", "--dataset", "digits", "--preset", "smoke", "--rates", "4", "--methods", "naive,pwoa",
                  "--budgets", "lr=1", "--seeds", "0,1", "--out", str(tmp_path / "fr")]) == 0
     out = capsys.readouterr().out
     assert "95% interval" in out and "PwoA's front against naive's" in out
+    assert "SMOKE CHECK" in out and "- [smoke check" in out and "budget: how the fine-tuning ran" in out
     points = pd.read_csv(tmp_path / "fr" / "frontier_digits_smoke.csv")
     _check_interval_columns(points, ["natural", "robust"])

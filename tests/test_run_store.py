@@ -185,4 +185,5 @@ def test_ctrl_c_during_a_parallel_figure1_keeps_the_finished_runs_and_says_how_t
     assert len(lines) == 1 and "run the same command again to resume" in lines[0] and str(cache) in lines[0]
     kept = list(cache.glob("prune_row/*/result.json"))
     assert 1 <= len(kept) < 8
+    assert f"interrupted; {len(kept)} run(s) finished by this command are kept" in lines[0]  # the count is true
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -34,14 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
 CACHED = ("figure1", "figure3", "frontier", "sweep")  # the commands whose runs go into the run store as they finish
 
 
-def interrupted_words(args: argparse.Namespace) -> str:
-    """What an interrupted command kept, and how to go on: one line."""
+def interrupted_words(args: argparse.Namespace, stored_before: int = 0) -> str:
+    """What an interrupted command kept, and how to go on: one line. `stored_before`: the runs this process had
+    stored before the command started (`cache.stored_count`)."""
     if args.command in CACHED and getattr(args, "no_cache", False):
         return "nothing was kept (--no-cache); run the same command again to start over"
     if args.command in CACHED:
-        from pwoa_lab.io.cache import cache_root
-        return (f"the finished runs are in the cache ({cache_root()}), with the last finished epoch of an "
-                "unfinished one; run the same command again to resume")
+        from pwoa_lab.io.cache import cache_root, stored_count
+        kept = stored_count("prune_row", "capacity_row") - stored_before
+        return (f"{kept} run(s) finished by this command are kept in the cache ({cache_root()}), with the last "
+                "finished epoch of an unfinished one; run the same command again to resume (runs from earlier "
+                "commands are read back, not computed again)")
     if args.command == "prune":
         from pwoa_lab.experiments.prune import prune_paths
         state = prune_paths(args.out).state
@@ -53,10 +56,12 @@ def interrupted_words(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pwoa_lab.io.cache import stored_count
+    stored_before = stored_count("prune_row", "capacity_row")  # what this command stores is counted from here
     try:
         return args.func(args)
     except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; 130 = 128 + SIGINT, as shells report it
-        print(f"\npwoa-lab {args.command}: interrupted; {interrupted_words(args)}", file=sys.stderr)
+        print(f"\npwoa-lab {args.command}: interrupted; {interrupted_words(args, stored_before)}", file=sys.stderr)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError, RuntimeError, ImportError) as err:
         print(f"pwoa-lab {args.command}: error: {err}", file=sys.stderr)
         return 2

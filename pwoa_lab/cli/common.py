@@ -40,8 +40,8 @@ DESIGN_HELP = {
                      "retraining at the final sparsity"}),
 }
 
-SMOKE_NOTE = ("smoke check: the smoke preset trains a few batches to test that the kit runs; these numbers and "
-              "verdicts are no results (use --preset quick)")
+SMOKE_WHY = ("the smoke preset trains a few batches to test that the kit runs; its numbers and verdicts are no "
+             "results (use --preset quick)")
 
 
 # ----------------------------------------------------------------------------------------------- parsers
@@ -161,6 +161,35 @@ def add_budgets(p: argparse.ArgumentParser, default: list[str] | None = None) ->
                    help="read the budget grid as given; by default, where a method's best validation point lies on "
                         "the grid's edge, the next factor past it (x3 or /3) runs too, up to lr x0.01-x10 and "
                         "epochs x1/9-x9")
+
+
+def budget_factor(text: str) -> float:
+    """A budget factor on the command line: a number or a fraction like 1/3 (argparse type)."""
+    from fractions import Fraction
+
+    from pwoa_lab.utils import check_budget_factor
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"a budget factor is a number or a fraction like 1/3; got {text!r}") from None
+    try:
+        return check_budget_factor(value, "the factor")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_budget_factors(p: argparse.ArgumentParser) -> None:
+    """--lr-factor and --epoch-factor: one fine-tuning budget (one point of a frontier's grid)."""
+    p.add_argument("--lr-factor", type=budget_factor, default=None,
+                   help="the fine-tuning budget's learning-rate factor: every learning rate of the preset's schedule "
+                        "times F, e.g. 1/3 (default 1; the frontier's lr=... factors)")
+    p.add_argument("--epoch-factor", type=budget_factor, default=None,
+                   help="the budget's epoch factor: every phase's epochs times F, rounded, at least 1 (default 1; "
+                        "the frontier's epochs=... factors)")
+
+
+def budget_overrides(args: argparse.Namespace) -> dict[str, float]:
+    return {k: v for k in ("lr_factor", "epoch_factor") if (v := getattr(args, k, None)) is not None}
 
 
 def add_result_folder(p: argparse.ArgumentParser, no_cache: bool = True) -> None:
@@ -321,6 +350,19 @@ def mean_std_table(summary, metrics) -> str:
     return interval_table(shown, ["method", "rate", "net sparsity", "seeds"], metrics)
 
 
-def smoke_note(preset: str) -> None:
-    if preset == "smoke":
-        print(SMOKE_NOTE)
+def print_smoke_note(preset: str) -> None:
+    """Print, for the smoke preset, that what follows is a check that the kit runs, not a result."""
+    from pwoa_lab.defaults import smoke_note as note
+    if note(preset):
+        print(f"{note(preset).upper()}: {SMOKE_WHY}")
+
+
+def verdict_line(preset: str, text: str) -> str:
+    """A printed verdict: marked as a smoke check under the smoke preset."""
+    from pwoa_lab.defaults import smoke_note as note
+    return f"- [{note(preset)}] {text}" if note(preset) else f"- {text}"
+
+
+def printable(frame):
+    """A table to print without its columns that hold no value at all (NaN everywhere)."""
+    return frame.dropna(axis=1, how="all")

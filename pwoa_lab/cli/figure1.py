@@ -6,8 +6,8 @@ import argparse
 from pwoa_lab import defaults
 from pwoa_lab.cli.common import (add_budgets, add_command, add_common, add_control, add_design, add_figure_options,
                                  add_result_folder, add_scope, add_workers, check_out_folder, csv_file,
-                                 design_overrides, design_words, mean_std_table, numbers, png_file, resolve_workers,
-                                 scope_overrides, seeds, smoke_note, teacher_of, write_results)
+                                 design_overrides, design_words, mean_std_table, numbers, png_file, print_smoke_note,
+                                 resolve_workers, scope_overrides, seeds, teacher_of, verdict_line, write_results)
 
 EXAMPLES = ["pwoa-lab figure1 --dataset digits --preset quick --out results/fig1",
             "pwoa-lab figure1 --dataset digits --preset quick --rates 2,4,8 --scope hidden --seeds 0,1,2 --out results"]
@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pwoa_lab.core.intervals import VERDICT_RULE
-    from pwoa_lab.course.plots import plot_figure1
+    from pwoa_lab.course.plots import mark_smoke, plot_figure1
     from pwoa_lab.experiments.capacity import CAPACITY_RULE, capacity_in_words, capacity_verdicts
     from pwoa_lab.experiments.confidence import environment_line
     from pwoa_lab.experiments.figures import claim_in_words, figure1, phenomenon, seed_summary
@@ -69,13 +69,14 @@ def run(args: argparse.Namespace) -> int:
     fig = plot_figure1(df, summary=summary,
                        title=f"Figure 1: {args.dataset}, preset {args.preset}, scope {scope}{design_title}, "
                              f"{len(run_seeds)} seed{'s' if len(run_seeds) > 1 else ''}")
+    mark_smoke(fig, args.preset)
     csv, summary_csv, png = write_results(out, [f"{stem}.csv", f"{stem}_summary.csv", f"{stem}.png"],
                                           [csv_file(df), csv_file(summary), png_file(fig)])
+    print_smoke_note(args.preset)
     print(f"scope {scope} (which weights are pruned), {design_words(design)}, seeds "
           f"{', '.join(map(str, run_seeds))}; mean over seeds and test images [95% interval over both]; "
           + environment_line(df))
     print(mean_std_table(summary, ["natural", "pgd", "aa", "pgd_last"]))
-    smoke_note(args.preset)
     if args.tune == "budget":
         chosen = df[[m != TEACHER and method_spec(m).trains for m in df.method]].drop_duplicates(["method", "rate"])
         print("budgets chosen on validation (highest val PGD within 1 point of the best val natural): "
@@ -89,13 +90,13 @@ def run(args: argparse.Namespace) -> int:
         for metric in ("pgd", "aa"):
             if summary[metric].notna().any():
                 for line in claim_in_words(phenomenon(df, metric), metric):
-                    print("- " + line)
+                    print(verdict_line(args.preset, line))
     if args.control:
         print(f"\nThe capacity control: each pruned method against a dense network of its size trained with the "
               f"teacher's recipe, per rate; {CAPACITY_RULE}:")
         for metric in ("pgd", "aa"):
             if summary[metric].notna().any():
                 for line in capacity_in_words(capacity_verdicts(df, metric), metric):
-                    print(line)
+                    print(verdict_line(args.preset, line))
     print(f"\nwrote {csv}, {summary_csv} and {png}")
     return 0

@@ -6,8 +6,8 @@ import argparse
 
 from pwoa_lab import defaults
 from pwoa_lab.cli.common import (add_command, add_common, add_figure_options, add_result_folder, check_out_folder,
-                                 csv_file, interval_table, numbers, png_file, seeds, smoke_note, teacher_of,
-                                 write_results)
+                                 csv_file, interval_table, numbers, png_file, print_smoke_note, printable, seeds,
+                                 teacher_of, write_results)
 
 EXAMPLES = ["pwoa-lab figure3 --dataset digits --preset quick --out results/fig3",
             "pwoa-lab figure3 --dataset mnist --preset quick --rate 4 --mix-ratios 0,0.5,1 --seeds 0,1,2 --out results"]
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pwoa_lab.course.plots import plot_figure3
+    from pwoa_lab.course.plots import mark_smoke, plot_figure3
     from pwoa_lab.experiments.figures import figure3, time_ratio_summary
     out = check_out_folder(args.out)
     ratios = None if args.mix_ratios is None else numbers(args.mix_ratios, "--mix-ratios", "0,0.5,1")
@@ -46,13 +46,14 @@ def run(args: argparse.Namespace) -> int:
     stem = f"figure3_{args.dataset}_{args.preset}"
     fig = plot_figure3(curves.dropna(subset=["val_pgd"]), target=float(summary.target_val_pgd.iloc[0]),
                        title=f"Figure 3: {args.dataset} {args.rate:g}x, preset {args.preset}")
+    mark_smoke(fig, args.preset)
     paths = write_results(out, [f"{stem}_curves.csv", f"{stem}_summary.csv", f"{stem}.png"],
                           [csv_file(curves), csv_file(summary), png_file(fig)])
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print_smoke_note(args.preset)
+    print(printable(summary).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print("\ntime_ratio: time to reach PwoA's (r=0) final validation PGD accuracy / PwoA's time (NaN: never); "
           "mean over seeds [95% interval over seeds], where every seed reached it:")
     print(interval_table(time_ratio_summary(summary), ["method", "mix_ratio", "seeds", "reached"],
                          ["time_ratio", "pgd", "aa"]))
-    smoke_note(args.preset)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -4,14 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pwoa_lab.cli.common import (add_command, add_common, add_design, add_preset, add_scope, check_out_file,
-                                 checkpoint_help, config_default, config_option, design_overrides, design_words,
-                                 resolve_checkpoint, scope_overrides)
+from pwoa_lab.cli.common import (add_budget_factors, add_command, add_common, add_design, add_preset, add_scope,
+                                 budget_overrides, check_out_file, checkpoint_help, config_default, config_option,
+                                 design_overrides, design_words, resolve_checkpoint, scope_overrides)
 
 EXAMPLES = ["pwoa-lab prune --checkpoint teacher.pt --method pwoa --rate 4 --preset quick --out pruned.pt",
             "pwoa-lab prune --checkpoint digits --method hydra --rate 4 --out hydra.pt   # run again to resume",
             "pwoa-lab prune --checkpoint digits --method pwoa --rate 4 --structure structured --schedule iterative "
-            "--out s.pt"]
+            "--out s.pt",
+            "pwoa-lab prune --checkpoint digits --method naive --rate 8 --lr-factor 1/3 --out naive_lr3.pt   # one "
+            "point of a frontier"]
 
 
 def add_parser(sub) -> None:
@@ -28,6 +30,7 @@ def add_parser(sub) -> None:
     config_option(p, "--mix-ratio", C, "mix_ratio", "probability of a PGD batch (default: the method's)", type=float)
     add_scope(p)
     add_design(p)
+    add_budget_factors(p)
     p.add_argument("--n", type=int, default=None, help="evaluate on the first N test images (default: all)")
     p.add_argument("--out", required=True, help="dense checkpoint path; a compact FILE.sparse.pt is written too "
                                                 "(not with --structure structured: the file is already small)")
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out_file(args.out, args.overwrite)  # before any training: a trained model is never lost to it
     method = args.method or config_default(PruneConfig, "method")
     design = design_overrides(args, [method])
-    overrides = {**scope_overrides(args), **design}
+    overrides = {**scope_overrides(args), **design, **budget_overrides(args)}
     if args.mix_ratio is not None:
         overrides["mix_ratio"] = args.mix_ratio
     result = prune_checkpoint(resolve_checkpoint(args.checkpoint), out, args.rate, method=args.method,

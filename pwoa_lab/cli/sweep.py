@@ -5,8 +5,8 @@ import argparse
 import sys
 
 from pwoa_lab.cli.common import (add_command, add_common, add_figure_options, add_result_folder, add_workers,
-                                 check_out_folder, csv_file, png_file, resolve_workers, seeds, teacher_of,
-                                 write_results)
+                                 check_out_folder, csv_file, png_file, print_smoke_note, printable, resolve_workers,
+                                 seeds, teacher_of, write_results)
 
 EXAMPLES = ["pwoa-lab sweep --dataset digits --preset quick --grid method=naive,pwoa --grid rate=2,4,8 "
             "--grid lambda_x=2e-4,2e-2 --seeds 0,1,2 --out results/lambda"]
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pwoa_lab.course.plots import plot_sweep
+    from pwoa_lab.course.plots import mark_smoke, plot_sweep
     from pwoa_lab.experiments.sweep import PLOT_METRICS, parse_grid, sweep
     from pwoa_lab.utils import check_choice
     out = check_out_folder(args.out)  # the output and the plot's options before any run
@@ -52,12 +52,14 @@ def run(args: argparse.Namespace) -> int:
     if len(result.runs):
         fig = plot_sweep(result.runs, x=x, metric=args.metric, hue=hue,
                          title=f"sweep: {args.dataset}, preset {args.preset}, {len(run_seeds)} seed(s)")
+        mark_smoke(fig, args.preset)
         names, writers = names + [f"{stem}_{args.metric}.png"], writers + [png_file(fig)]
     csv, summary_csv, *png = write_results(out, names, writers)
     png = png[0] if png else None
     shown = [c for c in result.summary.columns if not c.endswith("_std") and c not in ("natural_last", "pgd_last")]
     metrics = [c for c in shown if c in ("natural", "fgsm", "pgd", "aa", "sparsity")]
-    print(result.summary[shown].round({m: 2 for m in metrics}).to_string(index=False))  # grid values as given
+    print_smoke_note(args.preset)
+    print(printable(result.summary[shown].round({m: 2 for m in metrics})).to_string(index=False))  # values as given
     print(f"\n{len(result.runs)} runs ({result.submitted} computed, the rest from the cache); wrote {csv}, "
           f"{summary_csv}" + (f" and {png}" if len(result.runs) else ""))
     if len(result.failed):

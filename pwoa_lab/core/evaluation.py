@@ -43,10 +43,12 @@ from pwoa_lab.core.outcomes import PointOutcomes
 from pwoa_lab.core.worst_case import WorstCase, point_masks, worst_case_robust
 from pwoa_lab.utils import check_eps, forked_rng
 
-__all__ = ["EVAL_SEED", "EvalSettings", "PointOutcomes", "WorstCase", "evaluate", "evaluate_points", "evaluate_row",
+__all__ = ["EVAL_SEED", "METRIC_WORDS", "EvalSettings", "PointOutcomes", "WorstCase", "evaluate", "evaluate_points", "evaluate_row",
            "natural_and_pgd", "point_masks", "worst_case_robust"]
 
 EVAL_SEED = 0  # the attacks' random starts in evaluate_row
+# what each metric column of a row measures, in words (tables, verdicts and plot axes say it the same way)
+METRIC_WORDS = {"natural": "natural", "fgsm": "FGSM", "pgd": "PGD", "cw": "CW", "aa": "PGD + AutoAttack (worst case)"}
 
 
 @dataclass(frozen=True)

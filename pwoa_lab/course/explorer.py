@@ -6,45 +6,46 @@ information plane and the frontier with its verdicts, all read from the result c
 computes the runs that are missing (a progress bar counts them).
 
 What it computes lives in `pwoa_lab.experiments.explore` (`Selection`, `default_selection`, `missing_runs`,
-`compute_missing`, `TooManyRuns`, ..., re-exported here), its figures in `pwoa_lab.course.plots.explorer_figures`;
-both are tested without a browser (tests/test_explorer.py). Here:
+`compute_missing`, `TooManyRuns`, ..., re-exported here), its figures and page outputs in
+`pwoa_lab.course.plots.explorer_figures` (`explore(selection, preset)` -> `ExplorerView`: the Figure-1 table, its
+`figures.seed_summary` and the figures; re-exported here); both are tested without a browser
+(tests/test_explorer.py). Here `ExplorerApp` / `explorer_app(preset)`: the ipywidgets app around `explore` that the
+notebook displays.
 
-- `explore(selection, preset)`: -> `ExplorerView`: the Figure-1 table (one row per run, as `figures.figure1`),
-  its `figures.seed_summary`, and the figures; cached runs only unless `compute=True`.
-- `ExplorerApp` / `explorer_app(preset)`: the ipywidgets app around `explore` that the notebook displays.
+Nothing trains before the button "compute missing runs" is pressed (it says how many runs and about how long);
+the runs then compute in a background thread, so the page's "stop" button works while they run, and the runs
+finished by then stay in the cache. Served to a room (`course.serving`, `make explorer HOST=0.0.0.0`), one
+request may start at most PWOA_EXPLORER_MAX_RUNS runs.
 
-Served to a room (`course.serving`, `make explorer HOST=0.0.0.0`), the app computes only when its button is
-pressed and one request may start at most PWOA_EXPLORER_MAX_RUNS runs.
-
-With PWOA_SMOKE=1 the app uses the `smoke` preset (seconds a run) and computes its first view at start; with
-the `quick` preset it starts from what the cache holds (after `make demo`: digits, oneshot / naive / pwoa at
-2x, 4x, 8x, scope hidden, seeds 0, 1, 2) and computes missing runs only when asked.
+With PWOA_SMOKE=1 the app uses the `smoke` preset (seconds a run; every title says it is a smoke check, not a
+result), else `quick`; either starts from what the cache holds (after `make demo`: digits, oneshot / naive / pwoa
+at 2x, 4x, 8x, scope hidden, seeds 0, 1, 2).
 """
 from __future__ import annotations
 
-import base64
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Sequence
-
-import matplotlib.pyplot as plt
-import pandas as pd
-import torch.nn as nn
 
 from pwoa_lab import defaults
-from pwoa_lab.core.intervals import VERDICT_RULE, format_cell
 from pwoa_lab.course.plots import METHOD_STYLE
 from pwoa_lab.course.plots.explorer_figures import (
-    explorer_figures,
+    FRONT_WORDS,
+    duration_text,
+    ExplorerView,
+    explore,
     figure1_plot,
-    figure_png,
+    frontier_outputs,
     frontier_plot,
+    html_text,
     plane_plot,
     plot_training_curves,
+    png_output,
+    table_output,
+    verdict_output,
 )
 from pwoa_lab.course.serving import room_settings
 from pwoa_lab.experiments.explore import (
+    ComputeStopped,
     ExplorerData,
     Selection,
     TooManyRuns,
@@ -52,13 +53,12 @@ from pwoa_lab.experiments.explore import (
     claim_lines,
     compute_missing,
     default_selection,
-    explorer_data,
     missing_runs,
     refusal,
     run_name,
+    smoke_note,
     unavailable_datasets,
 )
-from pwoa_lab.experiments.frontier import FRONT_RULE
 from pwoa_lab.pruning.masks import SCOPES
 from pwoa_lab.training.registry import method_names
 
@@ -67,76 +67,26 @@ SEED_CHOICES = ((0,), (0, 1), (0, 1, 2), (0, 1, 2, 3, 4))
 SCOPE_HELP = {"all": "every conv and linear layer", "hidden": "all but the first conv layer and the classifier",
               "convs": "conv layers only", "reference": "the reference code's layer rule"}
 PROGRESS_STEPS = 100  # the progress bar's steps per run: it moves with every epoch, not only between runs
-
-
 smoke_mode = defaults.smoke_mode
 
 
-@dataclass
-class ExplorerView(ExplorerData):
-    """What the explorer shows for a selection: its `ExplorerData` and the figures drawn of it."""
-    figures: dict[str, plt.Figure] = field(default_factory=dict)  # "figure1", "curves", "plane", "frontier"
-
-    def png(self, name: str) -> bytes:
-        return figure_png(self.figures[name])
-
-    def close(self) -> None:
-        for fig in self.figures.values():
-            plt.close(fig)
-
-
-def explore(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None, root=None,
-            compute: bool = True, on_run=None, on_epoch=None, max_runs: int | None = None) -> ExplorerView:
-    """The explorer's view of `sel`: Figure 1 (means and 95% intervals), the claim per rate, training curves,
-    information plane, the frontier and its verdicts (`experiments.explore.explorer_data`, then drawn).
-
-    `compute`: run the missing runs first (`compute_missing`), unless there are more than `max_runs` (then the
-    view's `refused` says why); otherwise show the cached ones only (the teacher row is evaluated, once, when not
-    cached: seconds)."""
-    data = explorer_data(sel, preset, teacher, cache_dir, root, compute, on_run, on_epoch, max_runs)
-    view = ExplorerView(**vars(data))
-    with plt.ioff():  # never queued for the inline backend's flush (see widgets._interactive)
-        view.figures = explorer_figures(view)
-    return view
-
-
-# ----------------------------------------------------------------------------------------------- the app
-
-def _png_output(png: bytes, text: str) -> dict:
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": base64.b64encode(png).decode(), "text/plain": text}}
-
-
-def _table_output(summary: pd.DataFrame, verdicts: Sequence[str] = ()) -> dict:
-    """The summary as a table, each metric 'mean [low, high]' (its 95% interval) where it has one, and the verdict
-    lines below it with the rule that decides them."""
-    metrics = [m for m in ("natural", "fgsm", "pgd", "aa") if m in summary and summary[m].notna().any()]
-    table = summary[["method", "rate", "seeds"]].copy()
-    table["sparsity %"] = (100 * summary["sparsity"]).round(1)
-    for m in metrics:
-        table[m] = [format_cell(r[m], r.get(f"{m}_low", float("nan")), r.get(f"{m}_high", float("nan")))
-                    for r in summary.to_dict("records")]
-    html = table.to_html(index=False, na_rep="–")
-    text = table.to_string()
-    if verdicts:
-        html += (f"<p>The paper's claim per rate ({_html(VERDICT_RULE)}):</p><ul>"
-                 + "".join(f"<li>{_html(v)}</li>" for v in verdicts) + "</ul>")
-        text += "\n" + "\n".join(verdicts)
-    return {"output_type": "display_data", "metadata": {}, "data": {"text/html": html, "text/plain": text}}
-
-
 class ExplorerApp:
-    """The ipywidgets app: controls, a status line with a progress bar, and four outputs (Figure 1, its table,
-    the training curves, the information plane). Every change of a control redraws; missing runs are computed
-    when "compute missing runs" is ticked (or its button pressed). `widget` is what the notebook displays.
+    """The ipywidgets app: controls, a status line with a progress bar, and the outputs (Figure 1, its table, the
+    training curves, the information plane, the frontier), set directly (`Output.outputs`: the same in Voila,
+    JupyterLab, a thread and a test). Every change of a control redraws from the cache; `widget` is what the
+    notebook displays.
+
+    The button starts the missing runs in a background thread (`start_compute`), so the kernel stays free for
+    clicks: "stop" (`stop`) ends the computation at the next epoch or run start; the runs finished stay in the
+    cache (each is stored as it finishes) and the view redraws from it. One computation at a time: while one runs,
+    every control is disabled, and a change that arrives anyway (a stale page, code) starts nothing: the view
+    follows it, from the cache, when the computation ends. `wait()` waits for it; `refresh(compute=True)` computes
+    in the caller's thread instead (a plain cell, tests). The progress bar moves with every epoch and the status
+    line counts the seconds (a clock thread). An invalid selection clears the outputs and disables the button.
 
     `auto_compute`: None -> off (nothing trains before the button is pressed, which says how many runs and about
-    how long; a shared server never offers it); `max_runs`: the most missing runs
-    one request may start (None -> PWOA_EXPLORER_MAX_RUNS; 0: no cap). While runs compute, the progress bar moves
-    with every epoch and the status line counts the seconds (a clock thread). An invalid selection clears the
-    outputs and disables the button: only the error shows.
-
-    Outputs are set directly (`Output.outputs`), so the app works the same in Voila, JupyterLab and a test."""
+    how long; a shared server never offers it); on, every change computes in the background. `max_runs`: the most
+    missing runs one request may start (None -> PWOA_EXPLORER_MAX_RUNS; 0: no cap)."""
 
     def __init__(self, preset: str | None = None, cache_dir=None, root=None, selection: Selection | None = None,
                  compute_on_start: bool | None = None, auto_compute: bool | None = None,
@@ -144,9 +94,9 @@ class ExplorerApp:
         import ipywidgets as w
         self.preset = preset or ("smoke" if smoke_mode() else "quick")
         self.cache_dir, self.root = cache_dir, root
-        shared, room_max = room_settings()
+        self.shared, room_max = room_settings()
         self.max_runs = (room_max if max_runs is None else max_runs) or None
-        auto_compute = False if auto_compute is None else auto_compute and not shared
+        auto_compute = False if auto_compute is None else auto_compute and not self.shared
         sel = (selection or default_selection(self.preset)).checked()
         self.view: ExplorerView | None = None
         self.error: str | None = None
@@ -155,11 +105,15 @@ class ExplorerApp:
         self._clock: threading.Event | None = None
         self._at = (0, 0, None, 0, 0)   # (run i, of n, run, epochs done, epochs of the run)
         self._t0 = time.monotonic()
+        self._job: threading.Thread | None = None        # the background computation (`start_compute`)
+        self._busy = False                               # one runs: no second one, controls disabled
+        self._stop_request: threading.Event | None = None  # set by `stop`, read by the compute loop
+        self._changed_while_busy = False                 # a change arrived while computing: redraw at the end
 
         datasets = available_datasets(self.preset, root) or [sel.dataset]
         self.dataset = w.Dropdown(options=datasets, value=sel.dataset, description="dataset")
         missing_data = unavailable_datasets(self.preset, root)  # not offered: one line each that says why
-        self.missing_data = w.HTML("<br>".join(f"<span style='color:#777'>{_html(line)}</span>"
+        self.missing_data = w.HTML("<br>".join(f"<span style='color:#777'>{html_text(line)}</span>"
                                                for line in missing_data.values()))
         self.missing_data.add_class("pwoa-explorer-missing-data")
         self.methods = {m: w.Checkbox(value=m in sel.methods, description=m, indent=False,
@@ -179,16 +133,22 @@ class ExplorerApp:
         self.control.add_class("pwoa-explorer-control")
         # shared: every tick would queue runs on the one server, so computing is always a press of the button
         self.auto = w.Checkbox(value=auto_compute, description="compute missing runs at once", indent=False,
-                               disabled=shared)
+                               disabled=self.shared)
         self.compute_button = w.Button(description="compute missing runs", icon="play", button_style="warning",
                                        layout=w.Layout(width="auto"))
         self.compute_button.add_class("pwoa-explorer-compute")
-        self.compute_button.on_click(lambda _: self.refresh(compute=True))
+        self.compute_button.on_click(lambda _: self.start_compute())
+        self.stop_button = w.Button(description="stop", icon="stop", button_style="danger",
+                                    tooltip="stop after the current epoch; the runs finished are kept",
+                                    layout=w.Layout(width="auto", display="none"))
+        self.stop_button.add_class("pwoa-explorer-stop")
+        self.stop_button.on_click(lambda _: self.stop())
         self.progress = w.IntProgress(value=0, min=0, max=PROGRESS_STEPS, description="runs",
                                       layout=w.Layout(visibility="hidden", width="420px"))
         self.progress.add_class("pwoa-explorer-progress")
         self.status = w.HTML()
         self.status.add_class("pwoa-explorer-status")
+        self.table_heading, self.frontier_heading = w.HTML(), w.HTML()  # they follow the preset and the cache
         self.outputs = {}
         for name in ("figure1", "table", "curves", "plane", "frontier"):
             out = w.Output()
@@ -203,29 +163,96 @@ class ExplorerApp:
         rates_box = w.HBox([label("rates")] + list(self.rates.values()))
         rates_box.add_class("pwoa-explorer-rates")
         controls = w.VBox([w.HBox([self.dataset, self.seeds]), self.missing_data, methods_box, rates_box, self.scope,
-                           self.control,
-                           w.HBox([self.auto, self.compute_button]), w.HBox([self.progress]), self.status])
+                           self.control, w.HBox([self.auto, self.compute_button, self.stop_button]),
+                           w.HBox([self.progress]), self.status])
         self.widget = w.VBox([
             controls,
             w.HTML("<h3>Figure 1: robustness vs pruning rate</h3>"), self.outputs["figure1"],
-            w.HTML("<h3>The numbers (mean over the seeds and test images [95% interval], %)</h3>"),
-            self.outputs["table"],
+            self.table_heading, self.outputs["table"],
             w.HTML("<h3>Training curves</h3>"), self.outputs["curves"],
             w.HTML("<h3>Information plane</h3>"), self.outputs["plane"],
-            w.HTML("<h3>Is the comparison fair? Natural vs robust accuracy over the fine-tuning budget</h3>"),
-            self.outputs["frontier"]])
+            self.frontier_heading, self.outputs["frontier"]])
         self.widget.add_class("pwoa-explorer")
 
-        for control in [self.dataset, self.scope, self.seeds, self.control, *self.methods.values(),
-                        *self.rates.values()]:
-            control.observe(lambda _change: self.refresh(), names="value")
-        self.auto.observe(lambda change: self.refresh() if change["new"] else None, names="value")
+        self._controls = [self.dataset, self.scope, self.seeds, self.control, *self.methods.values(),
+                          *self.rates.values()]
+        for control in self._controls:
+            control.observe(lambda _change: self._on_change(), names="value")
+        self.auto.observe(lambda change: self._on_change() if change["new"] else None, names="value")
         self.refresh(compute=bool(compute_on_start) and auto_compute)
 
     def selection(self) -> Selection:
         return Selection(self.dataset.value, tuple(m for m, c in self.methods.items() if c.value),
                          tuple(r for r, c in self.rates.items() if c.value), self.scope.value, tuple(self.seeds.value),
                          self.control.value)
+
+    # -- computing in the background: one computation at a time, stoppable from the page
+
+    @property
+    def computing(self) -> bool:
+        """Whether a background computation (`start_compute`) runs now."""
+        return self._busy
+
+    def _on_change(self) -> None:
+        if self._busy:  # not computed: the view follows the controls when the computation ends
+            self._changed_while_busy = True
+        elif self.auto.value:
+            self.start_compute()
+        else:
+            self.refresh(compute=False)
+
+    def start_compute(self) -> bool:
+        """Compute the missing runs of the controls' selection in a background thread, then redraw; the kernel
+        stays free, so `stop` works meanwhile. -> False, and nothing starts, while another computation runs."""
+        if self._busy:
+            return False
+        self._busy = True
+        self._stop_request = stop = threading.Event()
+        self._show_busy(True)
+        self._job = threading.Thread(target=self._compute_in_background, args=(self.selection(), stop),
+                                     name="pwoa-explorer-compute", daemon=True)
+        self._job.start()
+        return True
+
+    def _compute_in_background(self, sel: Selection, stop: threading.Event) -> None:
+        try:
+            self._redraw(compute=True, sel=sel, should_stop=stop.is_set)
+            if self._changed_while_busy:  # the controls changed meanwhile (code, a stale page): show them
+                self._redraw(compute=False)
+        except Exception as err:  # noqa: BLE001 - a thread would swallow it: shown instead
+            self.error = f"{type(err).__name__}: {err}"
+            self.status.value = f"<span style='color:#b00'>the computation failed: {html_text(self.error)}</span>"
+        finally:
+            self._changed_while_busy = False
+            self._stop_request = None
+            self._busy = False
+            self._show_busy(False)
+
+    def stop(self) -> None:
+        """Stop the background computation after its current epoch (or before its next run); the runs finished
+        are kept in the cache and shown."""
+        if self._busy and self._stop_request is not None:
+            self._stop_request.set()
+            self.stop_button.disabled = True
+            self.stop_button.description = "stopping after this epoch ..."
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background computation to end (at most `timeout` seconds). -> whether none runs now."""
+        if self._job is not None:
+            self._job.join(timeout)
+        return not self._busy
+
+    def _show_busy(self, busy: bool) -> None:
+        """While computing: the controls and the compute button disabled, the stop button shown."""
+        for control in self._controls:
+            control.disabled = busy
+        self.auto.disabled = busy or self.shared
+        if busy:
+            self.compute_button.disabled = True
+            self.compute_button.description = "computing ..."
+        self.stop_button.disabled = False
+        self.stop_button.description = "stop"
+        self.stop_button.layout.display = None if busy else "none"
 
     # -- progress: the compute loop reports runs and epochs; a clock thread redraws the status every second
 
@@ -261,17 +288,19 @@ class ExplorerApp:
             i, n, run, done, epochs = self._at
             if not n:
                 return
-            elapsed = _duration(time.monotonic() - self._t0)
+            elapsed = duration_text(time.monotonic() - self._t0)
             # an epoch moves the bar by its share of the run; the last share is the run's evaluation
             share = done / (epochs + 1) if epochs else 0.0
             self.progress.max = n * PROGRESS_STEPS
             self.progress.value = min(int(PROGRESS_STEPS * (i + share)), n * PROGRESS_STEPS)
             self.progress.description = f"run {min(i + 1, n)}/{n}"
             self.progress.layout.visibility = "visible"
+            stopping = self._stop_request is not None and self._stop_request.is_set()
             if i < n:
                 step = f", epoch {done} of {epochs}" if epochs and done else ""
                 self.status.value = (f"computing {run_name(run)} (run {i + 1} of {n}{step}, preset "
-                                     f"{self.preset!r}): {elapsed} so far ...")
+                                     f"{self.preset!r}): {elapsed} so far ..."
+                                     + (" stopping after this epoch" if stopping else ""))
             else:
                 self.status.value = f"computed {n} run(s) in {elapsed}; drawing ..."
 
@@ -283,23 +312,32 @@ class ExplorerApp:
             self.view.close()
         self.view = None
 
+    # -- drawing
+
     def refresh(self, compute: bool | None = None) -> ExplorerView | None:
-        """Redraw for the controls' selection (computing missing runs when `compute`, default: the tick box).
-        Errors show in the status line (a widget callback would swallow them)."""
-        compute = self.auto.value if compute is None else compute
+        """Redraw for the controls' selection in this thread, computing missing runs when `compute` (default: the
+        tick box). While a background computation runs: nothing (one computation at a time) -> None."""
+        if self._busy:
+            return None
+        return self._redraw(self.auto.value if compute is None else compute)
+
+    def _redraw(self, compute: bool, sel: Selection | None = None, should_stop=None) -> ExplorerView | None:
+        """Compute (when `compute`) and draw `sel` (default: the controls'). Errors show in the status line (a
+        widget callback or a thread would swallow them)."""
         self._t0 = time.monotonic()
         self._at = (0, 0, None, 0, 0)
         self.compute_button.disabled = True
         try:
-            sel = self.selection().checked()
+            sel = (sel or self.selection()).checked()
             self.status.value = "reading the cache ..."
             view = explore(sel, self.preset, cache_dir=self.cache_dir, root=self.root, compute=compute,
-                           on_run=self._on_run, on_epoch=self._on_epoch, max_runs=self.max_runs)
+                           on_run=self._on_run, on_epoch=self._on_epoch, max_runs=self.max_runs,
+                           should_stop=should_stop)
         except Exception as err:  # noqa: BLE001 - shown to the user, the app stays usable
             self.error = f"{type(err).__name__}: {err}"
             self._clear()
             self.compute_button.description = "compute missing runs"
-            self.status.value = f"<span style='color:#b00'>cannot show this selection: {_html(self.error)}</span>"
+            self.status.value = f"<span style='color:#b00'>cannot show this selection: {html_text(self.error)}</span>"
             return None
         finally:
             self._stop_clock()
@@ -311,13 +349,24 @@ class ExplorerApp:
             self.view.close()
         self.view = view
         self.updates += 1
+        self._show(view)
+        return view
+
+    def _show(self, view: ExplorerView) -> None:
+        """The view's figures (as PNG: every figure is closed here, so memory stays flat), tables and status."""
+        sel, note = view.selection, smoke_note(view.preset)
+        warning = f" <span style='color:#b00'>({html_text(note)})</span>" if note else ""
         title = f"{sel.dataset} {', '.join(sel.methods)} at {', '.join(f'{r:g}x' for r in sel.rates)}"
-        self.outputs["figure1"].outputs = (_png_output(view.png("figure1"), f"Figure 1: {title}"),)
-        self.outputs["table"].outputs = (_table_output(view.summary, view.verdicts),)
-        self.outputs["curves"].outputs = (_png_output(view.png("curves"), f"training curves: {title}"),)
-        self.outputs["plane"].outputs = (_png_output(view.png("plane"), f"information plane: {title}"),)
-        self.outputs["frontier"].outputs = (_png_output(view.png("frontier"), f"frontier: {title}"),) + (
-            (_verdict_output(view.frontier_verdicts),) if view.frontier_verdicts else ())
+        self.outputs["figure1"].outputs = (png_output(view.png("figure1"), f"Figure 1: {title}"),)
+        self.table_heading.value = ("<h3>The numbers (mean over the seeds and test images [95% interval], %)"
+                                    f"{warning}</h3>")
+        self.outputs["table"].outputs = (table_output(view.summary, view.verdicts, note),)
+        self.outputs["curves"].outputs = (png_output(view.png("curves"), f"training curves: {title}"),)
+        self.outputs["plane"].outputs = (png_output(view.png("plane"), f"information plane: {title}"),)
+        budget = ("at the preset's own budget only" if view.frontier_note else
+                  f"over the fine-tuning budget ({FRONT_WORDS})")
+        self.frontier_heading.value = f"<h3>Is the comparison fair? Natural vs robust accuracy {budget}{warning}</h3>"
+        self.outputs["frontier"].outputs = frontier_outputs(view, f"frontier: {title}")
         view.close()
         refused = view.refused
         self.compute_button.disabled = not view.missing or refused is not None
@@ -325,30 +374,13 @@ class ExplorerApp:
         self.compute_button.description = (
             "nothing to compute" if not view.missing else
             f"{len(view.missing)} missing runs: more than {self.max_runs} at once" if refused else
-            f"compute {len(view.missing)} missing run(s): about {_duration(seconds)} here"
+            f"compute {len(view.missing)} missing run(s): about {duration_text(seconds)} here"
             + ("" if measured else " (a guess: no run like them measured yet)"))
-        self.status.value = _html(view.message()) + f" ({_duration(time.monotonic() - self._t0)})" + (
-            f"<br><span style='color:#b00'>{_html(refused)}</span>" if refused else "")
-        return view
+        self.status.value = html_text(view.message()) + f" ({duration_text(time.monotonic() - self._t0)})" + (
+            f"<br><span style='color:#b00'>{html_text(refused)}</span>" if refused else "")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
-
-
-def _verdict_output(lines: Sequence[str]) -> dict:
-    html = (f"<p>PwoA's front against naive's ({_html(FRONT_RULE)}):</p><ul>"
-            + "".join(f"<li>{_html(v)}</li>" for v in lines) + "</ul>")
-    return {"output_type": "display_data", "metadata": {}, "data": {"text/html": html, "text/plain": "\n".join(lines)}}
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
-
-
-def _html(text: str) -> str:
-    import html
-    return html.escape(text)
 
 
 def explorer_app(preset: str | None = None, cache_dir=None, root=None, **kwargs) -> ExplorerApp:
@@ -357,6 +389,7 @@ def explorer_app(preset: str | None = None, cache_dir=None, root=None, **kwargs)
     return ExplorerApp(preset, cache_dir, root, **kwargs)
 
 
-__all__ = ["Selection", "ExplorerData", "ExplorerView", "ExplorerApp", "TooManyRuns", "default_selection",
-           "available_datasets", "missing_runs", "refusal", "compute_missing", "claim_lines", "explore",
-           "explorer_app", "plot_training_curves", "figure1_plot", "plane_plot", "frontier_plot", "smoke_mode"]
+__all__ = ["Selection", "ExplorerData", "ExplorerView", "ExplorerApp", "TooManyRuns", "ComputeStopped",
+           "default_selection", "available_datasets", "missing_runs", "refusal", "compute_missing", "claim_lines",
+           "explore", "explorer_app", "plot_training_curves", "figure1_plot", "plane_plot", "frontier_plot",
+           "smoke_mode", "table_output", "verdict_output", "png_output", "frontier_outputs", "smoke_note"]

@@ -71,9 +71,11 @@ class Course:
         """The radius the teacher was adversarially trained for."""
         return float(self.meta["eps"])
 
-    @staticmethod
-    def show(fig) -> None:
-        show(fig)
+    def show(self, fig) -> None:
+        """Display a figure once and close it; under the smoke preset it says above its title that it is a smoke
+        check, not a result."""
+        from pwoa_lab.course.plots import mark_smoke
+        show(mark_smoke(fig, self.PRESET))
 
     def summary(self) -> str:
         mode = "smoke mode (PWOA_SMOKE=1)" if self.SMOKE else "full mode"

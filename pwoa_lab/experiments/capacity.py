@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from pwoa_lab import defaults
 from pwoa_lab.core.datasets import dataset_code
-from pwoa_lab.core.evaluation import EvalSettings, evaluate_points
+from pwoa_lab.core.evaluation import METRIC_WORDS, EvalSettings, evaluate_points
 from pwoa_lab.core.intervals import Interval
 from pwoa_lab.experiments.batch import import_then_call, worker_modules
 from pwoa_lab.experiments.confidence import contrast_intervals, group_outcomes
@@ -171,12 +171,15 @@ def capacity_verdict(iv: Interval | None, tolerance: float = TOLERANCE) -> str:
 
 
 def capacity_in_words(verdicts: pd.DataFrame, metric: str) -> list[str]:
-    """One line per rate and method: the verdict, the numbers and what they mean."""
-    meaning = {"above": "the sparse network holds more than a dense one of its size",
-               "far below": "the method, not the size, loses the robustness",
-               "near": "a network of this size holds no more: the size explains the loss",
-               "inconclusive": "the interval cannot tell (more seeds or test images would)"}
-    return [f"- {rate_words(r.rate)}, {r.method} ({metric}): {r.verdict.upper()}. {r.value:.1f} vs the dense network "
-            f"of its size {r.control:.1f}: {r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]; {meaning[r.verdict]}. "
-            f"Training: {r.seconds:.3g} s a run vs {r.control_seconds:.3g} s for the control."
+    """One line per rate and method: a plain sentence (what the method keeps beside a dense network of its size,
+    and what that means), the paired difference with its 95% interval, and both training costs."""
+    meaning = {"above": "the sparse network holds more than a dense one of its size (ABOVE)",
+               "far below": "the method, not the size, loses the robustness (FAR BELOW)",
+               "near": "a network of this size holds no more, so the size explains the loss (NEAR)",
+               "inconclusive": "the interval cannot tell which (INCONCLUSIVE); more seeds or test images would"}
+    robust = f"{METRIC_WORDS.get(metric, metric)} accuracy"
+    return [f"- At {rate_words(r.rate)}, {r.method} keeps {r.value:.1f}% {robust} where a dense network of its "
+            f"size, adversarially trained, keeps {r.control:.1f}%: {meaning[r.verdict]}. Difference "
+            f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]; training {r.seconds:.3g} s a run against "
+            f"{r.control_seconds:.3g} s for the dense network."
             for r in verdicts.itertuples()]

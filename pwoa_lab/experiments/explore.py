@@ -4,14 +4,17 @@ No drawing and no widgets: `pwoa_lab.course.explorer` is the app around these, `
 
 - `Selection`: what the controls say; `default_selection(preset)`; `available_datasets(preset)`.
 - `missing_runs(selection, preset)`: the (method, rate, seed) runs not in the cache yet.
-- `compute_missing(selection, preset, on_run=..., on_epoch=..., max_runs=...)`: runs them, one at a time (each a
-  `runs.prune_row`: the cache entry `figures.figure1` writes); more than `max_runs` are refused (`TooManyRuns`).
+- `compute_missing(selection, preset, on_run=..., on_epoch=..., max_runs=..., should_stop=...)`: runs them, one at
+  a time (each a `runs.prune_row`: the cache entry `figures.figure1` writes, stored as it finishes); more than
+  `max_runs` are refused (`TooManyRuns`); `should_stop()` true at a run's start or after an epoch: `ComputeStopped`.
 - `explorer_data(selection, preset)` -> `ExplorerData`: the Figure-1 table (one row per run, as
   `figures.figure1`), its `figures.seed_summary`, the training histories, the claim per rate in words
-  (`claim_lines`) and the frontier the cache holds (`frontier.cached_frontier_result`) with its verdicts.
+  (`claim_lines`) and the frontier the cache holds (`frontier.cached_frontier_result`, the teacher added) with its
+  verdicts, or the command that fills its budget grid (`frontier_command`).
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +29,7 @@ from pwoa_lab.core.data import check_available
 from pwoa_lab.io.cache import cache_root
 from pwoa_lab.experiments.capacity import capacity_in_words, capacity_rows, capacity_verdicts
 from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, claim_in_words, phenomenon, seed_summary
-from pwoa_lab.experiments.frontier import cached_frontier_result
+from pwoa_lab.experiments.frontier import cached_frontier_result, front_table
 from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.pruning.masks import SCOPES
 from pwoa_lab.training.methods import PruneConfig
@@ -35,6 +38,8 @@ from pwoa_lab.training.registry import CAPACITY, TEACHER, method_names, method_s
 from pwoa_lab.utils import check_rate, get_device
 
 Run = tuple[str, float, int]  # (method, rate, seed)
+
+smoke_note = defaults.smoke_note  # what every plot title and table of the smoke preset says; else ""
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Selection:
 
 def default_selection(preset: str) -> Selection:
     """The first view: in smoke mode four runs of seconds each; otherwise `make demo`'s Figure 1."""
-    if preset == "smoke":
+    if preset == defaults.SMOKE_PRESET:
         return Selection(defaults.DATASET, defaults.FRONTIER_METHODS, (4.0, 16.0), "hidden", (0,))
     return Selection()
 
@@ -114,19 +119,10 @@ def _config(sel: Selection, preset: str, method: str, rate: float, seed: int, de
     return preset_config(sel.dataset, preset, method=method, rate=rate, seed=seed, device=device, scope=sel.scope)
 
 
-class _Teachers:
-    """The shipped teacher of each dataset, loaded once."""
-
-    def __init__(self):
-        self._models: dict[str, nn.Module] = {}
-
-    def __call__(self, dataset: str) -> nn.Module:
-        if dataset not in self._models:
-            self._models[dataset] = resolve_teacher(dataset, None, get_device(None))
-        return self._models[dataset]
-
-
-_TEACHERS = _Teachers()
+@functools.lru_cache(maxsize=None)
+def _shipped_teacher(dataset: str) -> nn.Module:
+    """The shipped teacher of `dataset`, loaded once."""
+    return resolve_teacher(dataset, None, get_device(None))
 
 
 def _cached_runs(sel: Selection, preset: str, teacher: nn.Module, cache_dir=None
@@ -140,7 +136,7 @@ def _cached_runs(sel: Selection, preset: str, teacher: nn.Module, cache_dir=None
 def missing_runs(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None) -> list[Run]:
     """The (method, rate, seed) runs of `sel` that the cache does not hold yet."""
     sel = sel.checked()
-    teacher = teacher if teacher is not None else _TEACHERS(sel.dataset)
+    teacher = teacher if teacher is not None else _shipped_teacher(sel.dataset)
     return [run for run, hit in _cached_runs(sel, preset, teacher, cache_dir).items() if hit is None]
 
 
@@ -195,41 +191,67 @@ def refusal(n_missing: int, max_runs: int | None) -> str | None:
             f"to precompute them before class (`make demo`, or `pwoa-lab figure1` with these settings)")
 
 
+class ComputeStopped(Exception):
+    """A computation stopped on request (`should_stop`). `computed`: the runs it finished (each in the cache);
+    `runs`: every run it was to compute."""
+
+    def __init__(self, computed: Sequence[Run] = (), runs: Sequence[Run] = ()):
+        super().__init__(f"stopped after {len(computed)} of {len(runs)} runs")
+        self.computed, self.runs = list(computed), list(runs)
+
+
 def compute_missing(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None, root=None,
                     on_run: Callable[[int, int, Run], None] | None = None,
-                    on_epoch: Callable[[int, int], None] | None = None, max_runs: int | None = None) -> list[Run]:
+                    on_epoch: Callable[[int, int], None] | None = None, max_runs: int | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> list[Run]:
     """Run every missing run of `sel`, one `runs.prune_row` each (the cache entry `figures.figure1` writes, so
     either finds the other's runs). `on_run(i, n, (method, rate, seed))` is called before run i of n and once
     more with i == n at the end; `on_epoch(done, epochs)` after each training epoch of the current run. More
-    than `max_runs` missing runs: `TooManyRuns`, and nothing runs. -> the runs computed."""
+    than `max_runs` missing runs: `TooManyRuns`, and nothing runs. `should_stop()`, asked after each `on_run` and
+    each epoch: when true, `ComputeStopped` (the runs finished so far stay in the cache; the run it interrupts
+    resumes from its last saved epoch next time). -> the runs computed."""
     sel = sel.checked()
-    teacher = teacher if teacher is not None else _TEACHERS(sel.dataset)
+    teacher = teacher if teacher is not None else _shipped_teacher(sel.dataset)
     todo = missing_runs(sel, preset, teacher, cache_dir)
     reason = refusal(len(todo), max_runs)
     if reason:
         raise TooManyRuns(reason)
     device = str(get_device(None))
     settings = eval_settings(sel.dataset, preset)
-    for i, (method, rate, seed) in enumerate(todo):
-        if on_run:
-            on_run(i, len(todo), (method, rate, seed))
-        config = _config(sel, preset, method, rate, seed, device)
-        prune_row(teacher, config, settings, cache_dir, root=root, progress=False,
-                  on_epoch=_epoch_counter(on_epoch, sum(p.epochs for p in config.phases())))
+    done: list[Run] = []
+    try:
+        for i, (method, rate, seed) in enumerate(todo):
+            if on_run:
+                on_run(i, len(todo), (method, rate, seed))
+            _check_stop(should_stop)
+            config = _config(sel, preset, method, rate, seed, device)
+            prune_row(teacher, config, settings, cache_dir, root=root, progress=False,
+                      on_epoch=_epoch_counter(on_epoch, sum(p.epochs for p in config.phases()), should_stop))
+            done.append((method, rate, seed))
+    except ComputeStopped:
+        raise ComputeStopped(done, todo) from None
     if on_run and todo:
         on_run(len(todo), len(todo), todo[-1])
     return todo
 
 
-def _epoch_counter(on_epoch: Callable[[int, int], None] | None, epochs: int) -> Callable[[dict], None] | None:
-    """The training loop's `on_epoch(row)` as `on_epoch(epochs done, epochs of the run)`."""
-    if on_epoch is None:
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise ComputeStopped()
+
+
+def _epoch_counter(on_epoch: Callable[[int, int], None] | None, epochs: int,
+                   should_stop: Callable[[], bool] | None = None) -> Callable[[dict], None] | None:
+    """The training loop's `on_epoch(row)` as `on_epoch(epochs done, epochs of the run)`, then the stop check."""
+    if on_epoch is None and should_stop is None:
         return None
     done = [0]
 
     def step(_row: dict) -> None:
         done[0] += 1
-        on_epoch(done[0], epochs)
+        if on_epoch is not None:
+            on_epoch(done[0], epochs)
+        _check_stop(should_stop)
     return step
 
 
@@ -249,6 +271,8 @@ class ExplorerData:
     frontier: Any = None             # frontier.cached_frontier_result of the selection; None: not in the cache
     layer_names: Sequence[str] | None = None  # the teacher's hidden layers (the information plane's labels)
     estimate: tuple[float, bool] = (0.0, True)  # seconds the missing runs would take here (`estimate_seconds`)
+    stopped: int | None = None       # stopped on request: how many runs the computation was to do (else None)
+    frontier_note: str | None = None  # the cache holds one budget per method only: what to run for the grid
 
     @property
     def refused(self) -> str | None:
@@ -260,6 +284,9 @@ class ExplorerData:
         shown = n - len(self.missing)
         parts = [f"{shown} of {n} runs shown ({len(self.computed)} computed now, {shown - len(self.computed)} read "
                  f"from the cache); preset {self.preset}"]
+        if self.stopped is not None:
+            parts.insert(0, f"stopped: {len(self.computed)} of {self.stopped} runs computed and kept; press compute "
+                            f"to go on")
         if self.missing:
             parts.append(f"{len(self.missing)} not computed yet: " + ", ".join(run_name(r) for r in self.missing[:6])
                          + (" ..." if len(self.missing) > 6 else ""))
@@ -267,29 +294,36 @@ class ExplorerData:
 
 
 def explorer_data(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None, root=None,
-                  compute: bool = True, on_run=None, on_epoch=None, max_runs: int | None = None) -> ExplorerData:
+                  compute: bool = True, on_run=None, on_epoch=None, max_runs: int | None = None,
+                  should_stop=None) -> ExplorerData:
     """What the explorer shows for `sel`: the Figure-1 table with its summary (means and 95% intervals), the claim
     per rate, the training histories, and the frontier the cache holds with its verdicts.
 
     `compute`: run the missing runs first (`compute_missing`), unless there are more than `max_runs` (then the
     data's `refused` says why); otherwise the cached ones only (the teacher row is evaluated, once, when not
-    cached: seconds)."""
+    cached: seconds). `should_stop`: as `compute_missing`; a stopped computation shows what the cache holds then,
+    and its `stopped` says how many runs it was to do."""
     sel = sel.checked()
-    teacher = teacher if teacher is not None else _TEACHERS(sel.dataset)
+    teacher = teacher if teacher is not None else _shipped_teacher(sel.dataset)
     hits = _cached_runs(sel, preset, teacher, cache_dir)
     missing = [r for r, hit in hits.items() if hit is None]
-    computed = []
+    computed, stopped = [], None
     if compute and missing and refusal(len(missing), max_runs) is None:
-        computed = compute_missing(sel, preset, teacher, cache_dir, root, on_run, on_epoch)
+        try:
+            computed = compute_missing(sel, preset, teacher, cache_dir, root, on_run, on_epoch,
+                                       should_stop=should_stop)
+        except ComputeStopped as stop:
+            computed, stopped = stop.computed, len(stop.runs)
         hits = _cached_runs(sel, preset, teacher, cache_dir)
     settings = eval_settings(sel.dataset, preset)
     eps = preset_config(sel.dataset, preset, scope=sel.scope).eps
-    rows = [teacher_row(teacher, sel.dataset, eps, settings, cache_dir, True, root)]
+    t_row = teacher_row(teacher, sel.dataset, eps, settings, cache_dir, True, root)
+    rows = [t_row]
     capacity = pd.DataFrame()
     if sel.control:  # computed with the runs when the page computes, else what the cache holds
         capacity = capacity_rows(teacher, sel.dataset, sel.rates, sel.seeds, settings, sel.scope,
                                  capacity_overrides(sel.dataset, preset), cache_dir, root=root, progress=False,
-                                 cached_only=not compute)
+                                 cached_only=not compute or stopped is not None)
     histories = []
     for (method, rate, seed), hit in hits.items():
         if hit is None:
@@ -307,14 +341,33 @@ def explorer_data(sel: Selection, preset: str, teacher: nn.Module | None = None,
         verdicts += capacity_lines(table, sel, preset, cache_dir)
     data = ExplorerData(sel, preset, table, seed_summary(table, cache_dir=cache_dir), hist,
                         missing=[r for r, hit in hits.items() if hit is None], computed=computed, max_runs=max_runs,
-                        verdicts=verdicts, layer_names=getattr(teacher, "hidden_names", None))
+                        verdicts=verdicts, layer_names=getattr(teacher, "hidden_names", None), stopped=stopped)
     data.frontier = cached_frontier_result(sel.dataset, sel.rates, sel.methods, sel.seeds, preset, teacher=teacher,
                                            cache_dir=cache_dir, scope=sel.scope)
     if data.missing:
         data.estimate = estimate_seconds(data.missing, sel, preset, cache_dir)
     if data.frontier is not None:
-        data.frontier_verdicts = [f"{r.rate:g}x: {r.verdict}. {r.text}" for r in data.frontier.verdicts.itertuples()]
+        fr = data.frontier  # with the teacher as the reference star, as `frontier.frontier` draws it
+        fr.teacher, fr.points = t_row, front_table(fr.runs, fr.robust_metric, t_row, cache_dir)
+        data.frontier_verdicts = [f"{r.rate:g}x: {r.verdict}. {r.text}" for r in fr.verdicts.itertuples()]
+        if only_preset_budget(fr.points):
+            data.frontier_note = (f"The cache holds only the preset's own fine-tuning budget for these runs (one "
+                                  f"point per method), so this is no fair comparison yet; to fill the budget grid, "
+                                  f"run: {frontier_command(sel, preset)}")
     return data
+
+
+def only_preset_budget(points: pd.DataFrame) -> bool:
+    """Whether a frontier's points hold one budget per method and rate (the preset's own: no grid to compare)."""
+    trained = points[points.kind == "method"]
+    return bool(len(trained)) and bool((trained.groupby(["rate", "method"]).size() == 1).all())
+
+
+def frontier_command(sel: Selection, preset: str) -> str:
+    """The `pwoa-lab frontier` command that fills the budget grid of `sel`'s frontier."""
+    return (f"pwoa-lab frontier --dataset {sel.dataset} --preset {preset} --rates "
+            f"{','.join(f'{r:g}' for r in sel.rates)} --scope {sel.scope} --seeds {','.join(map(str, sel.seeds))} "
+            f"--methods {','.join(budgeted_methods(sel.methods))}")
 
 
 def capacity_lines(table: pd.DataFrame, sel: Selection, preset: str, cache_dir=None) -> list[str]:

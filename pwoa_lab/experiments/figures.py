@@ -12,13 +12,14 @@ import torch.nn as nn
 
 from pwoa_lab import defaults
 from pwoa_lab.core.data import DATASETS, check_n_per_class, dataset_info
-from pwoa_lab.core.evaluation import EvalSettings
+from pwoa_lab.core.evaluation import METRIC_WORDS, EvalSettings
 from pwoa_lab.core.intervals import Interval, decide, images_to_settle, seed_interval, settle_hint
 from pwoa_lab.experiments.capacity import capacity_configs, capacity_rows
 from pwoa_lab.experiments.confidence import add_intervals, contrast_intervals, group_outcomes
 from pwoa_lab.experiments.jobs import check_backend, check_workers
 from pwoa_lab.experiments.runs import resolve_teacher, teacher_row
 from pwoa_lab.experiments.sweep import check_seeds, summarize, sweep
+from pwoa_lab.pruning.masks import rate_words
 from pwoa_lab.training.presets import capacity_overrides, eval_settings, fig3_defaults, preset_config
 from pwoa_lab.training.registry import CAPACITY, TEACHER, method_order, method_with_role
 from pwoa_lab.utils import check_rate, get_device
@@ -57,8 +58,8 @@ def figure1(dataset: str = defaults.DATASET, rates: Sequence[float] = (2, 4, 8, 
     settings = settings or eval_settings(dataset, preset)
     device = get_device(device)
     teacher = resolve_teacher(dataset, teacher, device)
-    eps = preset_config(dataset, preset, **overrides).eps
-    scope = preset_config(dataset, preset, **overrides).scope if "scope" in overrides else "all"
+    base = preset_config(dataset, preset, **overrides)  # what every run shares: the radius and the scope
+    eps, scope = base.eps, base.scope
     if control:  # every width and the teacher's recipe checked before any run starts
         capacity_configs(teacher, dataset, rates, seeds, scope, capacity_overrides(dataset, preset))
     workers = check_workers(workers)
@@ -171,21 +172,51 @@ def _settle(ivs: dict[str, Interval | None], outcomes, tolerance: float, test_si
 
 def claim_in_words(check: pd.DataFrame, metric: str = "pgd", tolerance: float = 3.0, collapse: float = 1 / 3
                    ) -> list[str]:
-    """One sentence per rate of a `phenomenon` table: does the paper's claim hold there, with the intervals."""
+    """Per rate of a `phenomenon` table: one plain sentence (does the paper's claim hold there, and why), then the
+    two differences that decide it with their 95% intervals."""
+    robust = f"{METRIC_WORDS.get(metric, metric)} accuracy"
+
     def iv(r, name: str) -> str:
         low, high = getattr(r, f"{name}_low"), getattr(r, f"{name}_high")
         return f"{getattr(r, name):+.1f}" + ("" if math.isnan(low) else f" [{low:+.1f}, {high:+.1f}]")
+
+    def side(r, name: str, threshold: float) -> str:
+        low, high = getattr(r, f"{name}_low"), getattr(r, f"{name}_high")
+        return "unknown" if math.isnan(low) else decide(Interval(getattr(r, name), low, high), threshold)
+
     lines = []
     for r in check.itertuples():
-        text = (f"{r.rate:g}x ({100 * r.sparsity:.1f}% of the weights are zero), {metric}: {r.verdict.upper()}. "
-                f"Naive {r.naive:.1f} minus {collapse:.2g} x the teacher's {r.teacher:.1f} is "
-                f"{iv(r, 'naive_vs_collapse')} (the claim wants it below 0); the teacher minus PwoA {r.pwoa:.1f} is "
-                f"{iv(r, 'pwoa_gap')} (wants it below {tolerance:g})")
+        at = f"At {rate_words(r.rate)} pruning"
+        kept = (f"naive pruning keeps {r.naive:.1f}% {robust} and PwoA {r.pwoa:.1f}%, against the dense teacher's "
+                f"{r.teacher:.1f}%")
+        if r.verdict == "holds":
+            head = (f"{at} the paper's claim HOLDS: naive pruning keeps {r.naive:.1f}% {robust}, under "
+                    f"{_fraction(collapse)} of the dense teacher's {r.teacher:.1f}%, while PwoA keeps {r.pwoa:.1f}%, "
+                    f"within {tolerance:g} points of it.")
+        elif r.verdict == "fails":
+            why = []
+            if side(r, "pwoa_gap", tolerance) == "above":
+                why.append(f"PwoA keeps {r.pwoa:.1f}% {robust}, more than {tolerance:g} points below the dense "
+                           f"teacher's {r.teacher:.1f}%")
+            if side(r, "naive_vs_collapse", 0.0) == "above":
+                why.append(f"naive pruning keeps {r.naive:.1f}%, more than {_fraction(collapse)} of the teacher's "
+                           f"{r.teacher:.1f}%: it does not collapse")
+            head = f"{at} the paper's claim FAILS: " + " and ".join(why) + "."
+        else:
+            head = (f"{at} the measurement cannot decide (INCONCLUSIVE): {kept}, and the 95% intervals are too wide "
+                    f"to tell" + (f"; {r.settle}." if r.settle else "."))
+        detail = (f" The numbers: naive minus {_fraction(collapse)} of the teacher {iv(r, 'naive_vs_collapse')} (the "
+                  f"claim wants it below 0), the teacher minus PwoA {iv(r, 'pwoa_gap')} (wants it below "
+                  f"{tolerance:g})")
         if not math.isnan(r.oneshot):
-            text += f"; one-shot pruning with no training keeps {r.oneshot:.1f}"
-        text += "." + (f" {r.settle[0].upper()}{r.settle[1:]}." if r.settle else "")
-        lines.append(text)
+            detail += f"; pruning with no training at all keeps {r.oneshot:.1f}%"
+        lines.append(head + detail + ".")
     return lines
+
+
+def _fraction(share: float) -> str:
+    """1/3 -> 'a third', 0.5 -> 'half', else '0.25 x'."""
+    return {1 / 3: "a third", 1 / 2: "half", 1 / 4: "a quarter"}.get(share, f"{share:.2g} x")
 
 
 # ----------------------------------------------------------------------------------------------- Figure 3

@@ -101,24 +101,25 @@ def compare_fronts(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: 
     a_miss = [p for _, p in b.iterrows() if not any(matches(q, p) for _, q in a.iterrows())]  # b points A misses
     b_miss = [p for _, p in a.iterrows() if not any(matches(q, p) for _, q in b.iterrows())]
     if not a_miss and not b_miss:
-        return FrontVerdict("inconclusive", f"neither front is shown better: every point of each is matched by a "
+        return FrontVerdict("inconclusive", f"Neither front is shown better: every point of each is matched by a "
                                             f"point of the other within the 95% intervals; more test images or "
-                                            f"seeds would narrow them")
+                                            f"seeds would narrow them.")
     if not a_miss:
-        return FrontVerdict(f"{name_a} dominates", f"{name_a} matches every point of {name_b}, and {name_b} has "
-                                                   f"nothing that matches {name_a} at {_where(b_miss)}")
+        return FrontVerdict(f"{name_a} dominates", f"{name_a} is better: its front matches every point of "
+                                                   f"{name_b}'s, and nothing of {name_b}'s matches {name_a}'s "
+                                                   f"{_points(b_miss)}.")
     if not b_miss:
-        return FrontVerdict(f"{name_b} dominates", f"{name_b} matches every point of {name_a}, and {name_a} has "
-                                                   f"nothing that matches {name_b} at {_where(a_miss)}")
-    return FrontVerdict("cross", f"each is better somewhere: {name_a} at {_where(b_miss)}, {name_b} at "
-                                 f"{_where(a_miss)}")
+        return FrontVerdict(f"{name_b} dominates", f"{name_b} is better: its front matches every point of "
+                                                   f"{name_a}'s, and nothing of {name_a}'s matches {name_b}'s "
+                                                   f"{_points(a_miss)}.")
+    return FrontVerdict("cross", f"Neither is better everywhere: nothing of {name_b}'s front matches {name_a}'s "
+                                 f"{_points(b_miss)}, and nothing of {name_a}'s matches {name_b}'s {_points(a_miss)}.")
 
 
-def _where(points: list[pd.Series]) -> str:
-    lo, hi = min(p.natural for p in points), max(p.natural for p in points)
-    span = f"{lo:.1f}%" if abs(hi - lo) < 0.05 else f"{lo:.1f}-{hi:.1f}%"
-    rob = max(p.robust for p in points)
-    return f"natural accuracy {span} (robust up to {rob:.1f}%)"
+def _points(points: list[pd.Series]) -> str:
+    """The points as 'point (natural 90.3%, robust 38.1%)', in order of natural accuracy."""
+    shown = [f"(natural {p.natural:.1f}%, robust {p.robust:.1f}%)" for p in sorted(points, key=lambda p: p.natural)]
+    return ("point " if len(shown) == 1 else "points ") + ", ".join(shown)
 
 
 # ----------------------------------------------------------------------------------------------- the frontier
@@ -166,7 +167,8 @@ def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
     settings = settings or eval_settings(dataset, preset)
     dev = get_device(device)
     teacher = resolve_teacher(dataset, teacher, dev)  # loaded once, for the sweep and the teacher row
-    scope = preset_config(dataset, preset, **fixed).scope
+    base = preset_config(dataset, preset, **fixed)  # what every point shares: the scope and the radius
+    scope = base.scope
     if control:  # the teacher's recipe and every width checked before any run starts
         capacity_configs(teacher, dataset, rates, seeds, scope, capacity_overrides(dataset, preset))
     notes: list[dict] = []
@@ -183,8 +185,7 @@ def frontier(dataset: str = defaults.DATASET, rates: Sequence[float] = (4, 8),
             break
         points = points + new
     metric = robust_metric(settings, result.runs)
-    eps = preset_config(dataset, preset, **fixed).eps
-    t_row = teacher_row(teacher, dataset, eps, settings, cache_dir, root=root, device=dev)
+    t_row = teacher_row(teacher, dataset, base.eps, settings, cache_dir, root=root, device=dev)
     table = front_table(result.runs, metric, t_row, cache_dir)
     capacity = pd.DataFrame()
     if control:

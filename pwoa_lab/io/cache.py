@@ -65,6 +65,14 @@ def entry_key(kind: str, config: dict[str, Any]) -> str:
     return config_key({"kind": kind, "kit_version": __version__, "code": code_fingerprint(), **config})
 
 
+_STORED: dict[str, int] = {}  # entries this process stored, by kind: what an interrupted command can say it kept
+
+
+def stored_count(*kinds: str) -> int:
+    """How many entries of `kinds` this process has stored so far (e.g. the runs an interrupted command kept)."""
+    return sum(_STORED.get(kind, 0) for kind in kinds)
+
+
 class ResultCache:
     """Get and put JSON results (and side files) under `cache_root(cache_dir)/kind/key/`."""
 
@@ -96,6 +104,7 @@ class ResultCache:
                     json.dump(result, f, indent=1, default=str)
         except OSError as err:
             raise cache_error(self.root, err) from err
+        _STORED[self.kind] = _STORED.get(self.kind, 0) + 1
         return folder / "result.json"
 
     def clear(self, key: str) -> None:

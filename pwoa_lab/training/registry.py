@@ -22,12 +22,10 @@ finds the table complete.
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
-import sys
 from dataclasses import dataclass, fields
 from typing import Callable
 
+from pwoa_lab.utils import Registry, code_digest
 
 ROLES = ("", "control", "baseline", "distillation", "proposed")
 TEACHER = "teacher"  # the method column of the dense teacher's rows (not a registered method)
@@ -71,23 +69,17 @@ class MethodSpec:
         return {"color": self.color, "marker": self.marker, "label": self.label or self.name}
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
-_REGISTERED_BY: dict[str, str] = {}  # method -> the module whose code called `register`
+_REGISTRY: Registry = Registry("method")  # name -> MethodSpec, and which module registered each
 
 
 def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     """Add a method; a name already registered is an error unless `replace=True`."""
-    if spec.name in _REGISTRY and not replace:
-        raise ValueError(f"method {spec.name!r} is already registered; pass replace=True to redefine it")
-    _REGISTRY[spec.name] = spec
-    _REGISTERED_BY[spec.name] = sys._getframe(1).f_globals.get("__name__", "__main__")
-    return spec
+    return _REGISTRY.add(spec.name, spec, replace)
 
 
 def unregister(name: str) -> None:
     """Remove a method (e.g. one a test or notebook added)."""
-    _REGISTRY.pop(name, None)
-    _REGISTERED_BY.pop(name, None)
+    _REGISTRY.remove(name)
 
 
 def method_spec(name: str) -> MethodSpec:
@@ -123,17 +115,6 @@ def method_help() -> str:
     return "; ".join(f"{s.name}: {s.help}" for s in (method_spec(n) for n in method_names()) if s.help)
 
 
-def _code_text(obj) -> str:
-    """The source of a function or class (its compiled code where no source is found), else its repr."""
-    if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
-        return repr(obj)
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):  # defined where no source is kept (e.g. exec): its bytecode and constants
-        code = getattr(obj, "__code__", None)
-        return repr((code.co_code, code.co_consts)) if code is not None else repr(obj)
-
-
 def method_code(name: str) -> str | None:
     """A fingerprint of a method defined outside the kit: its spec's fields and the source of its loss, its
     adversarial hook and its config class. None for the kit's own methods, which the run store keys by the
@@ -142,15 +123,11 @@ def method_code(name: str) -> str | None:
     spec = method_spec(name)
     if defining_module(name) is None:
         return None
-    digest = hashlib.sha256()
-    for f in fields(spec):
-        digest.update(f"{f.name}={_code_text(getattr(spec, f.name))}\n".encode())
-    return digest.hexdigest()[:16]
+    return code_digest({f.name: getattr(spec, f.name) for f in fields(spec)})
 
 
 def defining_module(name: str) -> str | None:
     """The module that registered a method from outside the kit ("__main__" for a notebook or script), None for
     the kit's own methods."""
     method_spec(name)
-    module = _REGISTERED_BY.get(name, "__main__")
-    return None if module.split(".")[0] == "pwoa_lab" else module
+    return _REGISTRY.user_module(name)

@@ -1,16 +1,13 @@
 """The dataset record (`DatasetInfo`) and the table of registered datasets."""
 from __future__ import annotations
 
-import hashlib
-import inspect
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from pwoa_lab.utils import check_choice
+from pwoa_lab.utils import Registry, check_choice, code_digest
 
 SPLITS = ("train", "val", "test")
 
@@ -52,31 +49,24 @@ class DatasetInfo:
             raise ValueError(f"dataset {self.name!r}: PGD steps must be >= 1")
 
 
-DATASETS: dict[str, DatasetInfo] = {}
-_REGISTERED_BY: dict[str, str] = {}  # dataset -> the module whose code called `register_dataset`
+DATASETS: Registry = Registry("dataset")  # name -> DatasetInfo, and which module registered each
 
 
 def register_dataset(info: DatasetInfo, replace: bool = False) -> DatasetInfo:
     """Add a dataset; a name already registered is an error unless `replace=True`."""
-    if info.name in DATASETS and not replace:
-        raise ValueError(f"dataset {info.name!r} is already registered; pass replace=True to redefine it")
-    DATASETS[info.name] = info
-    _REGISTERED_BY[info.name] = sys._getframe(1).f_globals.get("__name__", "__main__")
-    return info
+    return DATASETS.add(info.name, info, replace)
 
 
 def unregister_dataset(name: str) -> None:
     """Remove a dataset (e.g. one a test or notebook added)."""
-    DATASETS.pop(name, None)
-    _REGISTERED_BY.pop(name, None)
+    DATASETS.remove(name)
 
 
 def dataset_module(name: str) -> str | None:
     """The module that registered a dataset from outside the kit ("__main__" for a notebook or script), None for
     the kit's own datasets."""
     dataset_info(name)
-    module = _REGISTERED_BY.get(name, "__main__")
-    return None if module.split(".")[0] == "pwoa_lab" else module
+    return DATASETS.user_module(name)
 
 
 def dataset_code(name: str) -> str | None:
@@ -85,14 +75,7 @@ def dataset_code(name: str) -> str | None:
     if dataset_module(name) is None:
         return None
     info = dataset_info(name)
-    digest = hashlib.sha256(repr(info.facts()).encode())
-    for fn in (info.load, info.missing):
-        fn = getattr(fn, "func", fn)  # a functools.partial: its function
-        try:
-            digest.update(inspect.getsource(fn).encode())
-        except (OSError, TypeError):
-            digest.update(repr(getattr(fn, "__code__", fn)).encode())
-    return digest.hexdigest()[:16]
+    return code_digest({"facts": info.facts(), "load": info.load, "missing": info.missing})
 
 
 def dataset_info(name: str) -> DatasetInfo:

@@ -15,6 +15,7 @@ of the caller's; without it, it makes its own figure. The widgets compose these 
 - `plot_sweep`: a metric against one grid field of a sweep, one line per value of another.
 - `plot_frontier`: natural vs robust accuracy over the fine-tuning budget, per rate.
 - `plot_intervals`: estimates with their 95% intervals as whiskers.
+- `mark_smoke`: the smoke preset's "not a result" note above a figure's title.
 
 By subject: `plots.paper` (the method styles, Figures 1 and 3), `plots.runs` (single runs and models),
 `plots.comparisons` (design space, sweeps, frontier, intervals) and `plots.explorer_figures` (the classroom
@@ -30,7 +31,14 @@ from pwoa_lab.course.plots.comparisons import (
     plot_intervals,
     plot_sweep,
 )
-from pwoa_lab.course.plots.paper import METHOD_STYLE, METRIC_LABEL, TEACHER_STYLE, plot_figure1, plot_figure3
+from pwoa_lab.course.plots.paper import (
+    METHOD_STYLE,
+    METRIC_LABEL,
+    TEACHER_STYLE,
+    mark_smoke,
+    plot_figure1,
+    plot_figure3,
+)
 from pwoa_lab.course.plots.runs import (
     plot_accuracy_bars,
     plot_adversarial_grid,
@@ -44,4 +52,4 @@ from pwoa_lab.course.plots.runs import (
 __all__ = ["METHOD_STYLE", "METRIC_LABEL", "TEACHER_STYLE", "DESIGN_X_LABEL", "SCHEDULE_LINE", "DESIGN_MARKER",
            "plot_figure1", "plot_figure3", "plot_history", "plot_finetune_drift", "plot_learning_curve",
            "plot_information_plane", "plot_weight_histogram", "plot_accuracy_bars", "plot_adversarial_grid",
-           "plot_design_space", "plot_sweep", "plot_frontier", "plot_intervals"]
+           "plot_design_space", "plot_sweep", "plot_frontier", "plot_intervals", "mark_smoke"]

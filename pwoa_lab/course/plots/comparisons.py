@@ -113,8 +113,8 @@ def _spread(part: pd.DataFrame, column: str):
 def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, title: str | None = None, ax=None):
     """Natural (x) against robust (y) accuracy, one panel per rate: every budget of a method as a point with
     whiskers both ways (the 95% interval over seeds and test images where `points` has `_low` / `_high` columns,
-    else +-1 sd over seeds), the points of its front (`on_front`) filled and joined by a line, the others hollow, the one-shot control and the dense teacher
-    as reference markers.
+    else +-1 sd over seeds), the points of its front (`on_front`) filled and joined by a line, the others hollow,
+    the one-shot control and the dense teacher as reference markers.
 
     `points`: `frontier(...).points` (columns rate, method, kind, natural, natural_std, robust, robust_std,
     on_front, lr_factor, epoch_factor, robust_metric)."""
@@ -128,10 +128,10 @@ def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, ti
             style = _style(method)
             label = style["label"] if part.kind.iloc[0] == "method" else style["label"] + " (control)"
             # filled: on the method's front; hollow: another of its points is at least as good on both axes
-            for on_front, points in ((True, part[part.on_front]), (False, part[~part.on_front])):
-                if len(points):
-                    ax_.errorbar(points.natural, points.robust, xerr=_spread(points, "natural"),
-                                 yerr=_spread(points, "robust"), fmt=style.get("marker", "o"), color=style.get("color"),
+            for on_front, shown in ((True, part[part.on_front]), (False, part[~part.on_front])):
+                if len(shown):
+                    ax_.errorbar(shown.natural, shown.robust, xerr=_spread(shown, "natural"),
+                                 yerr=_spread(shown, "robust"), fmt=style.get("marker", "o"), color=style.get("color"),
                                  mfc=style.get("color") if on_front or part.kind.iloc[0] != "method" else "white",
                                  ms=5, capsize=2, alpha=0.8, label=label)
                     label = None
@@ -150,7 +150,7 @@ def plot_frontier(points: pd.DataFrame, rates: Sequence[float] | None = None, ti
         ax_.set_ylabel(METRIC_LABEL.get(metric, metric))
         ax_.grid(alpha=0.3)
     has_iv = "robust_low" in points and points.robust_low.notna().any()
-    axes[0].legend(fontsize=7, loc="best", title_fontsize=6,
+    axes[0].legend(fontsize=7, loc="lower left", title_fontsize=6,
                    title="whiskers: 95% interval over seeds and test images" if has_iv else "whiskers: sd over seeds")
     return _finish(fig, ax is None, title or "natural vs robust accuracy over the fine-tuning budget\n(labels: "
                    "learning-rate factor[/epoch factor]; filled: on the method's front)")

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pwoa_lab.core.evaluation import METRIC_WORDS
+from pwoa_lab.defaults import smoke_note
 from pwoa_lab.pruning.masks import rate_words
 from pwoa_lab.training.registry import CAPACITY, TEACHER, method_order, method_spec, method_with_role
 
@@ -39,8 +41,7 @@ class _MethodStyles(Mapping):
 
 
 METHOD_STYLE = _MethodStyles()
-METRIC_LABEL = {"natural": "natural accuracy (%)", "fgsm": "FGSM accuracy (%)", "pgd": "PGD accuracy (%)",
-                "cw": "CW accuracy (%)", "aa": "PGD + AutoAttack, worst (%)"}
+METRIC_LABEL = {m: f"{words} accuracy (%)" for m, words in METRIC_WORDS.items()}
 
 
 def _style(method: str) -> dict:
@@ -62,6 +63,17 @@ def _finish(fig, own: bool, title: str | None = None):
     if title and own:
         fig.suptitle(title)
     if own:
+        fig.tight_layout()
+    return fig
+
+
+def mark_smoke(fig, preset: str):
+    """Put the smoke preset's note (`defaults.smoke_note`) in red above the figure's title, so that a smoke figure
+    is never read as a result; other presets leave the figure as it is. Returns the figure."""
+    note = smoke_note(preset)
+    if note:
+        title = fig.get_suptitle()
+        fig.suptitle(f"{note.upper()}" + (f"\n{title}" if title else ""), color="#b00000")
         fig.tight_layout()
     return fig
 
