@@ -170,13 +170,15 @@ def _port_open(port: int) -> bool:
 
 @contextlib.contextmanager
 def voila_server(notebook: Path, base: Path, cache_dir: Path, start_timeout: float = 180.0,
-                 **serve) -> Iterator[VoilaServer]:
+                 data_root: Path | None = None, **serve) -> Iterator[VoilaServer]:
     """The explorer served as `make explorer` serves it (`course.serving.serve_command`, with `serve`: e.g.
     cull_idle_s, max_runs, shared), on 127.0.0.1:FREE without a browser (smoke mode, the result cache
     `cache_dir`, Jupyter config under `base`); stopped with SIGTERM on exit. Voila runs the notebook when the page
     is requested, so being ready means the port answers (asking for the page here would run it once more)."""
     from pwoa_lab.course.serving import serve_command
     env = _isolated_env(base, cache_dir)
+    if data_root is not None:  # e.g. an empty folder: a machine without the MNIST and CIFAR-10 files
+        env["PWOA_DATA_ROOT"] = str(data_root)
     log = base / "voila.log"
     last_error = None
     for _attempt in range(3):  # a free port can be taken between free_port() and the bind: retry

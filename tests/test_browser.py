@@ -343,7 +343,9 @@ def voila(tmp_path_factory):
     root = base / "root"
     root.mkdir()
     notebook = prepare_notebook(EXPLORER, root)
-    with voila_server(notebook, base / "jupyter", base / "cache") as server:
+    no_data = base / "no-data"  # a student's laptop without the data files: only digits can be offered
+    no_data.mkdir()
+    with voila_server(notebook, base / "jupyter", base / "cache", data_root=no_data) as server:
         yield server
 
 
@@ -391,6 +393,12 @@ def test_explorer_rate_change_in_voila(voila):
             expect(status).to_contain_text("smoke")
             expect(button).to_contain_text("compute 4 missing run(s): about")
             expect(stop).to_be_hidden()
+            # without their data files, MNIST and CIFAR-10 are not offered; one line each says what to do
+            missing = page.locator(".pwoa-explorer-missing-data")
+            for name in ("mnist", "cifar10"):
+                expect(missing).to_contain_text(f"{name}: its data is not on this machine")
+            options = page.locator(".pwoa-explorer select").first.locator("option").all_inner_texts()
+            assert options == ["digits"], options
             page.screenshot(path=str(shots["offer"]), full_page=True)
 
             # the runs compute in the background: the page stays live, and stop ends them at the next epoch
