@@ -352,15 +352,14 @@ def mean_std_table(summary, metrics) -> str:
 
 def print_smoke_note(preset: str) -> None:
     """Print, for the smoke preset, that what follows is a check that the kit runs, not a result."""
-    from pwoa_lab.defaults import smoke_note as note
-    if note(preset):
-        print(f"{note(preset).upper()}: {SMOKE_WHY}")
+    if note := defaults.smoke_note(preset):
+        print(f"{note.upper()}: {SMOKE_WHY}")
 
 
 def verdict_line(preset: str, text: str) -> str:
     """A printed verdict: marked as a smoke check under the smoke preset."""
-    from pwoa_lab.defaults import smoke_note as note
-    return f"- [{note(preset)}] {text}" if note(preset) else f"- {text}"
+    note = defaults.smoke_note(preset)
+    return f"- [{note}] {text}" if note else f"- {text}"
 
 
 def printable(frame):

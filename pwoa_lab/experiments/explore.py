@@ -29,7 +29,7 @@ from pwoa_lab.core.data import check_available
 from pwoa_lab.io.cache import cache_root
 from pwoa_lab.experiments.capacity import capacity_in_words, capacity_rows, capacity_verdicts
 from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, claim_in_words, phenomenon, seed_summary
-from pwoa_lab.experiments.frontier import cached_frontier_result, front_table
+from pwoa_lab.experiments.frontier import cached_frontier_result
 from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
 from pwoa_lab.pruning.masks import SCOPES
 from pwoa_lab.training.methods import PruneConfig
@@ -342,13 +342,13 @@ def explorer_data(sel: Selection, preset: str, teacher: nn.Module | None = None,
     data = ExplorerData(sel, preset, table, seed_summary(table, cache_dir=cache_dir), hist,
                         missing=[r for r, hit in hits.items() if hit is None], computed=computed, max_runs=max_runs,
                         verdicts=verdicts, layer_names=getattr(teacher, "hidden_names", None), stopped=stopped)
+    # with the teacher as the reference star, as `frontier.frontier` draws it
     data.frontier = cached_frontier_result(sel.dataset, sel.rates, sel.methods, sel.seeds, preset, teacher=teacher,
-                                           cache_dir=cache_dir, scope=sel.scope)
+                                           cache_dir=cache_dir, teacher_row=t_row, scope=sel.scope)
     if data.missing:
         data.estimate = estimate_seconds(data.missing, sel, preset, cache_dir)
     if data.frontier is not None:
-        fr = data.frontier  # with the teacher as the reference star, as `frontier.frontier` draws it
-        fr.teacher, fr.points = t_row, front_table(fr.runs, fr.robust_metric, t_row, cache_dir)
+        fr = data.frontier
         data.frontier_verdicts = [f"{r.rate:g}x: {r.verdict}. {r.text}" for r in fr.verdicts.itertuples()]
         if only_preset_budget(fr.points):
             data.frontier_note = (f"The cache holds only the preset's own fine-tuning budget for these runs (one "

@@ -187,8 +187,6 @@ def claim_in_words(check: pd.DataFrame, metric: str = "pgd", tolerance: float = 
     lines = []
     for r in check.itertuples():
         at = f"At {rate_words(r.rate)} pruning"
-        kept = (f"naive pruning keeps {r.naive:.1f}% {robust} and PwoA {r.pwoa:.1f}%, against the dense teacher's "
-                f"{r.teacher:.1f}%")
         if r.verdict == "holds":
             head = (f"{at} the paper's claim HOLDS: naive pruning keeps {r.naive:.1f}% {robust}, under "
                     f"{_fraction(collapse)} of the dense teacher's {r.teacher:.1f}%, while PwoA keeps {r.pwoa:.1f}%, "
@@ -203,8 +201,9 @@ def claim_in_words(check: pd.DataFrame, metric: str = "pgd", tolerance: float = 
                            f"{r.teacher:.1f}%: it does not collapse")
             head = f"{at} the paper's claim FAILS: " + " and ".join(why) + "."
         else:
-            head = (f"{at} the measurement cannot decide (INCONCLUSIVE): {kept}, and the 95% intervals are too wide "
-                    f"to tell" + (f"; {r.settle}." if r.settle else "."))
+            head = (f"{at} the measurement cannot decide (INCONCLUSIVE): naive pruning keeps {r.naive:.1f}% {robust} "
+                    f"and PwoA {r.pwoa:.1f}%, against the dense teacher's {r.teacher:.1f}%, and the 95% intervals are "
+                    f"too wide to tell" + (f"; {r.settle}." if r.settle else "."))
         detail = (f" The numbers: naive minus {_fraction(collapse)} of the teacher {iv(r, 'naive_vs_collapse')} (the "
                   f"claim wants it below 0), the teacher minus PwoA {iv(r, 'pwoa_gap')} (wants it below "
                   f"{tolerance:g})")

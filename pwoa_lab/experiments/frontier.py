@@ -308,10 +308,11 @@ def cached_frontier_result(dataset: str, rates: Sequence[float], methods: Sequen
                            preset: str = defaults.PRESET, lr_factors: Sequence[float] = DEFAULT_LR_FACTORS,
                            epoch_factors: Sequence[float] = DEFAULT_EPOCH_FACTORS, teacher: nn.Module | None = None,
                            cache_dir: str | Path | None = None, device=None,
-                           compare: tuple[str, str] = defaults.COMPARE,
+                           compare: tuple[str, str] = defaults.COMPARE, teacher_row: dict | None = None,
                            **fixed: Any) -> FrontierResult | None:
-    """`cached_frontier` as a `FrontierResult` (points without the teacher row, runs, verdicts from the paired
-    intervals; no curves, no extensions), or None when no trained method has a cached budget."""
+    """`cached_frontier` as a `FrontierResult` (points, runs, verdicts from the paired intervals; no curves, no
+    extensions), or None when no trained method has a cached budget. `teacher_row`: the teacher's evaluation row
+    (`runs.teacher_row`), added to the points as the reference; None: points without it."""
     dev = get_device(device)
     teacher = resolve_teacher(dataset, teacher, dev)
     settings = eval_settings(dataset, preset)
@@ -326,5 +327,6 @@ def cached_frontier_result(dataset: str, rates: Sequence[float], methods: Sequen
     if runs.empty or not any(method_spec(m).trains for m in runs.method.unique()):
         return None
     metric = robust_metric(settings, runs)
-    points = front_table(runs, metric, cache_dir=cache_dir)
-    return FrontierResult(points, verdicts(points, runs, compare, cache_dir), runs, pd.DataFrame(), metric, {})
+    points = front_table(runs, metric, teacher_row, cache_dir)
+    return FrontierResult(points, verdicts(points, runs, compare, cache_dir), runs, pd.DataFrame(), metric,
+                          teacher_row or {})
