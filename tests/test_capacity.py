@@ -104,3 +104,94 @@ def test_the_explorer_shows_the_control_from_the_cache(control_run, monkeypatch)
     assert (data.table.method == "capacity").sum() == 2
     assert any(line.startswith("At 4x (75%), pwoa keeps") for line in data.verdicts)
     assert not math.isnan(float(data.summary[data.summary.method == "capacity"].pgd.iloc[0]))
+
+
+def test_a_control_another_process_is_training_is_waited_for_and_read_back(tmp_path):
+    """Two commands that ask for the same control at once train it once: the second waits on the entry's lock
+    and reads what the first stored."""
+    import shutil
+    import threading
+    import time
+
+    from pwoa_lab.experiments.capacity import capacity_configs, capacity_key, capacity_rows
+    from pwoa_lab.io.cache import ResultCache
+    from pwoa_lab.io.checkpoint import load_teacher
+    from pwoa_lab.training.presets import capacity_overrides, eval_settings
+
+    teacher, _ = load_teacher("digits")
+    settings, overrides = eval_settings("digits", "smoke"), capacity_overrides("digits", "smoke")
+    args = (teacher, "digits", [8], [0], settings, "hidden", overrides)
+    first = capacity_rows(*args, cache_dir=tmp_path / "a", progress=False)  # "the other process"'s result
+    key = capacity_key(capacity_configs(teacher, "digits", [8], [0], "hidden", overrides)[0][3], settings)
+    assert first.key.tolist() == [key] and not first.cached.any()
+
+    other = ResultCache("capacity_row", tmp_path / "b").lock(key)
+    assert other.acquire(blocking=False)  # another process is training this control in cache b
+    out = {}
+    waiter = threading.Thread(target=lambda: out.update(df=capacity_rows(*args, cache_dir=tmp_path / "b",
+                                                                         progress=False)))
+    waiter.start()
+    time.sleep(2.0)
+    assert waiter.is_alive()  # waiting for the lock, not training a second copy
+    shutil.copytree(tmp_path / "a" / "capacity_row" / key, tmp_path / "b" / "capacity_row" / key)  # it stores
+    other.release()
+    waiter.join(timeout=120)
+    df = out["df"]
+    assert df.cached.all()  # read back, not trained again
+    assert df.pgd.tolist() == first.pgd.tolist() and df.weights.tolist() == first.weights.tolist()
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_control_resumes_from_its_last_epoch_with_the_same_numbers(tmp_path):
+    """The control's training state is saved in its store entry after every epoch: run again, it goes on from
+    there (one epoch left of two) and ends where an uninterrupted run ends."""
+    from pwoa_lab.experiments.capacity import capacity_rows
+    from pwoa_lab.io.checkpoint import load_teacher
+    from pwoa_lab.training.presets import capacity_overrides, eval_settings
+
+    teacher, _ = load_teacher("digits")
+    overrides = {**capacity_overrides("digits", "smoke"), "epochs": 2}
+    args = (teacher, "digits", [8], [0], eval_settings("digits", "smoke"), "hidden", overrides)
+    whole = capacity_rows(*args, cache_dir=tmp_path / "whole", progress=False)
+
+    def stop_in_second_epoch(row):
+        if row["epoch"] == 2:
+            raise _Interrupt  # as Ctrl-C would, after the first epoch's state was saved
+    with pytest.raises(_Interrupt):
+        capacity_rows(*args, cache_dir=tmp_path / "cut", progress=False, on_epoch=stop_in_second_epoch)
+    assert len(list((tmp_path / "cut" / "capacity_row").glob("*/state.pt"))) == 1
+    assert not list((tmp_path / "cut" / "capacity_row").glob("*/result.json"))
+    epochs = []
+    resumed = capacity_rows(*args, cache_dir=tmp_path / "cut", progress=False, on_epoch=lambda r: epochs.append(
+        r["epoch"]))
+    assert epochs == [2]  # only the epoch that was left
+    assert not list((tmp_path / "cut" / "capacity_row").glob("*/state.pt"))  # the stored result replaces it
+    assert resumed.pgd.tolist() == whole.pgd.tolist() and resumed.natural.tolist() == whole.natural.tolist()
+
+
+def test_the_explorer_counts_estimates_computes_and_stops_the_controls_with_its_runs(tmp_path):
+    """With the tick box on, the controls are missing runs like the others: counted, estimated, computed after the
+    pruning runs under one count, and stopped after an epoch like them."""
+    from pwoa_lab.experiments import explore as ex
+    sel = Selection("digits", ("naive",), (8.0,), "hidden", (0,), control=True)
+    before = explorer_data(sel, "smoke", cache_dir=tmp_path, compute=False)
+    assert before.missing == [("naive", 8.0, 0), ("capacity", 8.0, 0)]
+    assert before.estimate == (ex.DEFAULT_RUN_SECONDS["smoke"] + ex.DEFAULT_CONTROL_SECONDS["smoke"], False)
+    runs, epochs = [], []
+    stopped = explorer_data(sel, "smoke", cache_dir=tmp_path, on_run=lambda i, n, run: runs.append((i, n, run)),
+                            on_epoch=lambda done, n: epochs.append(runs[-1][2][0]),
+                            should_stop=lambda: "capacity" in epochs)  # stop in the control's first epoch
+    assert runs[0] == (0, 2, ("naive", 8.0, 0)) and runs[-1] == (1, 2, ("capacity", 8.0, 0))
+    assert stopped.computed == [("naive", 8.0, 0)] and stopped.missing == [("capacity", 8.0, 0)]
+    assert stopped.message().startswith("stopped: 1 of 2 runs computed and kept")
+    assert not list((tmp_path / "capacity_row").glob("*/result.json"))  # the stopped control: nothing stored
+    again = explorer_data(sel, "smoke", cache_dir=tmp_path)  # the next press computes what is left
+    assert again.computed == [("capacity", 8.0, 0)] and again.missing == []
+    assert (again.table.method == "capacity").sum() == 1 and any(v.startswith("At 8x (87.5%), naive keeps") for v in again.verdicts)
+    # another seed's control is now estimated from the one measured
+    other = Selection("digits", ("naive",), (8.0,), "hidden", (1,), control=True)
+    seconds, measured = ex.estimate_seconds([("capacity", 8.0, 1)], other, "smoke", tmp_path)
+    assert measured and 0 < seconds < ex.DEFAULT_CONTROL_SECONDS["smoke"] * 10

@@ -433,8 +433,8 @@ def test_smoke_views_say_they_are_no_result_and_tables_drop_empty_columns(first_
     view = app.view
     note = ex.smoke_note(PRESET)
     assert note == "smoke check (a few batches), not a result" and ex.smoke_note("quick") == ""
-    for name, fig in first_view[0].figures.items():
-        assert note in fig.get_suptitle(), name
+    for name, fig in first_view[0].figures.items():  # in red above the title, as the commands' figures
+        assert fig.get_suptitle().startswith(note.upper()), name
     assert note in app.table_heading.value and note in app.frontier_heading.value
     table = app.outputs["table"].outputs[0]["data"]["text/plain"]
     assert f"The paper's claim per rate ({note}; " in table
@@ -481,7 +481,7 @@ CHANGES = 10  # redraws in the memory test (2 to 5 s each on one core)
 def test_the_estimate_reads_the_measured_runs_else_says_it_guesses(tmp_path):
     import json
     sel = ex.Selection("digits", ("naive",), (4.0,), "hidden", (1,))
-    config = ex_data._config(sel, PRESET, "naive", 4.0, 1, "cpu").to_dict()
+    config = ex_data.run_config_of(sel, PRESET, "naive", 4.0, 1, "cpu").to_dict()
     for i, seconds in enumerate((10.0, 20.0, 60.0)):  # three stored runs like it (other seeds): the median counts
         entry = tmp_path / "prune_row" / f"k{i}"
         entry.mkdir(parents=True)
@@ -491,6 +491,14 @@ def test_the_estimate_reads_the_measured_runs_else_says_it_guesses(tmp_path):
     other = ex.Selection("digits", ("naive",), (2.0,), "hidden", (0,))  # a rate nothing was measured at
     assert ex_data.estimate_seconds(other.runs(), other, PRESET, tmp_path) == (ex_data.DEFAULT_RUN_SECONDS[PRESET],
                                                                                False)
+    # a stored run written again (here: a slower machine's) is read again, never served from the last refresh
+    entry = tmp_path / "prune_row" / "k1"
+    record = json.loads((entry / "result.json").read_text())
+    (entry / "new.json").write_text(json.dumps({**record, "row": {"train_seconds": 99.0, "eval_seconds": 1}}))
+    (entry / "new.json").replace(entry / "result.json")
+    assert ex_data.estimate_seconds(sel.runs(), sel, PRESET, tmp_path) == (60.0, True)
+    (tmp_path / "prune_row" / "k2" / "result.json").unlink()  # a removed run no longer counts
+    assert ex_data.estimate_seconds(sel.runs(), sel, PRESET, tmp_path) == (55.0, True)
 
 
 def test_datasets_without_their_data_are_not_offered_and_say_why(monkeypatch, tmp_path):

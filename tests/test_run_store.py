@@ -17,7 +17,7 @@ import torch
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.experiments.batch import run_configs
 from pwoa_lab.experiments.runs import load_cached_model
-from pwoa_lab.io.cache import ResultCache
+from pwoa_lab.io.cache import ResultCache, compute_once
 from pwoa_lab.training.presets import preset_config
 from pwoa_lab.utils import reserve_paths, torch_threads
 
@@ -187,3 +187,30 @@ def test_ctrl_c_during_a_parallel_figure1_keeps_the_finished_runs_and_says_how_t
     assert 1 <= len(kept) < 8
     assert f"interrupted; {len(kept)} run(s) finished by this command are kept" in lines[0]  # the count is true
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_compute_once_waits_for_a_held_entry_and_computes_it_only_if_nobody_stored_it(tmp_path):
+    """Entries another process holds are waited for: read back where it stored them, computed here where it
+    stopped without storing."""
+    cache = ResultCache("prune_row", tmp_path)
+    stored: dict[str, int] = {}
+    rounds: list[list[str]] = []
+
+    def compute(mine, locks):
+        rounds.append(list(mine))
+        for item in mine:
+            assert locks[item].held  # computed under its lock
+            stored[item] = 1
+
+    held = {k: ResultCache("prune_row", tmp_path).lock(k) for k in ("b", "c")}
+    assert all(lock.acquire(blocking=False) for lock in held.values())  # "another process" holds b and c
+    worker = threading.Thread(target=compute_once, args=(cache, ["a", "b", "c"], str, stored.__contains__, compute))
+    worker.start()
+    time.sleep(1.0)
+    assert rounds == [["a"]] and worker.is_alive()  # a computed; b and c waited for
+    stored["b"] = 2  # the other process stores b ...
+    held["b"].release()
+    held["c"].release()  # ... and stops without storing c
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert rounds == [["a"], ["c"]] and stored == {"a": 1, "b": 2, "c": 1}

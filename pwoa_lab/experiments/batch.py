@@ -26,7 +26,7 @@ from pwoa_lab.core.datasets import dataset_module
 from pwoa_lab.core.evaluation import EvalSettings
 from pwoa_lab.experiments.jobs import JobFailure, check_backend, check_workers, run_jobs
 from pwoa_lab.experiments.runs import cached_prune_row, compute_outcome, resolved_only, row_key, store_outcome
-from pwoa_lab.io.cache import EntryLock, ResultCache
+from pwoa_lab.io.cache import EntryLock, ResultCache, compute_once
 from pwoa_lab.training.loop import RunConfig
 from pwoa_lab.training.registry import defining_module, method_names, method_spec
 
@@ -97,45 +97,29 @@ def run_configs(teacher: nn.Module, configs: Sequence[RunConfig], settings: Eval
             else:
                 results[i] = value
 
-    pending = groups
-    while pending or extra:
-        mine, busy, locks = [], [], {}
-        for group in pending:
-            lock = cache.lock(keys[group[0]]) if use_cache else None
-            if lock is not None and not lock.acquire(blocking=False):
-                busy.append(group)  # another process is computing it
-                continue
-            hit = cached_prune_row(teacher, configs[group[0]], settings, cache_dir, use_cache)
-            if hit is not None:  # stored by another process since the first look
-                if lock is not None:
-                    lock.release()
-                fill(group, hit)
-                continue
-            mine.append(group)
-            locks[group[0]] = lock
-        try:
-            done = _compute(teacher, configs, mine, keys, locks, settings, cache_dir, use_cache, root, workers,
-                            progress, desc, extra, backend, address, errors, on_run, modules)
-        finally:
-            for lock in locks.values():
-                if lock is not None:
-                    lock.release()
+    def read(group: list[int]) -> bool:
+        hit = cached_prune_row(teacher, configs[group[0]], settings, cache_dir, use_cache)
+        if hit is not None:
+            fill(group, hit)
+        return hit is not None
+
+    def compute(mine: list[list[int]], locks: dict[str, EntryLock | None]) -> None:
+        nonlocal extra
+        done = _compute(teacher, configs, mine, keys, locks, settings, cache_dir, use_cache, root, workers,
+                        progress, desc, extra, backend, address, errors, on_run, modules)
         if extra:
             batch.extras = done[:len(extra)]
         for group, value in zip(mine, done[len(extra):]):
             fill(group, value if isinstance(value, JobFailure) else
                  ({**value.row, "cached": False, "key": value.key}, value.history))
         batch.submitted += len(mine)
-        extra, pending = [], []
-        if busy and progress:
-            tqdm.write(f"{len(busy)} run(s) are being computed by another process on this cache; waiting for them")
-        for group in busy:
-            with cache.lock(keys[group[0]]):  # released when that process stores the run, or stops
-                hit = cached_prune_row(teacher, configs[group[0]], settings, cache_dir, use_cache)
-            if hit is not None:
-                fill(group, hit)
-            else:  # that process stopped or its run failed: compute it here
-                pending.append(group)
+        extra = []  # the extra jobs run in the first round only
+
+    def waiting(n: int) -> None:
+        if progress:
+            tqdm.write(f"{n} run(s) are being computed by another process on this cache; waiting for them")
+
+    compute_once(cache, groups, lambda group: keys[group[0]], read, compute, use_cache, waiting)
     return batch
 
 
@@ -170,7 +154,7 @@ def import_then_call(modules: Sequence[str], fn: Callable, *args):
     return fn(*args)
 
 
-def _compute(teacher, configs, mine, keys, locks: dict[int, EntryLock | None], settings, cache_dir, use_cache,
+def _compute(teacher, configs, mine, keys, locks: dict[str, EntryLock | None], settings, cache_dir, use_cache,
              root, workers, progress, desc, extra, backend, address, errors, on_run, modules=()) -> list:
     """One round of `run_configs`: the runs of `mine` (their locks held) and the `extra` jobs, through
     `run_jobs`; each run is stored, and its lock released, as it arrives."""
@@ -192,7 +176,7 @@ def _compute(teacher, configs, mine, keys, locks: dict[int, EntryLock | None], s
         group = mine[j - len(extra)]
         if use_cache:
             store_outcome(value, cache_dir)
-        lock = locks.get(group[0])
+        lock = locks.get(keys[group[0]])
         if lock is not None:
             lock.release()  # a process waiting for this run reads it now
         if on_run is not None:

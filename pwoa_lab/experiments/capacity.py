@@ -15,10 +15,11 @@ from __future__ import annotations
 import functools
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from pwoa_lab import defaults
 from pwoa_lab.core.datasets import dataset_code
@@ -28,7 +29,7 @@ from pwoa_lab.experiments.batch import import_then_call, worker_modules
 from pwoa_lab.experiments.confidence import contrast_intervals, group_outcomes
 from pwoa_lab.experiments.jobs import run_jobs
 from pwoa_lab.experiments.runs import run_config
-from pwoa_lab.io.cache import ResultCache, code_fingerprint, entry_key
+from pwoa_lab.io.cache import EntryLock, ResultCache, code_fingerprint, compute_once, entry_key
 from pwoa_lab.pruning.capacity import capacity_scale, pruned_weight_count
 from pwoa_lab.pruning.masks import rate_words
 from pwoa_lab.training.methods import TeacherConfig
@@ -78,12 +79,15 @@ def capacity_key(config: TeacherConfig, settings: EvalSettings) -> str:
     return entry_key("capacity_row", {"config": config.to_dict(), "eval": settings.__dict__, **code})
 
 
-def compute_capacity(config: TeacherConfig, rate: float, target: int, settings: EvalSettings, root=None
+def compute_capacity(config: TeacherConfig, rate: float, target: int, settings: EvalSettings, root=None,
+                     state_path: str | Path | None = None, on_epoch: Callable[[dict], None] | None = None
                      ) -> dict[str, Any]:
     """Train one control (the teacher's recipe, narrower) and evaluate it: the record the store keeps (row,
-    per-image outcomes, history, code fingerprint). Computes with `defaults.RUN_THREADS` threads."""
+    per-image outcomes, history, code fingerprint). `state_path`: where the training saves its state after each
+    epoch and resumes from (`pwoa_lab.training.loop`); `on_epoch(row)`: after each epoch. Computes with
+    `defaults.RUN_THREADS` threads."""
     with torch_threads(defaults.RUN_THREADS):
-        result = run_config(None, config, root=root, progress=False)
+        result = run_config(None, config, root=root, progress=False, on_epoch=on_epoch, state_path=state_path)
         measured, points = evaluate_points(result.model, config.dataset, config.eps, settings, root)
     weights = sum(p.numel() for p in result.model.parameters())
     row = {"dataset": config.dataset, "method": CAPACITY, "rate": float(rate), "seed": config.seed, "mix_ratio": 1.0,
@@ -98,36 +102,62 @@ def capacity_rows(teacher: nn.Module, dataset: str, rates: Sequence[float], seed
                   settings: EvalSettings, scope: str = "all", overrides: dict[str, Any] | None = None,
                   cache_dir: str | Path | None = None, use_cache: bool = True, root=None, workers: int = 1,
                   backend: str = "local", address: str | None = None, progress: bool = True,
-                  cached_only: bool = False) -> pd.DataFrame:
+                  cached_only: bool = False, on_epoch: Callable[[dict], None] | None = None) -> pd.DataFrame:
     """The capacity control's rows (one per rate and seed), from the store or computed (in `workers` processes or
-    on Ray) and stored as each arrives: a rerun computes only what is missing. `cached_only`: only the stored rows
-    (none computed)."""
+    on Ray) and stored as each arrives: a rerun computes only what is missing. Each control is trained under its
+    store entry's lock (another process asking for the same control waits and reads it back); on the local backend
+    its training state is saved in the entry after every epoch, so an interrupted control resumes from its last
+    finished epoch. `cached_only`: only the stored rows (none computed). `on_epoch(row)`: called after each
+    training epoch (in this process: `workers` 1 on the local backend only)."""
+    if on_epoch is not None and (workers > 1 or backend != "local"):
+        raise ValueError("on_epoch is called in this process: use workers=1 on the local backend with it")
     plan = capacity_configs(teacher, dataset, rates, seeds, scope, overrides)
     cache = ResultCache("capacity_row", cache_dir, enabled=use_cache)
-    rows: list[dict | None] = []
-    todo = []
-    for i, (rate, seed, target, config) in enumerate(plan):
-        key = capacity_key(config, settings)
-        hit = cache.get(key)
-        rows.append({**hit["row"], "cached": True, "key": key} if hit is not None else None)
-        if hit is None and not cached_only:
-            todo.append(i)
-    modules = worker_modules([plan[i][3] for i in todo]) if todo and (workers > 1 or backend != "local") else ()
-    job = functools.partial(import_then_call, modules, compute_capacity) if modules else compute_capacity
-    jobs = [(job, (plan[i][3], plan[i][0], plan[i][2], settings, root)) for i in todo]
+    keys = [capacity_key(config, settings) for _, _, _, config in plan]
+    rows: list[dict | None] = [None] * len(plan)
 
-    def store(j: int, record: dict) -> None:
-        i = todo[j]
-        key = capacity_key(plan[i][3], settings)
-        if record.get("code") != code_fingerprint():
-            raise ValueError("a capacity control was computed by different pwoa-lab code: install the same version "
-                             "of the kit on every worker")
-        if use_cache:
-            cache.put(key, record)
-        rows[i] = {**record["row"], "cached": False, "key": key if use_cache else None}
+    def read(i: int) -> bool:
+        hit = cache.get(keys[i])
+        if hit is not None:
+            rows[i] = {**hit["row"], "cached": True, "key": keys[i]}
+        return hit is not None
 
-    run_jobs(jobs, workers, progress, f"capacity control ({dataset})", backend=backend, address=address,
-             on_result=store)
+    todo = [i for i in range(len(plan)) if not read(i)]
+
+    def compute(mine: list[int], locks: dict[str, EntryLock | None]) -> None:
+        if not mine:
+            return
+        modules = worker_modules([plan[i][3] for i in mine]) if workers > 1 or backend != "local" else ()
+        local = backend == "local" and use_cache  # local workers share this file system: the state can resume
+        jobs = []
+        for i in mine:
+            run = functools.partial(compute_capacity, on_epoch=on_epoch,
+                                    state_path=cache.folder(keys[i]) / "state.pt" if local else None)
+            jobs.append((functools.partial(import_then_call, modules, run) if modules else run,
+                         (plan[i][3], plan[i][0], plan[i][2], settings, root)))
+
+        def store(j: int, record: dict) -> None:
+            i = mine[j]
+            if record.get("code") != code_fingerprint():
+                raise ValueError("a capacity control was computed by different pwoa-lab code: install the same "
+                                 "version of the kit on every worker")
+            if use_cache:
+                cache.put(keys[i], record)
+                (cache.folder(keys[i]) / "state.pt").unlink(missing_ok=True)  # the stored result replaces it
+            rows[i] = {**record["row"], "cached": False, "key": keys[i] if use_cache else None}
+            lock = locks.get(keys[i])
+            if lock is not None:
+                lock.release()  # a process waiting for this control reads it now
+
+        run_jobs(jobs, workers, progress, f"capacity control ({dataset})", backend=backend, address=address,
+                 on_result=store)
+
+    def waiting(n: int) -> None:
+        if progress:
+            tqdm.write(f"{n} capacity control(s) are being trained by another process on this cache; waiting")
+
+    if not cached_only:
+        compute_once(cache, todo, lambda i: keys[i], read, compute, use_cache, waiting)
     return pd.DataFrame([r for r in rows if r is not None])
 
 

@@ -2,11 +2,13 @@
 
 No drawing and no widgets: `pwoa_lab.course.explorer` is the app around these, `pwoa_lab.course.plots` draws.
 
-- `Selection`: what the controls say; `default_selection(preset)`; `available_datasets(preset)`.
-- `missing_runs(selection, preset)`: the (method, rate, seed) runs not in the cache yet.
+- `Selection`, `default_selection`, `available_datasets`, `missing_runs`: what the controls select
+  (`pwoa_lab.experiments.selection`, re-exported here).
 - `compute_missing(selection, preset, on_run=..., on_epoch=..., max_runs=..., should_stop=...)`: runs them, one at
   a time (each a `runs.prune_row`: the cache entry `figures.figure1` writes, stored as it finishes); more than
   `max_runs` are refused (`TooManyRuns`); `should_stop()` true at a run's start or after an epoch: `ComputeStopped`.
+- `missing_controls` / `compute_controls(selection, preset, ...)`: the same for the selection's capacity controls
+  (its tick box), counted, estimated and stopped with the runs.
 - `explorer_data(selection, preset)` -> `ExplorerData`: the Figure-1 table (one row per run, as
   `figures.figure1`), its `figures.seed_summary`, the training histories, the claim per rate in words
   (`claim_lines`) and the frontier the cache holds (`frontier.cached_frontier_result`, the teacher added) with its
@@ -14,9 +16,8 @@ No drawing and no widgets: `pwoa_lab.course.explorer` is the app around these, `
 """
 from __future__ import annotations
 
-import functools
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,156 +26,90 @@ import pandas as pd
 import torch.nn as nn
 
 from pwoa_lab import defaults
-from pwoa_lab.core.data import check_available
 from pwoa_lab.io.cache import cache_root
-from pwoa_lab.experiments.capacity import capacity_in_words, capacity_rows, capacity_verdicts
-from pwoa_lab.experiments.figures import FIG1_COLUMNS, check_seeds, claim_in_words, phenomenon, seed_summary
+from pwoa_lab.experiments.capacity import capacity_configs, capacity_in_words, capacity_rows, capacity_verdicts
+from pwoa_lab.experiments.figures import FIG1_COLUMNS, claim_in_words, phenomenon, seed_summary
 from pwoa_lab.experiments.frontier import cached_frontier_result
-from pwoa_lab.experiments.runs import cached_prune_row, prune_row, resolve_teacher, teacher_row
-from pwoa_lab.pruning.masks import SCOPES
-from pwoa_lab.training.methods import PruneConfig
-from pwoa_lab.training.presets import PRESETS, capacity_overrides, eval_settings, preset_config
-from pwoa_lab.training.registry import CAPACITY, TEACHER, method_names, method_spec, method_with_role
-from pwoa_lab.utils import check_rate, get_device
+from pwoa_lab.experiments.runs import prune_row, teacher_row
+from pwoa_lab.experiments.selection import (Run, Selection, available_datasets, budgeted_methods,  # noqa: F401
+                                            cached_runs, default_selection, missing_runs, run_config_of, run_name,
+                                            shipped_teacher, unavailable_datasets)
+from pwoa_lab.training.presets import capacity_overrides, eval_settings, preset_config
+from pwoa_lab.training.registry import CAPACITY, TEACHER, method_with_role
+from pwoa_lab.utils import get_device
 
-Run = tuple[str, float, int]  # (method, rate, seed)
+smoke_note = defaults.smoke_note  # what every table and verdict of the smoke preset says; else ""
 
-smoke_note = defaults.smoke_note  # what every plot title and table of the smoke preset says; else ""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What the explorer's controls say."""
-    dataset: str = defaults.DATASET
-    methods: tuple[str, ...] = defaults.FIGURE1_METHODS
-    rates: tuple[float, ...] = (2.0, 4.0, 8.0)
-    scope: str = "hidden"
-    seeds: tuple[int, ...] = (0, 1, 2)
-    control: bool = False  # the capacity control beside every rate (`pwoa_lab.experiments.capacity`)
-
-    def checked(self) -> "Selection":
-        """The selection with rates as sorted floats, or a ValueError that says what is wrong."""
-        if not self.methods:
-            raise ValueError("pick at least one method")
-        if not self.rates:
-            raise ValueError("pick at least one pruning rate")
-        unknown = [m for m in self.methods if m not in method_names()]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(method_names())}")
-        if self.scope not in SCOPES:
-            raise ValueError(f"unknown scope {self.scope!r}; choose from {', '.join(SCOPES)}")
-        rates = tuple(sorted({check_rate(r) for r in self.rates}))
-        seeds = tuple(check_seeds(list(self.seeds)))
-        methods = tuple(m for m in method_names() if m in self.methods)
-        return replace(self, rates=rates, seeds=seeds, methods=methods)
-
-    def runs(self) -> list[Run]:
-        """Every (method, rate, seed) of the selection, in Figure 1's order (seed, method, rate)."""
-        return [(m, float(r), s) for s in self.seeds for m in self.methods for r in self.rates]
-
-
-def default_selection(preset: str) -> Selection:
-    """The first view: in smoke mode four runs of seconds each; otherwise `make demo`'s Figure 1."""
-    if preset == defaults.SMOKE_PRESET:
-        return Selection(defaults.DATASET, defaults.FRONTIER_METHODS, (4.0, 16.0), "hidden", (0,))
-    return Selection()
-
-
-def available_datasets(preset: str, root=None) -> list[str]:
-    """Datasets with a shipped teacher, a schedule in `preset` and their data on this machine."""
-    return [d for d in _course_datasets(preset) if d not in unavailable_datasets(preset, root)]
-
-
-def unavailable_datasets(preset: str, root=None) -> dict[str, str]:
-    """{dataset: one line a student can act on} for the course's datasets whose data this machine does not have."""
-    out = {}
-    for name in _course_datasets(preset):
-        try:
-            check_available(name, root)
-        except FileNotFoundError:
-            out[name] = (f"{name}: its data is not on this machine; ask your instructor for the data folder (or use "
-                         f"{defaults.DATASET}, which needs none)")
-    return out
-
-
-def _course_datasets(preset: str) -> list[str]:
-    """Datasets with a shipped teacher (its file present) and a schedule in `preset`."""
-    from pwoa_lab.io.checkpoint import shipped_teachers
-    return [d for d, path in shipped_teachers().items() if Path(path).is_file() and d in PRESETS[preset]]
-
-
-def budgeted_methods(methods: Sequence[str]) -> list[str]:
-    """The methods among `methods` that a frontier's budget grid trains (else the default frontier methods)."""
-    budgeted = [m for m in methods if method_spec(m).trains and method_spec(m).config is PruneConfig]
-    return budgeted or list(defaults.FRONTIER_METHODS)
-
-
-def run_name(run: Run) -> str:
-    method, rate, seed = run
-    return f"{method} {rate:g}x seed {seed}"
-
-
-def _config(sel: Selection, preset: str, method: str, rate: float, seed: int, device: str):
-    # exactly as figures.figure1 builds its configs, so that both find the same cache entries
-    return preset_config(sel.dataset, preset, method=method, rate=rate, seed=seed, device=device, scope=sel.scope)
-
-
-@functools.lru_cache(maxsize=None)
-def _shipped_teacher(dataset: str) -> nn.Module:
-    """The shipped teacher of `dataset`, loaded once."""
-    return resolve_teacher(dataset, None, get_device(None))
-
-
-def _cached_runs(sel: Selection, preset: str, teacher: nn.Module, cache_dir=None
-                 ) -> dict[Run, tuple[dict[str, Any], pd.DataFrame] | None]:
-    device = str(get_device(None))
-    settings = eval_settings(sel.dataset, preset)
-    return {(m, r, s): cached_prune_row(teacher, _config(sel, preset, m, r, s, device), settings, cache_dir)
-            for m, r, s in sel.runs()}
-
-
-def missing_runs(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None) -> list[Run]:
-    """The (method, rate, seed) runs of `sel` that the cache does not hold yet."""
-    sel = sel.checked()
-    teacher = teacher if teacher is not None else _shipped_teacher(sel.dataset)
-    return [run for run, hit in _cached_runs(sel, preset, teacher, cache_dir).items() if hit is None]
-
-
-# seconds a run takes when the store holds no measured run like it: a stated guess per preset (2-core CPU)
+# seconds a run takes when the store holds no measured run like it: a stated guess per preset (2-core CPU); a
+# capacity control trains the teacher's adversarial recipe, much longer than a pruning run
 DEFAULT_RUN_SECONDS = {"smoke": 5.0, "quick": 60.0, "paper": 3600.0}
+DEFAULT_CONTROL_SECONDS = {"smoke": 10.0, "quick": 600.0, "paper": 36000.0}
 SAME_RUN = ("dataset", "method", "rate", "scope", "admm_epochs", "retrain_epochs", "n_per_class", "batch_size")
+SAME_CONTROL = ("dataset", "model", "method", "scale", "epochs", "n_per_class", "batch_size")
 
 
-def estimate_seconds(runs: Sequence[Run], sel: Selection, preset: str, cache_dir=None) -> tuple[float, bool]:
+def estimate_seconds(runs: Sequence[Run], sel: Selection, preset: str, cache_dir=None,
+                     teacher: nn.Module | None = None) -> tuple[float, bool]:
     """About how long `runs` of `sel` take on this machine: per run the median training + evaluation seconds of
-    the stored runs with the same dataset, method, rate, scope and schedule (measured here, or where the cache was
-    filled), else `DEFAULT_RUN_SECONDS` of the preset. -> (seconds, whether every run had a measured twin)."""
+    the stored runs with the same dataset, method, rate, scope and schedule (a capacity control: the same width
+    and recipe), measured here or where the cache was filled, else `DEFAULT_RUN_SECONDS` (`DEFAULT_CONTROL_SECONDS`)
+    of the preset. -> (seconds, whether every run had a measured twin)."""
     measured = _measured_seconds(str(cache_root(cache_dir)))
     total, all_measured = 0.0, True
     device = str(get_device(None))
     for method, rate, seed in runs:
-        config = _config(sel, preset, method, rate, seed, device).to_dict()
-        found = measured.get(tuple(config.get(k) for k in SAME_RUN))
+        if method == CAPACITY:
+            teacher = teacher if teacher is not None else shipped_teacher(sel.dataset)
+            config = capacity_configs(teacher, sel.dataset, [rate], [seed], sel.scope,
+                                      capacity_overrides(sel.dataset, preset))[0][3].to_dict()
+            found = measured.get((CAPACITY, *(config.get(k) for k in SAME_CONTROL)))
+            guess = DEFAULT_CONTROL_SECONDS
+        else:
+            config = run_config_of(sel, preset, method, rate, seed, device).to_dict()
+            found = measured.get(tuple(config.get(k) for k in SAME_RUN))
+            guess = DEFAULT_RUN_SECONDS
         if found:
             total += float(np.median(found))
         else:
-            total += DEFAULT_RUN_SECONDS.get(preset, DEFAULT_RUN_SECONDS["quick"])
+            total += guess.get(preset, guess["quick"])
             all_measured = False
     return total, all_measured
 
 
+_READ_SECONDS: dict[Path, tuple[tuple, tuple | None, float]] = {}  # result.json -> (its stat, its key, seconds)
+
+
 def _measured_seconds(root: str) -> dict[tuple, list[float]]:
-    """{the SAME_RUN fields of a stored run: [its training + evaluation seconds, ...]} of the run store."""
+    """{the SAME_RUN fields of a stored run (a control: "capacity" and its SAME_CONTROL fields): [its training +
+    evaluation seconds, ...]} of the run store. A file is parsed again only when it changed (its size, inode or
+    time), so an explorer refresh costs a directory scan."""
     out: dict[tuple, list[float]] = {}
-    for path in Path(root, "prune_row").glob("*/result.json"):
-        try:
-            record = json.loads(path.read_text())
-            config, row = record["config"], record["row"]
-            seconds = float(row.get("train_seconds") or 0) + float(row.get("eval_seconds") or 0)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        out.setdefault(tuple(config.get(k) for k in SAME_RUN), []).append(seconds)
+    for kind in ("prune_row", "capacity_row"):
+        for path in Path(root, kind).glob("*/result.json"):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+            known = _READ_SECONDS.get(path)
+            if known is None or known[0] != stamp:
+                known = _READ_SECONDS[path] = (stamp, *_run_seconds(path, kind))
+            if known[1] is not None:
+                out.setdefault(known[1], []).append(known[2])
     return out
+
+
+def _run_seconds(path: Path, kind: str) -> tuple[tuple | None, float]:
+    """(the key `estimate_seconds` looks up, training + evaluation seconds) of one stored run; (None, 0) where it
+    cannot be read."""
+    try:
+        record = json.loads(path.read_text())
+        config, row = record["config"], record["row"]
+        key = (tuple(config.get(k) for k in SAME_RUN) if kind == "prune_row"
+               else (CAPACITY, *(config.get(k) for k in SAME_CONTROL)))
+        return key, float(row.get("train_seconds") or 0) + float(row.get("eval_seconds") or 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, 0.0
 
 
 class TooManyRuns(ValueError):
@@ -211,7 +146,7 @@ def compute_missing(sel: Selection, preset: str, teacher: nn.Module | None = Non
     each epoch: when true, `ComputeStopped` (the runs finished so far stay in the cache; the run it interrupts
     resumes from its last saved epoch next time). -> the runs computed."""
     sel = sel.checked()
-    teacher = teacher if teacher is not None else _shipped_teacher(sel.dataset)
+    teacher = teacher if teacher is not None else shipped_teacher(sel.dataset)
     todo = missing_runs(sel, preset, teacher, cache_dir)
     reason = refusal(len(todo), max_runs)
     if reason:
@@ -224,7 +159,7 @@ def compute_missing(sel: Selection, preset: str, teacher: nn.Module | None = Non
             if on_run:
                 on_run(i, len(todo), (method, rate, seed))
             _check_stop(should_stop)
-            config = _config(sel, preset, method, rate, seed, device)
+            config = run_config_of(sel, preset, method, rate, seed, device)
             prune_row(teacher, config, settings, cache_dir, root=root, progress=False,
                       on_epoch=_epoch_counter(on_epoch, sum(p.epochs for p in config.phases()), should_stop))
             done.append((method, rate, seed))
@@ -233,6 +168,56 @@ def compute_missing(sel: Selection, preset: str, teacher: nn.Module | None = Non
     if on_run and todo:
         on_run(len(todo), len(todo), todo[-1])
     return todo
+
+
+def missing_controls(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None) -> list[Run]:
+    """The ("capacity", rate, seed) controls of `sel` (with its tick box on) that the cache does not hold yet."""
+    sel = sel.checked()
+    if not sel.control:
+        return []
+    teacher = teacher if teacher is not None else shipped_teacher(sel.dataset)
+    stored = capacity_rows(teacher, sel.dataset, sel.rates, sel.seeds, eval_settings(sel.dataset, preset), sel.scope,
+                           capacity_overrides(sel.dataset, preset), cache_dir, progress=False, cached_only=True)
+    have = set(zip(stored.rate.astype(float), stored.seed.astype(int))) if len(stored) else set()
+    return [run for run in sel.controls() if (run[1], run[2]) not in have]
+
+
+def compute_controls(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None, root=None,
+                     on_run: Callable[[int, int, Run], None] | None = None,
+                     on_epoch: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> list[Run]:
+    """Train the capacity controls of `sel` that the cache lacks, one at a time, with `compute_missing`'s hooks:
+    `on_run(i, n, ("capacity", rate, seed))`, `on_epoch(done, epochs)`, and `should_stop()` after each, when true
+    `ComputeStopped` (the controls finished stay in the cache; the one it interrupts resumes from its last saved
+    epoch). -> the controls computed."""
+    sel = sel.checked()
+    teacher = teacher if teacher is not None else shipped_teacher(sel.dataset)
+    settings, overrides = eval_settings(sel.dataset, preset), capacity_overrides(sel.dataset, preset)
+    todo = missing_controls(sel, preset, teacher, cache_dir)
+    done: list[Run] = []
+    try:
+        for i, run in enumerate(todo):
+            if on_run:
+                on_run(i, len(todo), run)
+            _check_stop(should_stop)
+            _, rate, seed = run
+            config = capacity_configs(teacher, sel.dataset, [rate], [seed], sel.scope, overrides)[0][3]
+            capacity_rows(teacher, sel.dataset, [rate], [seed], settings, sel.scope, overrides, cache_dir, root=root,
+                          progress=False,
+                          on_epoch=_epoch_counter(on_epoch, sum(p.epochs for p in config.phases()), should_stop))
+            done.append(run)
+    except ComputeStopped:
+        raise ComputeStopped(done, todo) from None
+    if on_run and todo:
+        on_run(len(todo), len(todo), todo[-1])
+    return todo
+
+
+def _counted(on_run: Callable[[int, int, Run], None] | None, start: int, total: int):
+    """`on_run(i, n, run)` of one part of a computation as run `start + i` of `total` (one count for all parts)."""
+    if on_run is None:
+        return None
+    return lambda i, _n, run: on_run(start + i, total, run)
 
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:
@@ -264,7 +249,7 @@ class ExplorerData:
     summary: pd.DataFrame            # figures.seed_summary(table): means, sds and 95% intervals
     histories: pd.DataFrame          # per run and epoch: method, rate, seed, epoch, phase, val_natural, val_pgd, ...
     missing: list[Run] = field(default_factory=list)
-    computed: list[Run] = field(default_factory=list)
+    computed: list[Run] = field(default_factory=list)  # by this request (the controls' as ("capacity", rate, seed))
     max_runs: int | None = None      # the most missing runs one request may start (None: no cap)
     verdicts: list[str] = field(default_factory=list)           # the paper's claim per rate, in words
     frontier_verdicts: list[str] = field(default_factory=list)  # PwoA's front against naive's, per rate
@@ -280,7 +265,7 @@ class ExplorerData:
         return refusal(len(self.missing), self.max_runs)
 
     def message(self) -> str:
-        n = len(self.selection.runs())
+        n = len(self.selection.runs()) + len(self.selection.controls())
         shown = n - len(self.missing)
         parts = [f"{shown} of {n} runs shown ({len(self.computed)} computed now, {shown - len(self.computed)} read "
                  f"from the cache); preset {self.preset}"]
@@ -299,31 +284,39 @@ def explorer_data(sel: Selection, preset: str, teacher: nn.Module | None = None,
     """What the explorer shows for `sel`: the Figure-1 table with its summary (means and 95% intervals), the claim
     per rate, the training histories, and the frontier the cache holds with its verdicts.
 
-    `compute`: run the missing runs first (`compute_missing`), unless there are more than `max_runs` (then the
+    `compute`: run the missing runs first (`compute_missing`, then `compute_controls`: one count of runs for
+    `on_run`), unless there are more than `max_runs` (then the
     data's `refused` says why); otherwise the cached ones only (the teacher row is evaluated, once, when not
     cached: seconds). `should_stop`: as `compute_missing`; a stopped computation shows what the cache holds then,
     and its `stopped` says how many runs it was to do."""
     sel = sel.checked()
-    teacher = teacher if teacher is not None else _shipped_teacher(sel.dataset)
-    hits = _cached_runs(sel, preset, teacher, cache_dir)
+    teacher = teacher if teacher is not None else shipped_teacher(sel.dataset)
+    hits = cached_runs(sel, preset, teacher, cache_dir)
     missing = [r for r, hit in hits.items() if hit is None]
+    controls = missing_controls(sel, preset, teacher, cache_dir)
     computed, stopped = [], None
-    if compute and missing and refusal(len(missing), max_runs) is None:
-        try:
-            computed = compute_missing(sel, preset, teacher, cache_dir, root, on_run, on_epoch,
-                                       should_stop=should_stop)
+    if compute and missing + controls and refusal(len(missing + controls), max_runs) is None:
+        try:  # the pruning runs, then the capacity controls: one progress count, one stop
+            total = len(missing + controls)
+            if missing:
+                computed = compute_missing(sel, preset, teacher, cache_dir, root, _counted(on_run, 0, total),
+                                           on_epoch, should_stop=should_stop)
+            if controls:
+                computed += compute_controls(sel, preset, teacher, cache_dir, root,
+                                             _counted(on_run, len(missing), total), on_epoch, should_stop)
         except ComputeStopped as stop:
-            computed, stopped = stop.computed, len(stop.runs)
-        hits = _cached_runs(sel, preset, teacher, cache_dir)
+            computed, stopped = computed + stop.computed, len(missing + controls)
+        hits = cached_runs(sel, preset, teacher, cache_dir)
+        controls = missing_controls(sel, preset, teacher, cache_dir)
     settings = eval_settings(sel.dataset, preset)
     eps = preset_config(sel.dataset, preset, scope=sel.scope).eps
     t_row = teacher_row(teacher, sel.dataset, eps, settings, cache_dir, True, root)
     rows = [t_row]
     capacity = pd.DataFrame()
-    if sel.control:  # computed with the runs when the page computes, else what the cache holds
+    if sel.control:
         capacity = capacity_rows(teacher, sel.dataset, sel.rates, sel.seeds, settings, sel.scope,
                                  capacity_overrides(sel.dataset, preset), cache_dir, root=root, progress=False,
-                                 cached_only=not compute or stopped is not None)
+                                 cached_only=True)
     histories = []
     for (method, rate, seed), hit in hits.items():
         if hit is None:
@@ -340,13 +333,14 @@ def explorer_data(sel: Selection, preset: str, teacher: nn.Module | None = None,
     if sel.control:
         verdicts += capacity_lines(table, sel, preset, cache_dir)
     data = ExplorerData(sel, preset, table, seed_summary(table, cache_dir=cache_dir), hist,
-                        missing=[r for r, hit in hits.items() if hit is None], computed=computed, max_runs=max_runs,
+                        missing=[r for r, hit in hits.items() if hit is None] + controls, computed=computed,
+                        max_runs=max_runs,
                         verdicts=verdicts, layer_names=getattr(teacher, "hidden_names", None), stopped=stopped)
     # with the teacher as the reference star, as `frontier.frontier` draws it
     data.frontier = cached_frontier_result(sel.dataset, sel.rates, sel.methods, sel.seeds, preset, teacher=teacher,
                                            cache_dir=cache_dir, teacher_row=t_row, scope=sel.scope)
     if data.missing:
-        data.estimate = estimate_seconds(data.missing, sel, preset, cache_dir)
+        data.estimate = estimate_seconds(data.missing, sel, preset, cache_dir, teacher)
     if data.frontier is not None:
         fr = data.frontier
         data.frontier_verdicts = [f"{r.rate:g}x: {r.verdict}. {r.text}" for r in fr.verdicts.itertuples()]

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from filelock import FileLock, Timeout
 
@@ -114,6 +114,49 @@ class ResultCache:
         """The inter-process lock of computing `key` (see the module docstring): `with cache.lock(key): ...`
         waits for it; `lock.acquire(blocking=False)` only tries."""
         return EntryLock(self.root / ".locks" / f"{key}.lock")
+
+
+def compute_once(cache: ResultCache, items: Sequence[Any], key: Callable[[Any], str], read: Callable[[Any], bool],
+                 compute: Callable[[list, dict[str, "EntryLock | None"]], None], use_cache: bool = True,
+                 on_wait: Callable[[int], None] | None = None) -> None:
+    """Compute each of `items` that the store lacks, once across the processes sharing `cache`.
+
+    An item whose lock (`cache.lock(key(item))`) this process gets is read again (another process may have stored it
+    since the caller looked) and, still missing, handed to `compute(mine, locks)` with the others of its round; their
+    locks are held meanwhile (`locks[key(item)]`; `compute` may release each as soon as its item is stored). Items
+    another process holds are waited for afterwards (`on_wait(how many)` first) and read back; one that process
+    stopped without storing is computed here in the next round. `read(item)`: read the stored result (the caller
+    keeps it) and say whether there was one. `compute` is called at least once, with an empty `mine` where nothing
+    is left, so that a caller can run other jobs beside the first round."""
+    pending, first = list(items), True
+    while pending or first:
+        first = False
+        mine, busy, locks = [], [], {}
+        for item in pending:
+            lock = cache.lock(key(item)) if use_cache else None
+            if lock is not None and not lock.acquire(blocking=False):
+                busy.append(item)  # another process is computing it
+                continue
+            if read(item):  # stored by another process since the caller's first look
+                if lock is not None:
+                    lock.release()
+                continue
+            mine.append(item)
+            locks[key(item)] = lock
+        try:
+            compute(mine, locks)
+        finally:
+            for lock in locks.values():
+                if lock is not None:
+                    lock.release()
+        pending = []
+        if busy and on_wait is not None:
+            on_wait(len(busy))
+        for item in busy:
+            with cache.lock(key(item)):  # released when that process stores the entry, or stops
+                found = read(item)
+            if not found:  # that process stopped or its computation failed: compute it here
+                pending.append(item)
 
 
 class EntryLock:

@@ -2,7 +2,7 @@
 
 Each takes what `pwoa_lab.experiments.explore` computed (an `ExplorerData`, or its selection and frontier result)
 and returns a Figure; `_empty` is the placeholder figure that says what is missing and how to fill it. With the
-`smoke` preset every title says so (`explore.smoke_note`): its numbers are no finding.
+`smoke` preset every figure says so above its title (`plots.mark_smoke`): its numbers are no finding.
 
 `explore(selection, preset)` -> `ExplorerView`: the data and its four figures; `png_output`, `table_output`,
 `verdict_output` and `frontier_outputs` are the page's cells (set as `Output.outputs` by `pwoa_lab.course.explorer`).
@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from pwoa_lab.core.intervals import VERDICT_RULE, format_cell
 
 from pwoa_lab.course.plots.comparisons import plot_frontier
-from pwoa_lab.course.plots.paper import METHOD_STYLE, plot_figure1
+from pwoa_lab.course.plots.paper import METHOD_STYLE, mark_smoke, plot_figure1
 from pwoa_lab.course.plots.runs import plot_information_plane
 from pwoa_lab.experiments.explore import (ExplorerData, Selection, explorer_data, frontier_command,
                                           only_preset_budget, smoke_note)
@@ -34,38 +34,30 @@ FIGURE_METRICS = ("natural", "pgd", "aa")
 FRONT_WORDS = "front: the points of a method that no other point of the same method beats on both accuracies"
 
 
-def _empty(text: str, size=(6, 2.5), note: str = "") -> plt.Figure:
+def _empty(text: str, size=(6, 2.5)) -> plt.Figure:
     fig, ax = plt.subplots(figsize=size)
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, wrap=True)
     ax.axis("off")
-    if note:
-        fig.suptitle(note)
     return fig
-
-
-def _title(text: str, note: str) -> str:
-    """`text`, and `note` (the smoke preset's warning) on a line of its own when there is one."""
-    return f"{text}\n{note}" if note else text
 
 
 def figure1_plot(view: ExplorerData) -> plt.Figure:
     """`plots.plot_figure1` of the view's table (whiskers: 95% intervals over the seeds and test images)."""
-    sel, note = view.selection, smoke_note(view.preset)
+    sel = view.selection
     if (view.table.method != TEACHER).sum() == 0:
-        return _empty("no run of this selection is in the cache yet:\npress 'compute missing runs'", note=note)
+        return _empty("no run of this selection is in the cache yet:\npress 'compute missing runs'")
     seeds = ", ".join(map(str, sel.seeds))
     return plot_figure1(view.table, metrics=FIGURE_METRICS, summary=view.summary,
-                        title=_title(f"Figure 1 on {sel.dataset} ({view.preset} preset), scope {sel.scope}, "
-                                     f"seeds {seeds}: mean and 95% interval", note))
+                        title=f"Figure 1 on {sel.dataset} ({view.preset} preset), scope {sel.scope}, "
+                              f"seeds {seeds}: mean and 95% interval")
 
 
-def plot_training_curves(hist: pd.DataFrame, rates: Sequence[float], metric: str = "val_pgd",
-                         note: str = "") -> plt.Figure:
+def plot_training_curves(hist: pd.DataFrame, rates: Sequence[float], metric: str = "val_pgd") -> plt.Figure:
     """Validation accuracy over epochs: one panel per rate, one line per method (mean over seeds, band +-1 std);
-    the natural accuracy dotted. `note`: a line under the title (the smoke preset's warning)."""
+    the natural accuracy dotted."""
     trained = hist.dropna(subset=[metric]) if len(hist) else hist
     if not len(trained):
-        return _empty("no training history to show (one-shot pruning does not train)", note=note)
+        return _empty("no training history to show (one-shot pruning does not train)")
     rates = [r for r in rates if (trained.rate == r).any()]
     fig, axes = plt.subplots(1, len(rates), figsize=(3.6 * len(rates) + 1, 3.3), squeeze=False, sharey=True)
     for ax, rate in zip(axes[0], rates):
@@ -85,25 +77,24 @@ def plot_training_curves(hist: pd.DataFrame, rates: Sequence[float], metric: str
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation accuracy (%)\nsolid: PGD, dotted: natural")
     axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(_title("training curves (mean over seeds, band ± 1 std)", note))
+    fig.suptitle("training curves (mean over seeds, band ± 1 std)")
     fig.tight_layout()
     return fig
 
 
 def plane_plot(view: ExplorerData, layer_names=None) -> plt.Figure:
     """`plots.plot_information_plane` of each trained method at the largest rate shown (first seed)."""
-    hist, note = view.histories, smoke_note(view.preset)
+    hist = view.histories
     cols = [c for c in hist.columns if str(c).startswith("hsic_xz_")]
     if not len(hist) or not cols:
-        return _empty("no information-plane data (nHSIC is recorded while training)", note=note)
+        return _empty("no information-plane data (nHSIC is recorded while training)")
     hist = hist.dropna(subset=cols)
     rate = float(hist.rate.max())
     seed = view.selection.seeds[0] if (hist.seed == view.selection.seeds[0]).any() else int(hist.seed.min())
     runs = {f"{m} {rate:g}x (seed {seed})": part.sort_values("epoch")
             for m, part in hist[(hist.rate == rate) & (hist.seed == seed)].groupby("method", sort=False)}
     fig = plot_information_plane(runs, layer_names)
-    fig.suptitle(_title("information plane: nHSIC(X, Z) vs nHSIC(Y, Z) per layer over training (dark: later "
-                        "epochs)", note))
+    fig.suptitle("information plane: nHSIC(X, Z) vs nHSIC(Y, Z) per layer over training (dark: later epochs)")
     fig.tight_layout()
     return fig
 
@@ -113,25 +104,26 @@ def frontier_plot(sel: Selection, preset: str, fr) -> plt.Figure:
     budget, the teacher as a star (`fr`: `frontier.cached_frontier_result`, from the cache only: the explorer never
     trains a budget grid; `pwoa-lab frontier` fills it). Where the cache holds one budget per method only, the
     title says so instead of "over the fine-tuning budget"."""
-    note = smoke_note(preset)
     if fr is None:
         return _empty("no frontier of this selection in the cache. Before class, run:\n"
-                      + frontier_command(sel, preset).replace(" --scope", "\n--scope"), size=(7, 2.5), note=note)
+                      + frontier_command(sel, preset).replace(" --scope", "\n--scope"), size=(7, 2.5))
     if only_preset_budget(fr.points):
         title = ("natural vs robust accuracy at the preset's own budget only (one point per method: no budget "
                  "grid in the cache)")
     else:
         title = (f"natural vs robust accuracy over the fine-tuning budget\n(labels: learning-rate factor[/epoch "
                  f"factor]; filled: on the front)\n{FRONT_WORDS}")
-    return plot_frontier(fr.points, title=_title(title, note))
+    return plot_frontier(fr.points, title=title)
 
 
 def explorer_figures(view: ExplorerData) -> dict[str, plt.Figure]:
-    """The explorer's four figures of a view: "figure1", "curves", "plane" and "frontier"."""
-    return {"figure1": figure1_plot(view),
-            "curves": plot_training_curves(view.histories, view.selection.rates, note=smoke_note(view.preset)),
-            "plane": plane_plot(view, view.layer_names),
-            "frontier": frontier_plot(view.selection, view.preset, view.frontier)}
+    """The explorer's four figures of a view: "figure1", "curves", "plane" and "frontier"; under the smoke preset
+    each says so above its title (`plots.mark_smoke`, as every figure of the commands and notebooks)."""
+    figures = {"figure1": figure1_plot(view),
+               "curves": plot_training_curves(view.histories, view.selection.rates),
+               "plane": plane_plot(view, view.layer_names),
+               "frontier": frontier_plot(view.selection, view.preset, view.frontier)}
+    return {name: mark_smoke(fig, view.preset) for name, fig in figures.items()}
 
 
 def figure_png(fig: plt.Figure) -> bytes:
