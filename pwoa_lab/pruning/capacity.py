@@ -75,10 +75,15 @@ def capacity_scale(model_name: str, dataset: str, target: int) -> CapacityScale:
     candidates = [CapacityScale(float(s), dense_weights(model_name, dataset, s), int(target))
                   for s in np.unique([low, high])]
     best = min(candidates, key=lambda c: abs(c.weights - target))
-    for digits in (2, 3, 4, 5, 6):  # the shortest scale that builds the same network (for tables and keys)
-        short = round(best.scale, digits)
-        if short > 0 and _shapes(model_name, dataset, short) == _shapes(model_name, dataset, best.scale):
-            best = CapacityScale(short, best.weights, best.target)
+    shapes = _shapes(model_name, dataset, best.scale)
+    # the shortest scale that builds the same network (for tables and keys); the bisection ends on a step's edge,
+    # so the shorter number may lie above it as well as below
+    shorter = (s for digits in (2, 3, 4, 5, 6)
+               for s in (np.floor(best.scale * 10 ** digits) / 10 ** digits,
+                         np.ceil(best.scale * 10 ** digits) / 10 ** digits))
+    for short in shorter:
+        if 0 < short <= 1 and _shapes(model_name, dataset, float(short)) == shapes:
+            best = CapacityScale(round(float(short), 6), best.weights, best.target)
             break
     if abs(best.error) > TOLERANCE:
         raise ValueError(f"no width of {model_name} has about {target:,} weights (closest: {best.weights:,} at "
