@@ -8,6 +8,7 @@ capacity control, a dense network of (about) the pruned network's size.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,7 @@ def _shapes(model_name: str, dataset: str, scale: float) -> list[tuple[int, ...]
         return [tuple(p.shape) for p in build_model(model_name, dataset, scale=scale).parameters()]
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of its arguments, asked again on every explorer redraw
 def capacity_scale(model_name: str, dataset: str, target: int) -> CapacityScale:
     """The width multiplier in (0, 1] whose dense network has the parameter count closest to `target`.
 
