@@ -158,11 +158,11 @@ def test_an_interrupted_control_resumes_from_its_last_epoch_with_the_same_number
     args = (teacher, "digits", [8], [0], eval_settings("digits", "smoke"), "hidden", overrides)
     whole = capacity_rows(*args, cache_dir=tmp_path / "whole", progress=False)
 
-    def stop_in_second_epoch(row):
-        if row["epoch"] == 2:
-            raise _Interrupt  # as Ctrl-C would, after the first epoch's state was saved
+    def stop_after_the_first_epoch(row):
+        if row["epoch"] == 1:
+            raise _Interrupt  # as Ctrl-C or the explorer's stop would, after the first epoch's state was saved
     with pytest.raises(_Interrupt):
-        capacity_rows(*args, cache_dir=tmp_path / "cut", progress=False, on_epoch=stop_in_second_epoch)
+        capacity_rows(*args, cache_dir=tmp_path / "cut", progress=False, on_epoch=stop_after_the_first_epoch)
     assert len(list((tmp_path / "cut" / "capacity_row").glob("*/state.pt"))) == 1
     assert not list((tmp_path / "cut" / "capacity_row").glob("*/result.json"))
     epochs = []

@@ -88,14 +88,14 @@ def test_an_interrupted_gpu_run_resumes_to_the_same_weights(gpu_teacher, small_d
     full = run_config(gpu_teacher, config, *small_data, progress=False)
     state, seen = tmp_path / "state.pt", []
 
-    def stop_after_the_first_epoch(row):
+    def stop_after_the_second_epoch(row):
         seen.append(row)
         if len(seen) == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run_config(gpu_teacher, config, *small_data, progress=False, state_path=state,
-                   on_epoch=stop_after_the_first_epoch)
+                   on_epoch=stop_after_the_second_epoch)
     resumed = run_config(gpu_teacher, config, *small_data, progress=False, state_path=state)
     assert same_weights(full.model, resumed.model)
 

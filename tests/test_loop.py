@@ -226,7 +226,7 @@ def test_interrupted_run_resumes_after_its_last_completed_epoch(teacher, small_d
 
     def stop_in_retraining(row):
         if row["phase"] == "retrain":
-            raise KeyboardInterrupt  # Ctrl-C in the first retraining epoch
+            raise KeyboardInterrupt  # Ctrl-C after the first retraining epoch (its state is saved)
 
     with pytest.raises(KeyboardInterrupt):
         run_config(teacher, config, train=train, val=val, progress=False, state_path=state,
@@ -235,7 +235,8 @@ def test_interrupted_run_resumes_after_its_last_completed_epoch(teacher, small_d
     seen = []
     resumed = run_config(teacher, config, train=train, val=val, progress=False, state_path=state,
                                  on_epoch=seen.append)
-    assert [r["phase"] for r in seen] == ["retrain"] * config.retrain_epochs   # the ADMM epochs were not redone
+    # neither the ADMM epochs nor the finished retraining epoch were redone
+    assert [r["phase"] for r in seen] == ["retrain"] * (config.retrain_epochs - 1)
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     cols = [c for c in full.history.columns if c != "train_seconds"]
@@ -306,17 +307,17 @@ def test_hydra_run_resumes_after_an_interrupt(small_data, tmp_path):
     full = run_config(model, config, train=train, val=val, progress=False)
     state = tmp_path / "state.pt"
 
-    def stop_in_finetuning(row):
-        if row["phase"] == "finetune":
-            raise KeyboardInterrupt
+    def stop_after_scoring(row):
+        if row["phase"] == "score":
+            raise KeyboardInterrupt  # after the score epoch's state is saved: the resume starts the finetune phase
 
     with pytest.raises(KeyboardInterrupt):
         run_config(model, config, train=train, val=val, progress=False, state_path=state,
-                   on_epoch=stop_in_finetuning)
+                   on_epoch=stop_after_scoring)
     seen = []
     resumed = run_config(model, config, train=train, val=val, progress=False, state_path=state, on_epoch=seen.append)
-    # Ctrl-C came in the first finetune epoch, before its state was saved: the score epoch is not redone, and the
-    # resumed run rebuilds the scored layers, restores them, then makes the hard prune to top-k(|scores|) afresh
+    # Ctrl-C came after the score epoch: it is not redone, and the resumed run rebuilds the scored layers,
+    # restores them, then makes the hard prune to top-k(|scores|) afresh
     assert [r["phase"] for r in seen] == ["finetune", "finetune"]
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name

@@ -324,7 +324,7 @@ def fit(student: nn.Module, phases: Sequence[Phase], method: Method, config: Run
     the selectable epoch with the best validation PGD accuracy; the test split is never looked at), its `seed`
     the batch order. `train` / `val`: tensors in [0, 1] (val is used for the history and for `select`);
     `state_path` / `state_key`: resume points (see the module docstring); `hsic_monitor`: record per-layer
-    nHSIC on a fixed validation batch; `on_epoch(row)` is called after every epoch.
+    nHSIC on a fixed validation batch; `on_epoch(row)` is called after every epoch (after its state is saved).
     """
     if not config.is_resolved():
         raise ValueError(f"fit takes a resolved config: pass {type(config).__name__}(...).resolved(), which "
@@ -364,10 +364,10 @@ def fit(student: nn.Module, phases: Sequence[Phase], method: Method, config: Run
             row.update(_validate(run, hsic_batch))
         run.history.append(row)
         _select(run, phase, row, select)
+        if state_path is not None:  # before on_epoch: a stop or Ctrl-C there keeps the epoch just finished
+            state_path = save_or_warn(state_path, state_key, run_state(run, n + 1, opt, sched))
         if on_epoch is not None:
             on_epoch(row)
-        if state_path is not None:
-            state_path = save_or_warn(state_path, state_key, run_state(run, n + 1, opt, sched))
     return _finish(run, select)
 
 
