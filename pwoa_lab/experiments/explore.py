@@ -173,11 +173,19 @@ def compute_missing(sel: Selection, preset: str, teacher: nn.Module | None = Non
 def missing_controls(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None) -> list[Run]:
     """The ("capacity", rate, seed) controls of `sel` (with its tick box on) that the cache does not hold yet."""
     sel = sel.checked()
+    return _absent(sel, stored_controls(sel, preset, teacher, cache_dir))
+
+
+def stored_controls(sel: Selection, preset: str, teacher: nn.Module | None = None, cache_dir=None) -> pd.DataFrame:
+    """The capacity-control rows of `sel` that the cache holds (empty without its tick box)."""
     if not sel.control:
-        return []
+        return pd.DataFrame()
     teacher = teacher if teacher is not None else shipped_teacher(sel.dataset)
-    stored = capacity_rows(teacher, sel.dataset, sel.rates, sel.seeds, eval_settings(sel.dataset, preset), sel.scope,
-                           capacity_overrides(sel.dataset, preset), cache_dir, progress=False, cached_only=True)
+    return capacity_rows(teacher, sel.dataset, sel.rates, sel.seeds, eval_settings(sel.dataset, preset), sel.scope,
+                         capacity_overrides(sel.dataset, preset), cache_dir, progress=False, cached_only=True)
+
+
+def _absent(sel: Selection, stored: pd.DataFrame) -> list[Run]:
     have = set(zip(stored.rate.astype(float), stored.seed.astype(int))) if len(stored) else set()
     return [run for run in sel.controls() if (run[1], run[2]) not in have]
 
@@ -307,16 +315,12 @@ def explorer_data(sel: Selection, preset: str, teacher: nn.Module | None = None,
         except ComputeStopped as stop:
             computed, stopped = computed + stop.computed, len(missing + controls)
         hits = cached_runs(sel, preset, teacher, cache_dir)
-        controls = missing_controls(sel, preset, teacher, cache_dir)
+    capacity = stored_controls(sel, preset, teacher, cache_dir)
+    controls = _absent(sel, capacity)
     settings = eval_settings(sel.dataset, preset)
     eps = preset_config(sel.dataset, preset, scope=sel.scope).eps
     t_row = teacher_row(teacher, sel.dataset, eps, settings, cache_dir, True, root)
     rows = [t_row]
-    capacity = pd.DataFrame()
-    if sel.control:
-        capacity = capacity_rows(teacher, sel.dataset, sel.rates, sel.seeds, settings, sel.scope,
-                                 capacity_overrides(sel.dataset, preset), cache_dir, root=root, progress=False,
-                                 cached_only=True)
     histories = []
     for (method, rate, seed), hit in hits.items():
         if hit is None:
